@@ -1,0 +1,161 @@
+//! `lbrx convert`: plan, show (`--dry-run`) or run a conversion with a progress bar.
+
+use crate::util::{out, out_json, parse_size, CliResult};
+use indicatif::{ProgressBar, ProgressStyle};
+use lbrx_convert::{plan_safetensors, ConvertOptions, ExecOptions, Plan, Transform};
+use lbrx_core::{human_bytes, DType};
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `lbrx convert`.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Source model file or directory.
+    src: PathBuf,
+    /// Destination: a `.safetensors` file, or a directory (sharded, with an index when there are several shards).
+    dst: PathBuf,
+    /// Cast float tensors to this dtype: f32, f16, bf16, f8_e4m3, f8_e5m2 (integer tensors are kept).
+    #[arg(long, value_parser = parse_dtype)]
+    dtype: Option<DType>,
+    /// Largest output shard, e.g. 5GB or 2GiB (directory outputs); default keeps the source's sharding.
+    #[arg(long, value_parser = parse_size)]
+    max_shard_size: Option<u64>,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print the plan (every output file and tensor) and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace the destination if it exists.
+    #[arg(long, short = 'f')]
+    force: bool,
+    /// No progress bar and no summary.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Print the plan (with --dry-run) or the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_dtype(s: &str) -> Result<DType, String> {
+    match DType::parse_user(s) {
+        Some(d) if d.is_castable_float() => Ok(d),
+        _ => Err(format!(
+            "'{s}' is not a target dtype (use f32, f16, bf16, f8_e4m3, f8_e5m2, f64)"
+        )),
+    }
+}
+
+fn transform_name(t: &Transform) -> String {
+    match t {
+        Transform::Copy => "copy".into(),
+        Transform::Cast { from, to } => format!("cast {from}->{to}"),
+    }
+}
+
+fn print_plan(plan: &Plan, json: bool) -> CliResult {
+    if json {
+        return out_json(&serde_json::to_value(plan)?);
+    }
+    let mut s = format!(
+        "plan: {} -> {} ({}, {} file{}, {} of tensor data)\n",
+        plan.jobs.len(),
+        plan.dst.display(),
+        match plan.kind {
+            lbrx_convert::OutputKind::File => "file",
+            lbrx_convert::OutputKind::Dir => "directory",
+        },
+        plan.files.len(),
+        if plan.files.len() == 1 { "" } else { "s" },
+        human_bytes(plan.data_bytes)
+    );
+    for (fi, f) in plan.files.iter().enumerate() {
+        s += &format!(
+            "\n{} ({}, header {} bytes)\n",
+            f.name,
+            human_bytes(f.size),
+            f.header.len()
+        );
+        let mut jobs: Vec<_> = plan.jobs.iter().filter(|j| j.file == fi).collect();
+        jobs.sort_by_key(|j| j.offset);
+        for j in jobs {
+            s += &format!(
+                "  {:>14}  {:<48} {:<8} {:<18} {:>12}  {}\n",
+                j.offset,
+                j.name,
+                j.dtype.name(),
+                format!("{:?}", j.shape),
+                j.len,
+                transform_name(&j.transform)
+            );
+        }
+    }
+    for (name, _) in &plan.small_files {
+        s += &format!("\n{name} (index)\n");
+    }
+    for (name, p) in &plan.assets {
+        s += &format!("{name} (copied from {})\n", p.display());
+    }
+    out(&s)
+}
+
+pub(crate) fn run(a: Args) -> CliResult {
+    let src = lbrx_formats::open(&a.src)?;
+    let opts = ConvertOptions {
+        dtype: a.dtype,
+        max_shard_size: a.max_shard_size,
+        overwrite: a.force,
+    };
+    let plan = plan_safetensors(&*src, &a.dst, &opts)?;
+    if a.dry_run {
+        return print_plan(&plan, a.json);
+    }
+    let bar = if !a.quiet && std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(plan.data_bytes);
+        b.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let start = Instant::now();
+    let exec = ExecOptions {
+        threads: a.threads,
+        ..ExecOptions::default()
+    };
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.inc(n);
+        }
+    };
+    let result = lbrx_convert::run(&plan, &*src, a.force, exec, &progress);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    result?;
+    let secs = start.elapsed().as_secs_f64();
+    if a.json {
+        return out_json(&json!({
+            "dst": plan.dst, "tensors": plan.jobs.len(), "files": plan.files.iter().map(|f| &f.name).collect::<Vec<_>>(),
+            "tensor_bytes": plan.data_bytes, "seconds": secs,
+        }));
+    }
+    if !a.quiet {
+        let rate = plan.data_bytes as f64 / secs.max(1e-9);
+        out(&format!(
+            "wrote {}: {} tensors in {} file{}, {} in {:.2}s ({}/s)\n",
+            plan.dst.display(),
+            plan.jobs.len(),
+            plan.files.len(),
+            if plan.files.len() == 1 { "" } else { "s" },
+            human_bytes(plan.data_bytes),
+            secs,
+            human_bytes(rate as u64)
+        ))?;
+    }
+    Ok(())
+}

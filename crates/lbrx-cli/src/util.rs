@@ -1,0 +1,114 @@
+//! Small helpers shared by the subcommands: output, size parsing, number formatting.
+
+use std::io::{self, Write};
+
+/// A boxed error for the CLI layer.
+pub(crate) type CliResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Whether an error is a closed stdout (`lbrx inspect x | head`), which is not a failure.
+pub(crate) fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Writes text to stdout.
+pub(crate) fn out(text: &str) -> CliResult {
+    let mut o = io::stdout().lock();
+    o.write_all(text.as_bytes())?;
+    o.flush()?;
+    Ok(())
+}
+
+/// Writes JSON (pretty) to stdout.
+pub(crate) fn out_json(v: &serde_json::Value) -> CliResult {
+    let mut s = serde_json::to_string_pretty(v)?;
+    s.push('\n');
+    out(&s)
+}
+
+/// Parses a size: `5GB` (10^9), `2GiB` (2^30), `500MB`, `64KiB`, `1000` (bytes).
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (try 5GB, 500MB, 2GiB)"))?;
+    let mult: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "KB" | "K" => 1e3,
+        "MB" | "M" => 1e6,
+        "GB" | "G" => 1e9,
+        "TB" | "T" => 1e12,
+        "KIB" => 1024.0,
+        "MIB" => 1048576.0,
+        "GIB" => 1073741824.0,
+        "TIB" => 1099511627776.0,
+        _ => {
+            return Err(format!(
+                "'{s}': unknown size unit (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    let bytes = v * mult;
+    if !(1.0..1.8e19).contains(&bytes) {
+        return Err(format!("'{s}': size out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Groups digits: 1234567 -> "1,234,567".
+pub(crate) fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Short parameter count: 3.71M, 7.24B.
+pub(crate) fn short_count(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=999_999 => format!("{:.1}K", n as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.2}M", n as f64 / 1e6),
+        _ => format!("{:.2}B", n as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5MB"), Ok(1_500_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("5XB").is_err());
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(short_count(3_712_000), "3.71M");
+    }
+}

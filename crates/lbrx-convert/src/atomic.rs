@@ -1,0 +1,377 @@
+//! Atomic outputs: every file is built unnamed (`O_TMPFILE`) or under a hidden temporary name next to the
+//! destination and only linked and renamed into place once complete and synced. A run that fails or is killed
+//! leaves nothing at the destination, and (with `O_TMPFILE`) nothing at all.
+
+use lbrx_core::{Error, Result, Sink};
+use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, CWD};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// What the destination is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// One file.
+    File,
+    /// A directory of files.
+    Dir,
+}
+
+#[derive(Debug)]
+struct OutFile {
+    name: String,
+    file: File,
+    /// Hidden temporary path when `O_TMPFILE` was not available.
+    named: Option<PathBuf>,
+}
+
+/// A set of output files written in place and committed atomically.
+#[derive(Debug)]
+pub struct AtomicOutput {
+    dst: PathBuf,
+    parent: PathBuf,
+    kind: OutputKind,
+    overwrite: bool,
+    files: Vec<OutFile>,
+    small: Vec<(String, Vec<u8>)>,
+    copies: Vec<(String, PathBuf)>,
+}
+
+fn partial_prefix(dst: &Path) -> String {
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.lbrx-partial-")
+}
+
+impl AtomicOutput {
+    /// Prepares an output at `dst`. Refuses an existing destination unless `overwrite`.
+    pub fn new(dst: &Path, kind: OutputKind, overwrite: bool) -> Result<Self> {
+        let name = dst
+            .file_name()
+            .ok_or_else(|| Error::Invalid(format!("{}: not a valid output name", dst.display())))?;
+        let parent = match dst.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !parent.is_dir() {
+            std::fs::create_dir_all(&parent)
+                .map_err(|e| Error::io(&parent, "create directory", e))?;
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(dst) {
+            let empty_dir = meta.is_dir()
+                && std::fs::read_dir(dst)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+            let replaceable = match kind {
+                OutputKind::File => meta.is_file(),
+                OutputKind::Dir => meta.is_dir(),
+            };
+            if !(empty_dir && kind == OutputKind::Dir) && !(overwrite && replaceable) {
+                return Err(Error::Invalid(format!(
+                    "{}: already exists{}",
+                    dst.display(),
+                    if replaceable {
+                        " (pass --force to replace it)"
+                    } else {
+                        " and is not a replaceable output"
+                    }
+                )));
+            }
+        }
+        let _ = name;
+        clean_stale_partials(&parent, &partial_prefix(dst));
+        Ok(AtomicOutput {
+            dst: dst.to_path_buf(),
+            parent,
+            kind,
+            overwrite,
+            files: Vec::new(),
+            small: Vec::new(),
+            copies: Vec::new(),
+        })
+    }
+
+    /// The final destination.
+    pub fn dst(&self) -> &Path {
+        &self.dst
+    }
+
+    /// Adds an output file of exactly `size` bytes (space reserved now, so a full disk fails early);
+    /// returns its index for [`Sink::write_at`]. For a `File` output, `name` is ignored.
+    pub fn add_file(&mut self, name: &str, size: u64) -> Result<usize> {
+        let (file, named) = match rustix::fs::openat(
+            CWD,
+            &self.parent,
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        ) {
+            Ok(fd) => (File::from(fd), None),
+            Err(_) => {
+                let p = self.parent.join(format!(
+                    "{}{}-{}",
+                    partial_prefix(&self.dst),
+                    std::process::id(),
+                    self.files.len()
+                ));
+                let f = File::options()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&p)
+                    .map_err(|e| Error::io(&p, "create", e))?;
+                (f, Some(p))
+            }
+        };
+        if size > 0 {
+            match rustix::fs::fallocate(&file, FallocateFlags::empty(), 0, size) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::NOSPC) => {
+                    return Err(Error::io(
+                        &self.dst,
+                        "reserve space",
+                        std::io::Error::from_raw_os_error(libc_enospc()),
+                    ))
+                }
+                Err(_) => file
+                    .set_len(size)
+                    .map_err(|e| Error::io(&self.dst, "set length", e))?,
+            }
+        }
+        self.files.push(OutFile {
+            name: name.to_string(),
+            file,
+            named,
+        });
+        Ok(self.files.len() - 1)
+    }
+
+    /// Adds a small file (an index, a config) written at commit time.
+    pub fn add_small(&mut self, name: &str, bytes: Vec<u8>) {
+        self.small.push((name.to_string(), bytes));
+    }
+
+    /// Adds a file copied from `src` at commit time (directory outputs only).
+    pub fn add_copy(&mut self, name: &str, src: &Path) {
+        self.copies.push((name.to_string(), src.to_path_buf()));
+    }
+
+    /// Syncs every file and moves the output into place: nothing is visible at the destination before this.
+    pub fn commit(mut self) -> Result<()> {
+        for f in &self.files {
+            f.file
+                .sync_all()
+                .map_err(|e| Error::io(&self.dst, "fsync", e))?;
+        }
+        let staging = self.parent.join(format!(
+            "{}{}",
+            partial_prefix(&self.dst),
+            std::process::id()
+        ));
+        remove_any(&staging);
+        match self.kind {
+            OutputKind::File => {
+                let f = self
+                    .files
+                    .first()
+                    .ok_or_else(|| Error::Invalid("no output file was planned".into()))?;
+                materialize(f, &staging)?;
+            }
+            OutputKind::Dir => {
+                std::fs::create_dir(&staging)
+                    .map_err(|e| Error::io(&staging, "create directory", e))?;
+                let result = self.fill_dir(&staging);
+                if let Err(e) = result {
+                    remove_any(&staging);
+                    return Err(e);
+                }
+            }
+        }
+        let old = self.parent.join(format!(
+            ".{}.lbrx-old-{}",
+            self.dst.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
+        let mut moved_old = false;
+        if self.overwrite && self.kind == OutputKind::Dir && self.dst.is_dir() {
+            std::fs::rename(&self.dst, &old).map_err(|e| Error::io(&self.dst, "move aside", e))?;
+            moved_old = true;
+        }
+        if let Err(e) = std::fs::rename(&staging, &self.dst) {
+            if moved_old {
+                let _ = std::fs::rename(&old, &self.dst);
+            }
+            remove_any(&staging);
+            return Err(Error::io(&self.dst, "rename into place", e));
+        }
+        if moved_old {
+            remove_any(&old);
+        }
+        sync_dir(&self.parent);
+        for f in &mut self.files {
+            if let Some(p) = f.named.take() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        Ok(())
+    }
+
+    fn fill_dir(&self, staging: &Path) -> Result<()> {
+        for f in &self.files {
+            materialize(f, &staging.join(&f.name))?;
+        }
+        for (name, bytes) in &self.small {
+            let p = staging.join(name);
+            let file = File::create(&p).map_err(|e| Error::io(&p, "create", e))?;
+            file.write_all_at(bytes, 0)
+                .map_err(|e| Error::io(&p, "write", e))?;
+            file.sync_all().map_err(|e| Error::io(&p, "fsync", e))?;
+        }
+        for (name, src) in &self.copies {
+            let p = staging.join(name);
+            std::fs::copy(src, &p).map_err(|e| Error::io(src, "copy", e))?;
+            File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&p, "fsync", e))?;
+        }
+        sync_dir(staging);
+        Ok(())
+    }
+}
+
+impl Drop for AtomicOutput {
+    fn drop(&mut self) {
+        for f in &mut self.files {
+            if let Some(p) = f.named.take() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// Gives an unnamed (or temporarily named) file its name at `path`.
+fn materialize(f: &OutFile, path: &Path) -> Result<()> {
+    match &f.named {
+        Some(tmp) => std::fs::hard_link(tmp, path).map_err(|e| Error::io(path, "link", e)),
+        None => {
+            use std::os::fd::AsRawFd;
+            let proc_path = format!("/proc/self/fd/{}", f.file.as_raw_fd());
+            rustix::fs::linkat(CWD, proc_path.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW).map_err(
+                |e| {
+                    Error::io(
+                        path,
+                        "link",
+                        std::io::Error::from_raw_os_error(e.raw_os_error()),
+                    )
+                },
+            )
+        }
+    }
+}
+
+fn libc_enospc() -> i32 {
+    rustix::io::Errno::NOSPC.raw_os_error()
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn remove_any(p: &Path) {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(p);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Removes leftovers of earlier runs for the same destination whose process is gone.
+fn clean_stale_partials(parent: &Path, prefix: &str) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if pid.is_empty() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        remove_any(&e.path());
+    }
+}
+
+impl Sink for AtomicOutput {
+    fn write_at(&self, file: usize, offset: u64, data: &[u8]) -> Result<()> {
+        let f = self
+            .files
+            .get(file)
+            .ok_or_else(|| Error::Invalid(format!("no output file #{file}")))?;
+        f.file
+            .write_all_at(data, offset)
+            .map_err(|e| Error::io(self.dst.join(&f.name), "write", e))
+    }
+
+    fn copy_range(
+        &self,
+        file: usize,
+        offset: u64,
+        src: &File,
+        src_offset: u64,
+        len: u64,
+    ) -> Result<bool> {
+        let f = self
+            .files
+            .get(file)
+            .ok_or_else(|| Error::Invalid(format!("no output file #{file}")))?;
+        let (mut off_in, mut off_out, mut left) = (src_offset, offset, len);
+        while left > 0 {
+            let want = left.min(1 << 30) as usize;
+            match rustix::fs::copy_file_range(
+                src,
+                Some(&mut off_in),
+                &f.file,
+                Some(&mut off_out),
+                want,
+            ) {
+                Ok(0) => {
+                    return Err(Error::io(
+                        self.dst.join(&f.name),
+                        "copy",
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ))
+                }
+                Ok(n) => left -= n as u64,
+                Err(e)
+                    if left == len
+                        && matches!(
+                            e,
+                            rustix::io::Errno::XDEV
+                                | rustix::io::Errno::NOSYS
+                                | rustix::io::Errno::OPNOTSUPP
+                                | rustix::io::Errno::INVAL
+                        ) =>
+                {
+                    return Ok(false)
+                }
+                Err(e) => {
+                    return Err(Error::io(
+                        self.dst.join(&f.name),
+                        "copy",
+                        std::io::Error::from_raw_os_error(e.raw_os_error()),
+                    ))
+                }
+            }
+        }
+        Ok(true)
+    }
+}

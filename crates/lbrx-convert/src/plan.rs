@@ -1,0 +1,259 @@
+//! Plans: the complete list of output files and tensors, with every offset fixed before any data is written.
+
+use crate::atomic::OutputKind;
+use lbrx_core::{DType, Error, Result, Source, Value};
+use lbrx_formats::safetensors::{
+    header_bytes, index_json, plan_shards, shard_file_names, OutTensor, INDEX_SUFFIX,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What a conversion is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct ConvertOptions {
+    /// Cast every float tensor to this dtype (integer and bool tensors are kept as they are).
+    pub dtype: Option<DType>,
+    /// Largest shard, in bytes (directory outputs); `None` keeps the source's sharding.
+    pub max_shard_size: Option<u64>,
+    /// Replace an existing destination.
+    pub overwrite: bool,
+}
+
+/// How one output tensor is made from its source tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Transform {
+    /// Bytes copied unchanged.
+    Copy,
+    /// Element-wise float cast.
+    Cast {
+        /// Source dtype.
+        #[serde(serialize_with = "ser_dtype")]
+        from: DType,
+        /// Output dtype.
+        #[serde(serialize_with = "ser_dtype")]
+        to: DType,
+    },
+}
+
+fn ser_dtype<S: serde::Serializer>(d: &DType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(d.name())
+}
+
+/// One output tensor.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// Index of the source tensor.
+    pub src: usize,
+    /// Output name.
+    pub name: String,
+    /// Output dtype.
+    #[serde(serialize_with = "ser_dtype")]
+    pub dtype: DType,
+    /// Output shape.
+    pub shape: Vec<u64>,
+    /// Output file index.
+    pub file: usize,
+    /// Absolute offset in that file.
+    pub offset: u64,
+    /// Byte length in the output.
+    pub len: u64,
+    /// How it is made.
+    pub transform: Transform,
+}
+
+/// One output file.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFile {
+    /// File name (relative to the output directory; for a file output, the destination's name).
+    pub name: String,
+    /// Total size.
+    pub size: u64,
+    /// The header bytes written at offset 0.
+    #[serde(skip)]
+    pub header: Vec<u8>,
+}
+
+/// A complete conversion plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Destination path.
+    pub dst: PathBuf,
+    /// File or directory output.
+    #[serde(serialize_with = "ser_kind")]
+    pub kind: OutputKind,
+    /// Output files (tensor data).
+    pub files: Vec<PlannedFile>,
+    /// Output tensors, in source order.
+    pub jobs: Vec<Job>,
+    /// Small files written whole (the shard index).
+    #[serde(serialize_with = "ser_small")]
+    pub small_files: Vec<(String, Vec<u8>)>,
+    /// Files copied from the source (config, tokenizer ...): (name, source path).
+    pub assets: Vec<(String, PathBuf)>,
+    /// Total tensor bytes to write.
+    pub data_bytes: u64,
+}
+
+fn ser_kind<S: serde::Serializer>(k: &OutputKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match k {
+        OutputKind::File => "file",
+        OutputKind::Dir => "directory",
+    })
+}
+
+fn ser_small<S: serde::Serializer>(v: &[(String, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|(n, _)| n))
+}
+
+/// Output dtype of a source tensor under `opts`, and the transform that makes it.
+fn choose(src: DType, opts: &ConvertOptions) -> (DType, Transform) {
+    match opts.dtype {
+        Some(to) if src.is_castable_float() && to != src => (to, Transform::Cast { from: src, to }),
+        _ => (src, Transform::Copy),
+    }
+}
+
+/// Metadata as SafeTensors strings: strings kept, anything else as its JSON text.
+fn string_metadata(src: &dyn Source) -> Option<BTreeMap<String, String>> {
+    let m = src.metadata();
+    if m.is_empty() {
+        return None;
+    }
+    Some(
+        m.iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    Value::Str(s) => s.clone(),
+                    other => other.to_json().to_string(),
+                };
+                (k.to_string(), s)
+            })
+            .collect(),
+    )
+}
+
+/// Stem used for shard names: `model`, or the source index's stem (`diffusion_pytorch_model` ...).
+fn shard_stem(src: &dyn Source) -> String {
+    let idx = std::fs::read_dir(src.root()).ok().and_then(|rd| {
+        rd.flatten().find_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(INDEX_SUFFIX).map(str::to_string))
+        })
+    });
+    idx.unwrap_or_else(|| "model".to_string())
+}
+
+/// Plans a SafeTensors output at `dst`: a single file if `dst` ends in `.safetensors`, else a directory.
+pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    let is_file = dst.extension().is_some_and(|e| e == "safetensors");
+    if is_file && opts.max_shard_size.is_some() {
+        return Err(Error::Invalid(
+            "--max-shard-size needs a directory destination (not a .safetensors file)".into(),
+        ));
+    }
+    let tensors = src.tensors();
+    let mut outs = Vec::with_capacity(tensors.len());
+    let mut transforms = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        let (dtype, tr) = choose(t.dtype, opts);
+        outs.push(OutTensor {
+            name: t.name.clone(),
+            dtype,
+            shape: t.shape.clone(),
+        });
+        transforms.push(tr);
+    }
+    let sizes: Vec<u64> = outs
+        .iter()
+        .map(OutTensor::byte_len)
+        .collect::<Result<_>>()?;
+
+    let groups: Vec<Vec<usize>> = if is_file {
+        vec![(0..outs.len()).collect()]
+    } else if opts.max_shard_size.is_some() {
+        plan_shards(&sizes, opts.max_shard_size)
+    } else {
+        let n = src.files().len().max(1);
+        let mut g = vec![Vec::new(); n];
+        for (i, t) in tensors.iter().enumerate() {
+            g[t.file.min(n - 1)].push(i);
+        }
+        g.retain(|v| !v.is_empty());
+        if g.is_empty() {
+            g.push(Vec::new());
+        }
+        g
+    };
+    let stem = shard_stem(src);
+    let names = if is_file {
+        vec![dst
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()]
+    } else {
+        shard_file_names(groups.len(), &stem)
+    };
+    let metadata = string_metadata(src);
+
+    let mut files = Vec::with_capacity(groups.len());
+    let mut jobs: Vec<Option<Job>> = vec![None; outs.len()];
+    let mut weight_map = BTreeMap::new();
+    for (fi, (members, name)) in groups.iter().zip(&names).enumerate() {
+        let layout = header_bytes(&outs, members, metadata.as_ref())?;
+        for p in &layout.tensors {
+            let o = &outs[p.tensor];
+            weight_map.insert(o.name.clone(), name.clone());
+            jobs[p.tensor] = Some(Job {
+                src: p.tensor,
+                name: o.name.clone(),
+                dtype: o.dtype,
+                shape: o.shape.clone(),
+                file: fi,
+                offset: p.offset,
+                len: p.len,
+                transform: transforms[p.tensor],
+            });
+        }
+        files.push(PlannedFile {
+            name: name.clone(),
+            size: layout.size,
+            header: layout.header,
+        });
+    }
+    let jobs: Vec<Job> = jobs.into_iter().flatten().collect();
+    let data_bytes = sizes.iter().sum();
+    let mut small_files = Vec::new();
+    if !is_file && files.len() > 1 {
+        small_files.push((
+            format!("{stem}{INDEX_SUFFIX}"),
+            index_json(data_bytes, &weight_map),
+        ));
+    }
+    let assets = if is_file {
+        Vec::new()
+    } else {
+        src.assets()
+            .iter()
+            .filter_map(|p| {
+                p.file_name()
+                    .map(|n| (n.to_string_lossy().into_owned(), p.clone()))
+            })
+            .collect()
+    };
+    Ok(Plan {
+        dst: dst.to_path_buf(),
+        kind: if is_file {
+            OutputKind::File
+        } else {
+            OutputKind::Dir
+        },
+        files,
+        jobs,
+        small_files,
+        assets,
+        data_bytes,
+    })
+}

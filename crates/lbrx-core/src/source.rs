@@ -1,0 +1,107 @@
+//! The seams between formats and the engine: a [`Source`] gives tensors, a [`Sink`] takes planned writes.
+
+use crate::error::Result;
+use crate::meta::Metadata;
+use crate::tensor::{TensorInfo, TensorView};
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// The container formats lbrx knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// A single `.safetensors` file.
+    Safetensors,
+    /// A directory of SafeTensors shards (Hugging Face / MLX model directory).
+    SafetensorsDir,
+    /// GGUF.
+    Gguf,
+    /// NumPy `.npz` / `.npy`.
+    Npz,
+    /// PyTorch zip or legacy pickle checkpoint.
+    PyTorch,
+    /// ONNX protobuf.
+    Onnx,
+    /// HDF5 (Keras).
+    Hdf5,
+    /// TensorFlow SavedModel / checkpoint.
+    TensorFlow,
+    /// TFLite flatbuffer.
+    TfLite,
+}
+
+impl Format {
+    /// Short human name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Safetensors => "safetensors",
+            Format::SafetensorsDir => "safetensors-dir",
+            Format::Gguf => "gguf",
+            Format::Npz => "npz",
+            Format::PyTorch => "pytorch",
+            Format::Onnx => "onnx",
+            Format::Hdf5 => "hdf5",
+            Format::TensorFlow => "tensorflow",
+            Format::TfLite => "tflite",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One file a source reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// An opened model: tensor descriptions and metadata from headers, bytes on demand.
+pub trait Source: Send + Sync {
+    /// The container format.
+    fn format(&self) -> Format;
+    /// The path that was opened (file or directory).
+    fn root(&self) -> &Path;
+    /// The files tensor bytes live in; [`TensorInfo::file`] indexes this list.
+    fn files(&self) -> &[SourceFile];
+    /// All tensors, in the source's order.
+    fn tensors(&self) -> &[TensorInfo];
+    /// Model metadata.
+    fn metadata(&self) -> &Metadata;
+    /// The bytes of tensor `index` (zero-copy where possible).
+    fn view(&self, index: usize) -> Result<TensorView<'_>>;
+    /// The open file behind `files()[file]`, for kernel-side copies, when bytes are stored raw.
+    fn raw_file(&self, _file: usize) -> Option<&File> {
+        None
+    }
+    /// Hint that bytes `[offset, offset + len)` of file `file` will not be read again soon.
+    fn release(&self, _file: usize, _offset: u64, _len: u64) {}
+    /// Non-tensor files that belong to the model (config, tokenizer ...), to carry along on conversion.
+    fn assets(&self) -> &[PathBuf] {
+        &[]
+    }
+}
+
+/// A destination for planned writes: files whose layout is fixed before any data is written.
+pub trait Sink: Send + Sync {
+    /// Writes `data` at `offset` of output file `file`.
+    fn write_at(&self, file: usize, offset: u64, data: &[u8]) -> Result<()>;
+    /// Copies `len` bytes from `src` at `src_offset` to output `file` at `offset`, kernel-side where possible.
+    /// Returns `Ok(false)` if this sink cannot do it; the caller then writes the bytes itself.
+    fn copy_range(
+        &self,
+        _file: usize,
+        _offset: u64,
+        _src: &File,
+        _src_offset: u64,
+        _len: u64,
+    ) -> Result<bool> {
+        Ok(false)
+    }
+}

@@ -1,0 +1,97 @@
+//! Format detection: magic bytes first, then directory layout, then file extension.
+
+use lbrx_core::{Error, Format, Result};
+use std::io::Read;
+use std::path::Path;
+
+/// Detects the format of a file or model directory.
+pub fn detect(path: &Path) -> Result<Format> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?;
+    if meta.is_dir() {
+        return detect_dir(path);
+    }
+    let mut head = [0u8; 16];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(Error::io(path, "read", e)),
+        }
+    }
+    if let Some(fmt) = detect_magic(&head[..n], meta.len()) {
+        return Ok(fmt);
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "safetensors" => Ok(Format::Safetensors),
+        "gguf" => Ok(Format::Gguf),
+        "npz" | "npy" => Ok(Format::Npz),
+        "bin" | "pt" | "pth" | "ckpt" | "jit" => Ok(Format::PyTorch),
+        "onnx" => Ok(Format::Onnx),
+        "h5" | "hdf5" | "keras" => Ok(Format::Hdf5),
+        "tflite" => Ok(Format::TfLite),
+        _ => Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            what: "unrecognized file format".into(),
+        }),
+    }
+}
+
+/// Recognizes a format from a file's first bytes (up to 16) and its size.
+pub fn detect_magic(head: &[u8], file_size: u64) -> Option<Format> {
+    if head.starts_with(b"GGUF") || head.starts_with(b"FUGG") {
+        return Some(Format::Gguf);
+    }
+    if head.starts_with(b"\x89HDF\r\n\x1a\n") {
+        return Some(Format::Hdf5);
+    }
+    if head.starts_with(b"\x93NUMPY") {
+        return Some(Format::Npz);
+    }
+    if head.len() >= 8 && head.get(4..8) == Some(b"TFL3") {
+        return Some(Format::TfLite);
+    }
+    if head.len() >= 9 {
+        // SafeTensors: a plausible little-endian header length followed by '{'.
+        let n = u64::from_le_bytes(head[..8].try_into().ok()?);
+        if head[8] == b'{' && n >= 2 && n.checked_add(8).is_some_and(|end| end <= file_size) {
+            return Some(Format::Safetensors);
+        }
+    }
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"\x80\x02") {
+        return None; // zip or pickle: the extension decides (npz, pytorch, keras)
+    }
+    None
+}
+
+fn detect_dir(dir: &Path) -> Result<Format> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list directory", e))?;
+    let mut has_st = false;
+    let mut has_pb = false;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json") {
+            has_st = true;
+        }
+        if name == "saved_model.pb" {
+            has_pb = true;
+        }
+    }
+    if has_st {
+        Ok(Format::SafetensorsDir)
+    } else if has_pb {
+        Ok(Format::TensorFlow)
+    } else {
+        Err(Error::Unsupported {
+            path: dir.to_path_buf(),
+            what: "directory holds no model lbrx recognizes (no *.safetensors, no index)".into(),
+        })
+    }
+}

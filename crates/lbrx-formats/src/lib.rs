@@ -1,0 +1,22 @@
+//! On-disk formats of lbrx. Each format module documents its layout and links its specification;
+//! [`open`] detects a path's format and returns it as a [`Source`].
+
+pub mod detect;
+pub mod mmap;
+pub mod safetensors;
+
+pub use detect::detect;
+use lbrx_core::{Error, Format, Result, Source};
+use std::path::Path;
+
+/// Opens a model file or directory, detecting its format. Reads headers only.
+pub fn open(path: &Path) -> Result<Box<dyn Source>> {
+    match detect(path)? {
+        Format::Safetensors => Ok(Box::new(safetensors::SafetensorsFile::open(path)?)),
+        Format::SafetensorsDir => Ok(Box::new(safetensors::SafetensorsDir::open(path)?)),
+        other => Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            what: format!("reading {other} files is not implemented yet"),
+        }),
+    }
+}

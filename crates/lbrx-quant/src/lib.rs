@@ -1,0 +1,5 @@
+//! Numeric codecs of lbrx: element-wise float casts, and (as they land) the block quantizers.
+
+pub mod cast;
+
+pub use cast::cast;
