@@ -232,17 +232,21 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
             index_json(data_bytes, &weight_map),
         ));
     }
-    let assets = if is_file {
-        Vec::new()
-    } else {
-        src.assets()
-            .iter()
-            .filter_map(|p| {
-                p.file_name()
-                    .map(|n| (n.to_string_lossy().into_owned(), p.clone()))
-            })
-            .collect()
-    };
+    let mut assets = Vec::new();
+    if !is_file {
+        for p in src.assets() {
+            let Some(name) = p.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            match (name.as_str(), opts.dtype) {
+                ("config.json", Some(d)) => match config_with_dtype(p, d)? {
+                    Some(bytes) => small_files.push((name, bytes)),
+                    None => assets.push((name, p.clone())),
+                },
+                _ => assets.push((name, p.clone())),
+            }
+        }
+    }
     Ok(Plan {
         dst: dst.to_path_buf(),
         kind: if is_file {
@@ -256,4 +260,47 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
         assets,
         data_bytes,
     })
+}
+
+/// The torch name of a dtype, as `config.json` spells it.
+fn torch_dtype_name(d: DType) -> Option<&'static str> {
+    match d {
+        DType::F64 => Some("float64"),
+        DType::F32 => Some("float32"),
+        DType::F16 => Some("float16"),
+        DType::BF16 => Some("bfloat16"),
+        _ => None,
+    }
+}
+
+/// `config.json` with `torch_dtype` (and `dtype`, its newer name) set to the output dtype; `None` when unchanged.
+fn config_with_dtype(path: &Path, d: DType) -> Result<Option<Vec<u8>>> {
+    let Some(name) = torch_dtype_name(d) else {
+        return Ok(None);
+    };
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?;
+    if meta.len() > 16 << 20 {
+        return Ok(None);
+    }
+    let text = std::fs::read(path).map_err(|e| Error::io(path, "read", e))?;
+    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice::<serde_json::Value>(&text)
+    else {
+        return Ok(None);
+    };
+    let mut changed = false;
+    for key in ["torch_dtype", "dtype"] {
+        if let Some(v) = obj.get_mut(key) {
+            if v.as_str() != Some(name) {
+                *v = serde_json::Value::from(name);
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let mut out = serde_json::to_string_pretty(&serde_json::Value::Object(obj))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    out.push('\n');
+    Ok(Some(out.into_bytes()))
 }

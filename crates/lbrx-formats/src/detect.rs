@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Detects the format of a file or model directory.
 pub fn detect(path: &Path) -> Result<Format> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?;
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "open", e))?;
     if meta.is_dir() {
         return detect_dir(path);
     }
