@@ -48,9 +48,12 @@ fn partial_prefix(dst: &Path) -> String {
 impl AtomicOutput {
     /// Prepares an output at `dst`. Refuses an existing destination unless `overwrite`.
     pub fn new(dst: &Path, kind: OutputKind, overwrite: bool) -> Result<Self> {
-        let name = dst
-            .file_name()
-            .ok_or_else(|| Error::Invalid(format!("{}: not a valid output name", dst.display())))?;
+        if dst.file_name().is_none() {
+            return Err(Error::Invalid(format!(
+                "{}: not a valid output name",
+                dst.display()
+            )));
+        }
         let parent = match dst.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -68,7 +71,8 @@ impl AtomicOutput {
                 OutputKind::File => meta.is_file(),
                 OutputKind::Dir => meta.is_dir(),
             };
-            if !(empty_dir && kind == OutputKind::Dir) && !(overwrite && replaceable) {
+            let allowed = (empty_dir && kind == OutputKind::Dir) || (overwrite && replaceable);
+            if !allowed {
                 return Err(Error::Invalid(format!(
                     "{}: already exists{}",
                     dst.display(),
@@ -80,7 +84,6 @@ impl AtomicOutput {
                 )));
             }
         }
-        let _ = name;
         clean_stale_partials(&parent, &partial_prefix(dst));
         Ok(AtomicOutput {
             dst: dst.to_path_buf(),

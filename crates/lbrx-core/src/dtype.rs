@@ -148,7 +148,7 @@ impl DType {
     /// Byte length of `n` elements, or `None` when `n` is not a whole number of blocks or overflows.
     pub fn byte_len_of(self, n: u64) -> Option<u64> {
         let i = self.info();
-        if n % i.block_size as u64 != 0 {
+        if !n.is_multiple_of(i.block_size as u64) {
             return None;
         }
         (n / i.block_size as u64).checked_mul(i.type_size as u64)

@@ -193,9 +193,9 @@ pub enum Error {
     #[error("{loc}: {kind}")]
     Malformed {
         /// Where.
-        loc: Location,
+        loc: Box<Location>,
         /// What.
-        kind: Malformed,
+        kind: Box<Malformed>,
     },
     /// The input is valid but lbrx cannot handle it (yet).
     #[error("{path}: unsupported: {what}")]
@@ -222,7 +222,10 @@ impl Error {
 
     /// A malformed-input error.
     pub fn malformed(loc: Location, kind: Malformed) -> Self {
-        Error::Malformed { loc, kind }
+        Error::Malformed {
+            loc: Box::new(loc),
+            kind: Box::new(kind),
+        }
     }
 
     /// The malformation, if this is one.

@@ -22,7 +22,7 @@ pub fn cast(from: DType, src: &[u8], to: DType, dst: &mut [u8]) -> Result<()> {
         )));
     }
     let (fs, ts) = (from.info().type_size as usize, to.info().type_size as usize);
-    if src.len() % fs != 0 || dst.len() != src.len() / fs * ts {
+    if !src.len().is_multiple_of(fs) || dst.len() != src.len() / fs * ts {
         return Err(Error::Invalid(format!(
             "cast {from}->{to}: {} source bytes do not match {} destination bytes",
             src.len(),

@@ -492,7 +492,7 @@ fn list_dir(dir: &Path) -> Result<Vec<String>> {
 
 fn pick_index(dir: &Path, entries: &[String]) -> Result<Option<PathBuf>> {
     let preferred = format!("model{INDEX_SUFFIX}");
-    if entries.iter().any(|n| *n == preferred) {
+    if entries.contains(&preferred) {
         return Ok(Some(dir.join(preferred)));
     }
     let others: Vec<&String> = entries

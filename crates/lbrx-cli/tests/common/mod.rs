@@ -1,0 +1,121 @@
+//! Helpers shared by the CLI tests: the binary, the repo, `../shared`, and the Python reference venv.
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `lbrx` binary under test.
+pub fn lbrx() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lbrx"))
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn required() -> bool {
+    std::env::var("LBRX_REQUIRE_REFERENCE").is_ok_and(|v| v == "1")
+}
+
+/// `../shared` (or `$LBRX_SHARED`); `None` only when neither exists and references are not required.
+pub fn shared_dir() -> Option<PathBuf> {
+    let p = std::env::var_os("LBRX_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared"));
+    if p.is_dir() {
+        return Some(p);
+    }
+    assert!(
+        !required(),
+        "LBRX_REQUIRE_REFERENCE=1 but {} is missing",
+        p.display()
+    );
+    eprintln!("SKIP: {} not found", p.display());
+    None
+}
+
+/// The reference venv's python (`$LBRX_PYTHON`, else `.venv/bin/python`); `None` when absent and not required.
+pub fn python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("LBRX_PYTHON").map(PathBuf::from),
+        Some(repo_root().join(".venv/bin/python")),
+    ];
+    for c in candidates.into_iter().flatten() {
+        if c.exists() {
+            return Some(c);
+        }
+    }
+    assert!(
+        !required(),
+        "LBRX_REQUIRE_REFERENCE=1 but no reference python (run scripts/setup-python.sh)"
+    );
+    eprintln!("SKIP: no reference python venv; run scripts/setup-python.sh");
+    None
+}
+
+/// Runs the SafeTensors oracle script with `args`, asserting success.
+pub fn oracle(py: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) {
+    let script = repo_root().join("crates/lbrx-cli/tests/oracle/safetensors_oracle.py");
+    let mut c = Command::new(py);
+    c.arg(script);
+    for a in args {
+        c.arg(a);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "oracle {:?} failed:\n{}",
+        args.iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a command, asserting success, returning its output.
+pub fn ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Names and contents of every file in a directory, sorted.
+pub fn dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Asserts two directories hold the same file names with the same bytes.
+pub fn assert_same_dir(ours: &Path, reference: &Path) {
+    let (a, b) = (dir_files(ours), dir_files(reference));
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b), "file names differ");
+    for ((n, x), (_, y)) in a.iter().zip(&b) {
+        assert!(
+            x == y,
+            "{n}: bytes differ ({} vs {} bytes)",
+            x.len(),
+            y.len()
+        );
+    }
+}
