@@ -31,6 +31,9 @@ pub(crate) struct Args {
     /// Replace the destination if it exists.
     #[arg(long, short = 'f')]
     force: bool,
+    /// fsync the output before moving it into place, so it survives a power loss (slower: waits for the disk).
+    #[arg(long)]
+    sync: bool,
     /// No progress bar and no summary.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -107,6 +110,7 @@ pub(crate) fn run(a: Args) -> CliResult {
         dtype: a.dtype,
         max_shard_size: a.max_shard_size,
         overwrite: a.force,
+        sync: a.sync,
     };
     let plan = plan_safetensors(&*src, &a.dst, &opts)?;
     if a.dry_run {
@@ -132,7 +136,7 @@ pub(crate) fn run(a: Args) -> CliResult {
             b.inc(n);
         }
     };
-    let result = lbrx_convert::run(&plan, &*src, a.force, exec, &progress);
+    let result = lbrx_convert::run(&plan, &*src, &opts, exec, &progress);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -40,6 +40,7 @@ pub(crate) fn run(a: Args) -> CliResult {
         bytes += t.len;
     }
     let file_bytes: u64 = src.files().iter().map(|f| f.size).sum();
+    let workspace = lbrx_convert::read_workspace(&a.path);
     if a.json {
         let dtypes: serde_json::Map<_, _> = per
             .iter()
@@ -75,6 +76,8 @@ pub(crate) fn run(a: Args) -> CliResult {
             "tensor_bytes": bytes,
             "dtypes": dtypes,
             "metadata": src.metadata().to_json(),
+            "managed": workspace.is_some(),
+            "workspace": workspace,
             "assets": src.assets(),
             "tensors": tensors,
         }));
@@ -89,6 +92,16 @@ pub(crate) fn run(a: Args) -> CliResult {
         human_bytes(file_bytes)
     );
     s += &format!("tensors:     {}\n", thousands(src.tensors().len() as u64));
+    s += &format!(
+        "managed:     {}\n",
+        match &workspace {
+            Some(w) => format!(
+                "true (lbrx workspace: {} of {}, {})",
+                w.operation, w.source, w.created_at
+            ),
+            None => "false".into(),
+        }
+    );
     s += &format!(
         "parameters:  {} ({})\n",
         short_count(params),

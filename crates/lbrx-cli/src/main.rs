@@ -1,6 +1,7 @@
 //! `lbrx`: read, check and convert machine-learning model weights.
 
 mod convert;
+mod health;
 mod inspect;
 mod util;
 
@@ -22,28 +23,42 @@ enum Command {
     Inspect(inspect::Args),
     /// Convert a model to another format, dtype or sharding, streaming with bounded memory.
     Convert(convert::Args),
+    /// Check a model thoroughly and report every problem (exit 0 healthy, 1 unhealthy, 2 could not check).
+    Health(health::HealthArgs),
+    /// Rebuild a model's shard index from its shards' headers into a new workspace, then check it.
+    RepairIndex(health::RepairArgs),
+    /// Copy a model directory, or a repo from the Hugging Face cache, into a new workspace.
+    Clone(health::CloneArgs),
+}
+
+/// Prints an error and its causes on one line to stderr.
+pub(crate) fn print_error(e: &(dyn std::error::Error + 'static)) {
+    let mut msg = format!("error: {e}");
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(&format!(": {text}"));
+        }
+        src = s.source();
+    }
+    let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Inspect(a) => inspect::run(a),
-        Command::Convert(a) => convert::run(a),
+        Command::Inspect(a) => inspect::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Convert(a) => convert::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Health(a) => health::run_health(a),
+        Command::RepairIndex(a) => health::run_repair(a),
+        Command::Clone(a) => health::run_clone(a),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) if util::is_broken_pipe(&*e) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut msg = format!("error: {e}");
-            let mut src = std::error::Error::source(&*e);
-            while let Some(s) = src {
-                let text = s.to_string();
-                if !msg.contains(&text) {
-                    msg.push_str(&format!(": {text}"));
-                }
-                src = s.source();
-            }
-            let _ = writeln!(std::io::stderr(), "{msg}");
+            print_error(&*e);
             ExitCode::from(1)
         }
     }

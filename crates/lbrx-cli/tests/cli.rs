@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use lbrx_formats::safetensors::{header_bytes, OutTensor};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -210,36 +209,6 @@ fn every_safetensors_file_in_the_corpus_reads() {
                 t.name
             );
         }
-    }
-}
-
-/// Writes a single-file model of `n_tensors` F32 tensors of `elems` elements each (pseudo-random bytes).
-fn write_big(path: &Path, n_tensors: usize, elems: u64) {
-    use std::io::Write;
-    let tensors: Vec<OutTensor> = (0..n_tensors)
-        .map(|i| OutTensor {
-            name: format!("layers.{i}.weight"),
-            dtype: lbrx_core::DType::F32,
-            shape: vec![elems / 1024, 1024],
-        })
-        .collect();
-    let members: Vec<usize> = (0..n_tensors).collect();
-    let layout = header_bytes(&tensors, &members, None).unwrap();
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    f.write_all(&layout.header).unwrap();
-    let mut x = 0x9e3779b97f4a7c15u64;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = layout.size - layout.header.len() as u64;
-    while left > 0 {
-        for c in buf.chunks_exact_mut(4) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            c.copy_from_slice(&(((x >> 40) as f32) / 1e7 - 0.8).to_le_bytes());
-        }
-        let n = left.min(buf.len() as u64) as usize;
-        f.write_all(&buf[..n]).unwrap();
-        left -= n as u64;
     }
 }
 

@@ -1,7 +1,8 @@
 //! Atomic outputs: every file is built unnamed (`O_TMPFILE`) or under a hidden temporary name next to the
-//! destination and only linked and renamed into place once complete and synced. A run that fails or is killed
+//! destination and only linked and renamed into place once complete (and, with `sync`, fsynced). A run that fails or is killed
 //! leaves nothing at the destination, and (with `O_TMPFILE`) nothing at all.
 
+use crate::workspace::{write_sentinel, WorkspaceInfo};
 use lbrx_core::{Error, Result, Sink};
 use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, CWD};
 use std::fs::File;
@@ -32,9 +33,22 @@ pub struct AtomicOutput {
     parent: PathBuf,
     kind: OutputKind,
     overwrite: bool,
+    sync: bool,
     files: Vec<OutFile>,
     small: Vec<(String, Vec<u8>)>,
-    copies: Vec<(String, PathBuf)>,
+    copies: Vec<(String, PathBuf, Placement)>,
+    workspace: Option<WorkspaceInfo>,
+}
+
+/// How a file from elsewhere is placed in a directory output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A copy (kernel-side; a reflink where the filesystem makes `copy_file_range` one).
+    Copy,
+    /// A reflink (shared extents, copy-on-write) where the filesystem allows, else a copy.
+    ReflinkOrCopy,
+    /// A reflink, else a hard link (never for files in the Hugging Face cache), else a copy.
+    LinkOrCopy,
 }
 
 fn partial_prefix(dst: &Path) -> String {
@@ -48,6 +62,7 @@ fn partial_prefix(dst: &Path) -> String {
 impl AtomicOutput {
     /// Prepares an output at `dst`. Refuses an existing destination unless `overwrite`.
     pub fn new(dst: &Path, kind: OutputKind, overwrite: bool) -> Result<Self> {
+        crate::hfcache::refuse_cache_destination(dst)?;
         if dst.file_name().is_none() {
             return Err(Error::Invalid(format!(
                 "{}: not a valid output name",
@@ -90,10 +105,20 @@ impl AtomicOutput {
             parent,
             kind,
             overwrite,
+            sync: false,
             files: Vec::new(),
             small: Vec::new(),
             copies: Vec::new(),
+            workspace: None,
         })
+    }
+
+    /// Also make the output durable against power loss: fsync every file and directory before and after the
+    /// rename. Without it the output is still atomic against interruption (killed process, crash of lbrx),
+    /// which is what `O_TMPFILE` + rename guarantee, at the speed of `cp`.
+    pub fn with_sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
     }
 
     /// The final destination.
@@ -157,15 +182,30 @@ impl AtomicOutput {
 
     /// Adds a file copied from `src` at commit time (directory outputs only).
     pub fn add_copy(&mut self, name: &str, src: &Path) {
-        self.copies.push((name.to_string(), src.to_path_buf()));
+        self.add_placed(name, src, Placement::Copy);
+    }
+
+    /// Adds a file placed from `src` at commit time as `how` says (directory outputs only); `name` may contain
+    /// `/` for subdirectories.
+    pub fn add_placed(&mut self, name: &str, src: &Path, how: Placement) {
+        self.copies.push((name.to_string(), src.to_path_buf(), how));
+    }
+
+    /// Makes a directory output a workspace: its sentinel is the first file written and is marked complete
+    /// only after every other file is in place.
+    pub fn with_workspace(mut self, info: WorkspaceInfo) -> Self {
+        self.workspace = Some(info);
+        self
     }
 
     /// Syncs every file and moves the output into place: nothing is visible at the destination before this.
     pub fn commit(mut self) -> Result<()> {
-        for f in &self.files {
-            f.file
-                .sync_all()
-                .map_err(|e| Error::io(&self.dst, "fsync", e))?;
+        if self.sync {
+            for f in &self.files {
+                f.file
+                    .sync_all()
+                    .map_err(|e| Error::io(&self.dst, "fsync", e))?;
+            }
         }
         let staging = self.parent.join(format!(
             "{}{}",
@@ -211,7 +251,9 @@ impl AtomicOutput {
         if moved_old {
             remove_any(&old);
         }
-        sync_dir(&self.parent);
+        if self.sync {
+            sync_dir(&self.parent);
+        }
         for f in &mut self.files {
             if let Some(p) = f.named.take() {
                 let _ = std::fs::remove_file(p);
@@ -221,6 +263,9 @@ impl AtomicOutput {
     }
 
     fn fill_dir(&self, staging: &Path) -> Result<()> {
+        if let Some(ws) = &self.workspace {
+            write_sentinel(staging, ws)?;
+        }
         for f in &self.files {
             materialize(f, &staging.join(&f.name))?;
         }
@@ -229,16 +274,34 @@ impl AtomicOutput {
             let file = File::create(&p).map_err(|e| Error::io(&p, "create", e))?;
             file.write_all_at(bytes, 0)
                 .map_err(|e| Error::io(&p, "write", e))?;
-            file.sync_all().map_err(|e| Error::io(&p, "fsync", e))?;
+            if self.sync {
+                file.sync_all().map_err(|e| Error::io(&p, "fsync", e))?;
+            }
         }
-        for (name, src) in &self.copies {
+        for (name, src, how) in &self.copies {
             let p = staging.join(name);
-            std::fs::copy(src, &p).map_err(|e| Error::io(src, "copy", e))?;
-            File::open(&p)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(&p, "fsync", e))?;
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
+            }
+            place(src, &p, *how)?;
+            if self.sync {
+                File::open(&p)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io(&p, "fsync", e))?;
+            }
         }
-        sync_dir(staging);
+        if let Some(ws) = &self.workspace {
+            write_sentinel(
+                staging,
+                &WorkspaceInfo {
+                    complete: true,
+                    ..ws.clone()
+                },
+            )?;
+        }
+        if self.sync {
+            sync_dir(staging);
+        }
         Ok(())
     }
 }
@@ -251,6 +314,32 @@ impl Drop for AtomicOutput {
             }
         }
     }
+}
+
+/// Places `src` at `dst` as `how` asks, falling back to a copy.
+fn place(src: &Path, dst: &Path, how: Placement) -> Result<()> {
+    if how != Placement::Copy {
+        let reflinked = (|| -> std::io::Result<()> {
+            let from = File::open(src)?;
+            let to = File::options().write(true).create_new(true).open(dst)?;
+            rustix::fs::ioctl_ficlone(&to, &from).map_err(std::io::Error::from)
+        })();
+        match reflinked {
+            Ok(()) => return Ok(()),
+            Err(_) => {
+                let _ = std::fs::remove_file(dst);
+            }
+        }
+        if how == Placement::LinkOrCopy
+            && !crate::hfcache::is_inside_cache(src)
+            && std::fs::hard_link(src, dst).is_ok()
+        {
+            return Ok(());
+        }
+    }
+    std::fs::copy(src, dst)
+        .map(|_| ())
+        .map_err(|e| Error::io(src, "copy", e))
 }
 
 /// Gives an unnamed (or temporarily named) file its name at `path`.

@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Default output bytes per work item.
 pub const DEFAULT_CHUNK: u64 = 8 << 20;
 
+/// Bytes cast and written at a time inside a work item: small enough to stay in the CPU cache.
+const PIECE_BYTES: usize = 256 << 10;
+
 /// Executor settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ExecOptions {
@@ -115,10 +118,19 @@ pub fn execute(
                     Transform::Cast { from, to } => {
                         let view = src.view(job.src)?;
                         let bytes = slice(view.bytes(), src_off, src_len, &info.name)?;
-                        buf.resize(out_len as usize, 0);
-                        lbrx_quant::cast(from, bytes, to, buf)
-                            .map_err(|e| context(e, &info.name))?;
-                        sink.write_at(job.file, out_off, buf)?;
+                        // Cast and write in cache-sized pieces so the write copies from a hot buffer.
+                        let (fs, ts) =
+                            (from.info().type_size as usize, to.info().type_size as usize);
+                        let piece = (PIECE_BYTES / ts.max(fs)).max(1);
+                        let mut at = out_off;
+                        for s in bytes.chunks(piece * fs) {
+                            let n = s.len() / fs * ts;
+                            buf.resize(n, 0);
+                            lbrx_quant::cast(from, s, to, &mut buf[..n])
+                                .map_err(|e| context(e, &info.name))?;
+                            sink.write_at(job.file, at, &buf[..n])?;
+                            at += n as u64;
+                        }
                     }
                 }
                 src.release(info.file, info.offset + src_off, src_len);

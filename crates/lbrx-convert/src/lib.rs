@@ -3,26 +3,31 @@
 
 pub mod atomic;
 pub mod exec;
+pub mod health;
+pub mod hfcache;
 pub mod plan;
+pub mod workspace;
 
-pub use atomic::{AtomicOutput, OutputKind};
+pub use atomic::{AtomicOutput, OutputKind, Placement};
 pub use exec::{execute, ExecOptions};
 pub use plan::{plan_safetensors, ConvertOptions, Job, Plan, PlannedFile, Transform};
+pub use workspace::{read_workspace, WorkspaceInfo, SENTINEL};
 
 use lbrx_core::{Error, Result, Source};
 use std::path::{Path, PathBuf};
 
 /// Refuses destinations that would overwrite or sit inside the source (or hold it).
 pub fn check_destination(src: &dyn Source, dst: &Path) -> Result<()> {
-    let dst_abs = absolute_lenient(dst);
-    let mut protected: Vec<PathBuf> = src
-        .files()
-        .iter()
-        .map(|f| absolute_lenient(&f.path))
-        .collect();
-    protected.push(absolute_lenient(src.root()));
-    for p in &protected {
-        if dst_abs == *p || p.starts_with(&dst_abs) {
+    let mut protected: Vec<PathBuf> = src.files().iter().map(|f| f.path.clone()).collect();
+    protected.push(src.root().to_path_buf());
+    refuse_overlap(&protected, dst)
+}
+
+/// Refuses `dst` when it is one of `protected` or contains one of them (symlinks resolved).
+fn refuse_overlap(protected: &[PathBuf], dst: &Path) -> Result<()> {
+    let dst_abs = hfcache::resolve(dst);
+    for p in protected.iter().map(|p| hfcache::resolve(p)) {
+        if dst_abs == p || p.starts_with(&dst_abs) {
             return Err(Error::Invalid(format!(
                 "{}: refusing to write over the source ({})",
                 dst.display(),
@@ -33,34 +38,22 @@ pub fn check_destination(src: &dyn Source, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The absolute, symlink-resolved form of `p`, resolving only the part that exists.
-fn absolute_lenient(p: &Path) -> PathBuf {
-    if let Ok(c) = p.canonicalize() {
-        return c;
-    }
-    match (p.parent(), p.file_name()) {
-        (Some(parent), Some(name)) => {
-            let parent = if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            };
-            absolute_lenient(parent).join(name)
-        }
-        _ => p.to_path_buf(),
-    }
-}
-
 /// Runs a planned conversion: creates the outputs, writes everything, commits atomically.
 pub fn run(
     plan: &Plan,
     src: &dyn Source,
-    overwrite: bool,
+    conv: &ConvertOptions,
     opts: ExecOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
     check_destination(src, &plan.dst)?;
-    let mut out = AtomicOutput::new(&plan.dst, plan.kind, overwrite)?;
+    let mut out = AtomicOutput::new(&plan.dst, plan.kind, conv.overwrite)?.with_sync(conv.sync);
+    if plan.kind == OutputKind::Dir {
+        out = out.with_workspace(WorkspaceInfo::new(
+            &src.root().display().to_string(),
+            "convert",
+        ));
+    }
     for f in &plan.files {
         out.add_file(&f.name, f.size)?;
     }
@@ -72,4 +65,169 @@ pub fn run(
     }
     execute(plan, src, &out, opts, progress)?;
     out.commit()
+}
+
+/// What `repair_index` wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RepairSummary {
+    /// The new index's file name.
+    pub index: String,
+    /// Shards found (and placed into the destination).
+    pub shards: Vec<String>,
+    /// Tensors in the new index.
+    pub tensors: usize,
+    /// `metadata.total_size`: the sum of the tensors' byte sizes, as `transformers` computes it.
+    pub total_size: u64,
+}
+
+/// Lists the regular files (following symlinks) at the top of `dir`, sorted, without lbrx's own files.
+fn top_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list directory", e))? {
+        let e = e.map_err(|e| Error::io(dir, "list directory", e))?;
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name == SENTINEL || name.contains(".lbrx-partial-") || !e.path().is_file() {
+            continue;
+        }
+        out.push((name, e.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Rebuilds the shard index of the model in `src` from its shards' headers alone (weights untouched) into a new
+/// workspace `dst`: shards reflinked or hard-linked where the filesystem allows (never hard-linked out of the
+/// Hugging Face cache), else copied; other files copied; a deterministic `*.safetensors.index.json`.
+pub fn repair_index(src: &Path, dst: &Path, opts: &ConvertOptions) -> Result<RepairSummary> {
+    if !src.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{}: repair-index takes a model directory",
+            src.display()
+        )));
+    }
+    refuse_overlap(&[src.to_path_buf()], dst)?;
+    let files = top_files(src)?;
+    let index = files
+        .iter()
+        .find(|(n, _)| n.ends_with(lbrx_formats::safetensors::INDEX_SUFFIX))
+        .map(|(n, _)| n.clone())
+        .unwrap_or_else(|| format!("model{}", lbrx_formats::safetensors::INDEX_SUFFIX));
+    let mut weight_map = std::collections::BTreeMap::new();
+    let mut shards = Vec::new();
+    let mut total_size = 0u64;
+    for (name, path) in files.iter().filter(|(n, _)| n.ends_with(".safetensors")) {
+        let map = lbrx_formats::mmap::MappedFile::open(path)?;
+        let header = lbrx_formats::safetensors::parse_header(path, map.bytes(), map.len())
+            .map_err(|e| {
+                Error::Invalid(format!(
+                    "cannot rebuild the index from a damaged shard: {e}"
+                ))
+            })?;
+        for t in header.tensors {
+            total_size += t.len;
+            if let Some(prev) = weight_map.insert(t.name.clone(), name.clone()) {
+                return Err(Error::Invalid(format!(
+                    "{}: tensor '{}' is in both '{prev}' and '{name}'; remove one copy first",
+                    src.display(),
+                    t.name
+                )));
+            }
+        }
+        shards.push(name.clone());
+    }
+    if shards.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: no *.safetensors shards to index",
+            src.display()
+        )));
+    }
+    let mut out = AtomicOutput::new(dst, OutputKind::Dir, opts.overwrite)?
+        .with_sync(opts.sync)
+        .with_workspace(WorkspaceInfo::new(
+            &src.display().to_string(),
+            "repair-index",
+        ));
+    for (name, path) in &files {
+        if name.ends_with(lbrx_formats::safetensors::INDEX_SUFFIX) {
+            continue;
+        }
+        let how = if name.ends_with(".safetensors") {
+            Placement::LinkOrCopy
+        } else {
+            Placement::ReflinkOrCopy
+        };
+        out.add_placed(name, path, how);
+    }
+    out.add_small(
+        &index,
+        lbrx_formats::safetensors::index_json(total_size, &weight_map),
+    );
+    out.commit()?;
+    Ok(RepairSummary {
+        index,
+        tensors: weight_map.len(),
+        shards,
+        total_size,
+    })
+}
+
+/// Copies a model directory, or a Hugging Face cache repo given as `org/name[@revision]`, into a new workspace
+/// `ws` (reflinks where the filesystem allows, else copies; symlinks into the cache's blobs are followed).
+/// Returns the directory that was copied.
+pub fn clone_model(spec: &str, ws: &Path, opts: &ConvertOptions) -> Result<PathBuf> {
+    let as_path = Path::new(spec);
+    let src = if as_path.exists() {
+        as_path.to_path_buf()
+    } else if spec.matches('/').count() == 1 && !spec.starts_with(['.', '/']) {
+        hfcache::resolve_repo(spec)?
+    } else {
+        return Err(Error::Invalid(format!(
+            "{spec}: no such directory, and not a repo id (org/name) in the Hugging Face cache"
+        )));
+    };
+    if !src.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{}: clone takes a model directory or a cached repo id",
+            src.display()
+        )));
+    }
+    refuse_overlap(std::slice::from_ref(&src), ws)?;
+    let mut out = AtomicOutput::new(ws, OutputKind::Dir, opts.overwrite)?
+        .with_sync(opts.sync)
+        .with_workspace(WorkspaceInfo::new(spec, "clone"));
+    let mut stack = vec![(src.clone(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(&dir, "list directory", e))?
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if name == SENTINEL
+                || name.contains(".lbrx-partial-")
+                || name == ".git"
+                || name == ".cache"
+            {
+                continue;
+            }
+            let rel = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let path = e.path();
+            if path.is_dir() {
+                stack.push((path, rel));
+            } else if path.is_file() {
+                out.add_placed(&rel, &path, Placement::ReflinkOrCopy);
+            }
+        }
+    }
+    out.commit()?;
+    Ok(src)
 }

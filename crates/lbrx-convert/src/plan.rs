@@ -18,6 +18,8 @@ pub struct ConvertOptions {
     pub max_shard_size: Option<u64>,
     /// Replace an existing destination.
     pub overwrite: bool,
+    /// fsync outputs before renaming them into place (durable against power loss).
+    pub sync: bool,
 }
 
 /// How one output tensor is made from its source tensor.

@@ -11,7 +11,7 @@ pub fn detect(path: &Path) -> Result<Format> {
         return detect_dir(path);
     }
     let mut head = [0u8; 16];
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let mut f = crate::mmap::open_read_only(path)?;
     let mut n = 0;
     while n < head.len() {
         match f.read(&mut head[n..]) {

@@ -14,10 +14,25 @@ pub struct MappedFile {
     len: u64,
 }
 
+/// Opens `path` read-only, without updating its access time where the OS allows (`O_NOATIME`), so that
+/// reading a model leaves every timestamp of its files as it was.
+pub fn open_read_only(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
+    match File::options().read(true).custom_flags(noatime).open(path) {
+        Ok(f) => Ok(f),
+        // O_NOATIME needs ownership of the file (or CAP_FOWNER): fall back to a plain read-only open.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+            File::open(path).map_err(|e| Error::io(path, "open", e))
+        }
+        Err(e) => Err(Error::io(path, "open", e)),
+    }
+}
+
 impl MappedFile {
     /// Opens `path` read-only and maps it.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
+        let file = open_read_only(path)?;
         let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
         if !meta.is_file() {
             return Err(Error::Invalid(format!(

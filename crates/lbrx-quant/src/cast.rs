@@ -6,8 +6,8 @@
 //! between the references). F64 -> F16 rounds once (as numpy does); F64 -> BF16/F8 rounds through F32, as
 //! ml_dtypes and torch do.
 
-use half::slice::HalfFloatSliceExt;
-use half::{bf16, f16};
+use crate::simd;
+use half::f16;
 use lbrx_core::{DType, Error, Result};
 use std::sync::OnceLock;
 
@@ -15,7 +15,23 @@ use std::sync::OnceLock;
 const STEP: usize = 2048;
 
 /// Casts `src` (elements of `from`) into `dst` (elements of `to`). `dst` must hold exactly as many elements.
+/// Uses a SIMD path where the CPU has one for the pair (checked equal to [`cast_scalar`] by tests).
 pub fn cast(from: DType, src: &[u8], to: DType, dst: &mut [u8]) -> Result<()> {
+    check(from, src, to, dst)?;
+    let done = simd::cast_prefix(from, src, to, dst);
+    let (fs, ts) = (from.info().type_size as usize, to.info().type_size as usize);
+    cast_unchecked(from, &src[done * fs..], to, &mut dst[done * ts..]);
+    Ok(())
+}
+
+/// The scalar reference path of [`cast`]: plain Rust, one element at a time, no CPU-specific code.
+pub fn cast_scalar(from: DType, src: &[u8], to: DType, dst: &mut [u8]) -> Result<()> {
+    check(from, src, to, dst)?;
+    cast_unchecked(from, src, to, dst);
+    Ok(())
+}
+
+fn check(from: DType, src: &[u8], to: DType, dst: &[u8]) -> Result<()> {
     if !from.is_castable_float() || !to.is_castable_float() {
         return Err(Error::Invalid(format!(
             "cannot cast {from} to {to}: only F64/F32/F16/BF16/F8_E4M3/F8_E5M2 convert"
@@ -29,27 +45,73 @@ pub fn cast(from: DType, src: &[u8], to: DType, dst: &mut [u8]) -> Result<()> {
             dst.len()
         )));
     }
+    Ok(())
+}
+
+fn cast_unchecked(from: DType, src: &[u8], to: DType, dst: &mut [u8]) {
+    let (fs, ts) = (from.info().type_size as usize, to.info().type_size as usize);
     if from == to {
         dst.copy_from_slice(src);
-        return Ok(());
+        return;
     }
-    match (from, to) {
-        (DType::F64, DType::F16) => {
-            for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(2)) {
-                let v = f64::from_le_bytes(s.try_into().expect("8 bytes"));
-                d.copy_from_slice(&f16::from_f64(v).to_bits().to_le_bytes());
-            }
+    if (from, to) == (DType::F64, DType::F16) {
+        for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(2)) {
+            let v = f64::from_le_bytes(s.try_into().expect("8 bytes"));
+            d.copy_from_slice(&f16::from_f64(v).to_bits().to_le_bytes());
         }
-        (DType::F64, _) | (_, DType::F64) | (_, _) => {
-            let mut buf = [0f32; STEP];
-            for (s, d) in src.chunks(STEP * fs).zip(dst.chunks_mut(STEP * ts)) {
-                let n = s.len() / fs;
-                decode_f32(from, s, &mut buf[..n]);
-                encode_f32(to, &buf[..n], d);
-            }
-        }
+        return;
     }
-    Ok(())
+    let mut buf = [0f32; STEP];
+    for (s, d) in src.chunks(STEP * fs).zip(dst.chunks_mut(STEP * ts)) {
+        let n = s.len() / fs;
+        decode_f32(from, s, &mut buf[..n]);
+        encode_f32(to, &buf[..n], d);
+    }
+}
+
+/// f32 -> IEEE binary16 bits, round to nearest even; overflow to Inf; NaN quieted with its top payload bits
+/// (as x86 F16C does).
+pub fn f16_bits(v: f32) -> u16 {
+    let x = v.to_bits();
+    let sign = ((x >> 16) & 0x8000) as u16;
+    let abs = x & 0x7fff_ffff;
+    if abs >= 0x7f80_0000 {
+        let nan = if abs > 0x7f80_0000 {
+            0x0200 | ((abs >> 13) & 0x3ff) as u16
+        } else {
+            0
+        };
+        return sign | 0x7c00 | nan;
+    }
+    if abs >= 0x4780_0000 {
+        return sign | 0x7c00; // >= 65536 rounds past the largest finite half
+    }
+    if abs < 0x3880_0000 {
+        // Subnormal or zero half: scale so one half-ulp (2^-24) is 1 and round to an integer.
+        let m = f32::from_bits(abs) * 16_777_216.0; // exact: a power-of-two scale of a small value
+        return sign | m.round_ties_even() as u16;
+    }
+    // Normal: re-bias the exponent (127 -> 15) and round 23 mantissa bits to 10; a carry bumps the exponent.
+    let rebased = abs - (112 << 23);
+    let rounded = (rebased + 0x0fff + ((rebased >> 13) & 1)) >> 13;
+    sign | rounded as u16
+}
+
+/// IEEE binary16 bits -> f32 (exact; NaN quieted, payload kept).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h & 0x8000) as u32) << 16;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    let bits = match exp {
+        0 => {
+            let v = man as f32 * 2f32.powi(-24);
+            return if sign != 0 { -v } else { v };
+        }
+        0x1f if man == 0 => sign | 0x7f80_0000,
+        0x1f => sign | 0x7fc0_0000 | (man << 13),
+        _ => sign | ((exp + 112) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
 }
 
 /// Decodes elements of a castable float dtype into f32 (exact, except F64 which rounds).
@@ -66,13 +128,8 @@ pub fn decode_f32(from: DType, src: &[u8], out: &mut [f32]) {
             }
         }
         DType::F16 => {
-            let mut h = [f16::ZERO; STEP];
-            for (sc, oc) in src.chunks(STEP * 2).zip(out.chunks_mut(STEP)) {
-                let n = oc.len();
-                for (s, d) in sc.chunks_exact(2).zip(&mut h[..n]) {
-                    *d = f16::from_bits(u16::from_le_bytes([s[0], s[1]]));
-                }
-                h[..n].convert_to_f32_slice(oc);
+            for (s, o) in src.chunks_exact(2).zip(out) {
+                *o = f16_to_f32(u16::from_le_bytes([s[0], s[1]]));
             }
         }
         DType::BF16 => {
@@ -88,7 +145,7 @@ pub fn decode_f32(from: DType, src: &[u8], out: &mut [f32]) {
         }
         DType::F8E5M2 => {
             for (s, o) in src.iter().zip(out) {
-                *o = f16::from_bits((*s as u16) << 8).to_f32();
+                *o = f16_to_f32((*s as u16) << 8);
             }
         }
         _ => {}
@@ -109,13 +166,8 @@ pub fn encode_f32(to: DType, src: &[f32], out: &mut [u8]) {
             }
         }
         DType::F16 => {
-            let mut h = [f16::ZERO; STEP];
-            for (sc, oc) in src.chunks(STEP).zip(out.chunks_mut(STEP * 2)) {
-                let n = sc.len();
-                h[..n].convert_from_f32_slice(sc);
-                for (v, o) in h[..n].iter().zip(oc.chunks_exact_mut(2)) {
-                    o.copy_from_slice(&v.to_bits().to_le_bytes());
-                }
+            for (v, o) in src.iter().zip(out.chunks_exact_mut(2)) {
+                o.copy_from_slice(&f16_bits(*v).to_le_bytes());
             }
         }
         DType::BF16 => {
@@ -139,10 +191,11 @@ pub fn encode_f32(to: DType, src: &[f32], out: &mut [u8]) {
 
 /// f32 -> bfloat16 bits, round to nearest even; NaN becomes the canonical quiet NaN with its sign.
 pub fn bf16_bits(v: f32) -> u16 {
-    if v.is_nan() {
-        return ((v.to_bits() >> 16) as u16 & 0x8000) | 0x7fc0;
+    let x = v.to_bits();
+    if x & 0x7fff_ffff > 0x7f80_0000 {
+        return ((x >> 16) as u16 & 0x8000) | 0x7fc0;
     }
-    bf16::from_f32(v).to_bits()
+    ((x + 0x7fff + ((x >> 16) & 1)) >> 16) as u16
 }
 
 /// Rounds |x| (given as f32 bits without sign, finite) to a minifloat with `m` mantissa bits and exponent
@@ -281,9 +334,9 @@ mod tests {
     #[test]
     fn e5m2_round_trips_every_code() {
         for b in 0..=255u8 {
-            let v = f16::from_bits((b as u16) << 8).to_f32();
+            let v = f16_to_f32((b as u16) << 8);
             if v.is_nan() {
-                assert!(f16::from_bits((f32_to_e5m2(v) as u16) << 8).is_nan());
+                assert!(f16_to_f32((f32_to_e5m2(v) as u16) << 8).is_nan());
                 continue;
             }
             assert_eq!(f32_to_e5m2(v), b, "code {b:#x} -> {v}");

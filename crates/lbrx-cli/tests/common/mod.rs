@@ -105,9 +105,14 @@ pub fn dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-/// Asserts two directories hold the same file names with the same bytes.
+/// Asserts two directories hold the same file names with the same bytes (lbrx's workspace sentinel aside).
 pub fn assert_same_dir(ours: &Path, reference: &Path) {
-    let (a, b) = (dir_files(ours), dir_files(reference));
+    let strip = |v: Vec<(String, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
+        v.into_iter()
+            .filter(|(n, _)| n != ".lbrx_workspace.json")
+            .collect()
+    };
+    let (a, b) = (strip(dir_files(ours)), strip(dir_files(reference)));
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b), "file names differ");
     for ((n, x), (_, y)) in a.iter().zip(&b) {
@@ -117,5 +122,35 @@ pub fn assert_same_dir(ours: &Path, reference: &Path) {
             x.len(),
             y.len()
         );
+    }
+}
+
+/// Writes a single-file model of `n_tensors` F32 tensors of `elems` elements each (pseudo-random bytes).
+pub fn write_big(path: &Path, n_tensors: usize, elems: u64) {
+    use std::io::Write;
+    let tensors: Vec<lbrx_formats::safetensors::OutTensor> = (0..n_tensors)
+        .map(|i| lbrx_formats::safetensors::OutTensor {
+            name: format!("layers.{i}.weight"),
+            dtype: lbrx_core::DType::F32,
+            shape: vec![elems / 1024, 1024],
+        })
+        .collect();
+    let members: Vec<usize> = (0..n_tensors).collect();
+    let layout = lbrx_formats::safetensors::header_bytes(&tensors, &members, None).unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    f.write_all(&layout.header).unwrap();
+    let mut x = 0x9e3779b97f4a7c15u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = layout.size - layout.header.len() as u64;
+    while left > 0 {
+        for c in buf.chunks_exact_mut(4) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c.copy_from_slice(&(((x >> 40) as f32) / 1e7 - 0.8).to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
     }
 }

@@ -6,7 +6,11 @@ numpy, ml_dtypes and huggingface_hub (never by lbrx). Run from the reference ven
   verify FILE MANIFEST.json                  the reference reads FILE; tensors must equal the manifest
   casts DIR                                  src-<D>.safetensors and the reference's x.astype(T) as exp-<D>-<T>.safetensors
   shard SRC.safetensors MAX_BYTES OUT_DIR    transformers-style sharding of SRC's tensors (huggingface_hub's split)
+  index-tensors DIR OUT.json                 load every tensor the way transformers follows the index; sha256 each
+  shard-tensors DIR OUT.json                 sha256 of every tensor in every *.safetensors of DIR, ignoring any index
 """
+import hashlib
+import os
 import json
 import sys
 
@@ -134,6 +138,46 @@ def shard(src, max_bytes, out_dir):
             f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
+def _tensors(path):
+    return dict(safetensors.deserialize(open(path, "rb").read()))
+
+
+def index_tensors(d, out):
+    """Mirrors transformers' sharded loading: read the index, open each shard it names, take each tensor from the
+    shard the index says; fail on a missing shard, a tensor absent from its shard, or a shard tensor not indexed."""
+    names = [n for n in os.listdir(d) if n.endswith(".safetensors.index.json")]
+    assert len(names) == 1, f"expected one index, found {names}"
+    wm = json.load(open(os.path.join(d, names[0])))["weight_map"]
+    result, problems = {}, []
+    for shard in sorted(set(wm.values())):
+        p = os.path.join(d, shard)
+        if not os.path.exists(p):
+            problems.append(f"missing shard {shard}")
+            continue
+        got = _tensors(p)
+        for name in [n for n, s in wm.items() if s == shard]:
+            if name not in got:
+                problems.append(f"{name} not in {shard}")
+            else:
+                result[name] = hashlib.sha256(bytes(got[name]["data"])).hexdigest()
+        for name in got:
+            if wm.get(name) != shard:
+                problems.append(f"{name} in {shard} but the index says {wm.get(name)}")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        sys.exit(1)
+    json.dump(result, open(out, "w"), sort_keys=True)
+
+
+def shard_tensors(d, out):
+    result = {}
+    for shard in sorted(n for n in os.listdir(d) if n.endswith(".safetensors")):
+        for name, t in _tensors(os.path.join(d, shard)).items():
+            result[name] = hashlib.sha256(bytes(t["data"])).hexdigest()
+    json.dump(result, open(out, "w"), sort_keys=True)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"all-dtypes": all_dtypes, "verify": verify, "casts": casts, "shard": shard}[cmd](*args)
+    {"all-dtypes": all_dtypes, "verify": verify, "casts": casts, "shard": shard,
+     "index-tensors": index_tensors, "shard-tensors": shard_tensors}[cmd](*args)

@@ -1,0 +1,689 @@
+//! `health`: a full check of a model file or directory that reports every problem it finds, not just the first:
+//! shard headers, index <-> shard agreement, config.json against the tensors, MLX quantization tensors, tokenizer
+//! files, the workspace sentinel, and (deep) every byte, counting NaN/Inf in float tensors.
+
+use crate::workspace::{read_workspace, WorkspaceInfo, SENTINEL};
+use lbrx_core::{DType, Error, Result, TensorInfo};
+use lbrx_formats::mmap::MappedFile;
+use lbrx_formats::safetensors::{parse_header, read_index, INDEX_SUFFIX};
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// How bad a finding is: errors make a model unhealthy, warnings do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The model is broken: a loader fails or loads wrong weights.
+    Error,
+    /// Suspicious, but loaders accept it.
+    Warning,
+}
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Stable machine-readable kind (`missing-shard`, `not-in-index`, `nan` ...).
+    pub code: &'static str,
+    /// What is wrong, for people.
+    pub message: String,
+    /// The file concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The tensor concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tensor: Option<String>,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthReport {
+    /// What was checked.
+    pub path: PathBuf,
+    /// Whether `--deep` read every byte.
+    pub deep: bool,
+    /// Whether it is an lbrx workspace.
+    pub managed: bool,
+    /// The workspace sentinel, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceInfo>,
+    /// Weight files examined.
+    pub shards: usize,
+    /// Tensors found in readable shards.
+    pub tensors: usize,
+    /// Every problem, errors first.
+    pub findings: Vec<Finding>,
+    /// No errors.
+    pub healthy: bool,
+}
+
+struct Shard {
+    name: String,
+    path: PathBuf,
+    tensors: Vec<TensorInfo>,
+}
+
+#[derive(Default)]
+struct Report {
+    findings: Vec<Finding>,
+}
+
+impl Report {
+    fn add(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        file: Option<&Path>,
+        tensor: Option<&str>,
+        message: String,
+    ) {
+        self.findings.push(Finding {
+            severity,
+            code,
+            message,
+            file: file.map(Path::to_path_buf),
+            tensor: tensor.map(str::to_string),
+        });
+    }
+    fn error(
+        &mut self,
+        code: &'static str,
+        file: Option<&Path>,
+        tensor: Option<&str>,
+        message: String,
+    ) {
+        self.add(Severity::Error, code, file, tensor, message);
+    }
+    fn warn(
+        &mut self,
+        code: &'static str,
+        file: Option<&Path>,
+        tensor: Option<&str>,
+        message: String,
+    ) {
+        self.add(Severity::Warning, code, file, tensor, message);
+    }
+}
+
+/// Checks a model directory or a single `.safetensors` file. `Err` means it could not be checked at all.
+pub fn check(path: &Path, deep: bool) -> Result<HealthReport> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "open", e))?;
+    let mut r = Report::default();
+    let workspace = read_workspace(path);
+    if let Some(ws) = &workspace {
+        if !ws.complete {
+            r.error(
+                "incomplete-workspace",
+                Some(&sentinel_path(path)),
+                None,
+                format!(
+                    "the '{}' operation that created this workspace did not finish",
+                    ws.operation
+                ),
+            );
+        }
+    }
+    let shards = if meta.is_dir() {
+        check_dir(path, &mut r)?
+    } else {
+        let fmt = lbrx_formats::detect(path)?;
+        if fmt != lbrx_core::Format::Safetensors {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("health checks of {fmt} files are not implemented yet"),
+            });
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        read_shard(path, &name, &mut r).into_iter().collect()
+    };
+    if deep {
+        deep_scan(&shards, &mut r);
+    }
+    let tensors = shards.iter().map(|s| s.tensors.len()).sum();
+    r.findings.sort_by_key(|f| f.severity);
+    let healthy = !r.findings.iter().any(|f| f.severity == Severity::Error);
+    Ok(HealthReport {
+        path: path.to_path_buf(),
+        deep,
+        managed: workspace.is_some(),
+        workspace,
+        shards: shards.len(),
+        tensors,
+        findings: r.findings,
+        healthy,
+    })
+}
+
+fn sentinel_path(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(SENTINEL)
+    } else {
+        path.parent().unwrap_or(Path::new(".")).join(SENTINEL)
+    }
+}
+
+fn read_shard(path: &Path, name: &str, r: &mut Report) -> Option<Shard> {
+    let map = match MappedFile::open(path) {
+        Ok(m) => m,
+        Err(e) => {
+            r.error("unreadable-shard", Some(path), None, e.to_string());
+            return None;
+        }
+    };
+    match parse_header(path, map.bytes(), map.len()) {
+        Ok(h) => Some(Shard {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            tensors: h.tensors,
+        }),
+        Err(e) => {
+            let message = match &e {
+                Error::Malformed { kind, loc } => match loc.offset {
+                    Some(o) => format!("byte offset {o}: {kind}"),
+                    None => kind.to_string(),
+                },
+                other => other.to_string(),
+            };
+            let (code, tensor) = match &e {
+                Error::Malformed { kind, loc } => (
+                    if matches!(
+                        **kind,
+                        lbrx_core::Malformed::Truncated { .. }
+                            | lbrx_core::Malformed::HeaderPastEof { .. }
+                            | lbrx_core::Malformed::OutOfBounds { .. }
+                    ) {
+                        "truncated-shard"
+                    } else {
+                        "corrupt-shard"
+                    },
+                    loc.tensor.clone(),
+                ),
+                _ => ("corrupt-shard", None),
+            };
+            r.error(code, Some(path), tensor.as_deref(), message);
+            None
+        }
+    }
+}
+
+fn check_dir(dir: &Path, r: &mut Report) -> Result<Vec<Shard>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, "list directory", e))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    names.sort();
+    let st_names: Vec<&String> = names
+        .iter()
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
+    let index_names: Vec<&String> = names.iter().filter(|n| n.ends_with(INDEX_SUFFIX)).collect();
+    if st_names.is_empty() && index_names.is_empty() {
+        return Err(Error::Unsupported {
+            path: dir.to_path_buf(),
+            what: "no *.safetensors files or shard index to check".into(),
+        });
+    }
+    let shards: Vec<Shard> = st_names
+        .iter()
+        .filter_map(|n| read_shard(&dir.join(n), n, r))
+        .collect();
+    let unreadable: BTreeSet<&str> = st_names
+        .iter()
+        .map(|n| n.as_str())
+        .filter(|n| !shards.iter().any(|s| s.name == *n))
+        .collect();
+
+    // Duplicates across shards.
+    let mut owners: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for s in &shards {
+        for t in &s.tensors {
+            owners
+                .entry(t.name.as_str())
+                .or_default()
+                .push(s.name.as_str());
+        }
+    }
+    for (t, in_shards) in &owners {
+        if in_shards.len() > 1 {
+            r.error(
+                "duplicate-tensor",
+                Some(dir),
+                Some(t),
+                format!(
+                    "tensor is in {} shards: {}",
+                    in_shards.len(),
+                    in_shards.join(", ")
+                ),
+            );
+        }
+    }
+
+    match index_names.as_slice() {
+        [] if shards.len() > 1 => r.error(
+            "missing-index",
+            Some(dir),
+            None,
+            format!("{} shards but no *{INDEX_SUFFIX}; loaders cannot find the tensors (lbrx repair-index writes one)", shards.len()),
+        ),
+        [] => {}
+        [index_name, rest @ ..] => {
+            for extra in rest {
+                r.warn("extra-index", Some(&dir.join(extra)), None, format!("a second index besides {index_name}"));
+            }
+            let index_path = dir.join(index_name);
+            match read_index(&index_path) {
+                Err(e) => r.error("corrupt-index", Some(&index_path), None, e.to_string()),
+                Ok(idx) => {
+                    let referenced: BTreeSet<&str> = idx.weight_map.values().map(String::as_str).collect();
+                    for shard in &referenced {
+                        if !names.iter().any(|n| n == shard) {
+                            let n = idx.weight_map.values().filter(|s| s == shard).count();
+                            r.error("missing-shard", Some(&index_path), None, format!("index names shard '{shard}' ({n} tensors), which does not exist"));
+                        }
+                    }
+                    for (t, shard) in &idx.weight_map {
+                        if unreadable.contains(shard.as_str()) || !names.iter().any(|n| n == shard) {
+                            continue;
+                        }
+                        let holders = owners.get(t.as_str());
+                        if !holders.is_some_and(|h| h.contains(&shard.as_str())) {
+                            let elsewhere = match holders {
+                                Some(h) => format!(" (it is in {})", h.join(", ")),
+                                None if unreadable.is_empty() => " (no shard has it)".into(),
+                                None => " (nor does any readable shard)".into(),
+                            };
+                            r.error("not-in-shard", Some(&index_path), Some(t), format!("index places it in '{shard}', which does not contain it{elsewhere}"));
+                        }
+                    }
+                    for s in &shards {
+                        if !referenced.contains(s.name.as_str()) {
+                            r.error("unreferenced-shard", Some(&s.path), None, format!("shard with {} tensors is not referenced by {index_name}", s.tensors.len()));
+                        }
+                        for t in &s.tensors {
+                            if !idx.weight_map.contains_key(&t.name) {
+                                r.error("not-in-index", Some(&s.path), Some(&t.name), format!("tensor is in '{}' but not in the index", s.name));
+                            }
+                        }
+                    }
+                    let actual: u64 = shards.iter().flat_map(|s| &s.tensors).map(|t| t.len).sum();
+                    match idx.metadata.get("total_size").and_then(Json::as_u64) {
+                        Some(total) if unreadable.is_empty() && total != actual => r.warn(
+                            "total-size",
+                            Some(&index_path),
+                            None,
+                            format!("metadata.total_size is {total} but the tensors hold {actual} bytes"),
+                        ),
+                        None => r.warn("total-size", Some(&index_path), None, "metadata.total_size is missing".into()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let all: Vec<&TensorInfo> = shards.iter().flat_map(|s| &s.tensors).collect();
+    check_config(dir, &all, unreadable.is_empty(), r);
+    check_tokenizer(dir, r);
+    Ok(shards)
+}
+
+fn read_json(path: &Path, r: &mut Report, code: &'static str) -> Option<Json> {
+    if !path.is_file() {
+        return None;
+    }
+    let parsed = std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<Json>(&b).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(v) => Some(v),
+        Err(e) => {
+            r.error(code, Some(path), None, format!("not valid JSON: {e}"));
+            None
+        }
+    }
+}
+
+/// Index of the first `.N.` after a layer-container name (`layers`, `h`, `blocks`, `layer`).
+fn layer_index(name: &str) -> Option<u64> {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.windows(2).find_map(|w| {
+        if matches!(w[0], "layers" | "h" | "blocks" | "layer") {
+            w[1].parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+fn check_config(dir: &Path, tensors: &[&TensorInfo], all_readable: bool, r: &mut Report) {
+    let path = dir.join("config.json");
+    let Some(cfg) = read_json(&path, r, "corrupt-config") else {
+        return;
+    };
+    if !all_readable {
+        r.warn(
+            "config-skipped",
+            Some(&path),
+            None,
+            "config.json not checked against the tensors: some shards are unreadable".into(),
+        );
+        return;
+    }
+    // Multimodal configs keep the language model's fields in text_config.
+    let get = |k: &str| {
+        cfg.get(k)
+            .or_else(|| cfg.get("text_config").and_then(|t| t.get(k)))
+    };
+    let by_name: BTreeMap<&str, &TensorInfo> =
+        tensors.iter().map(|t| (t.name.as_str(), *t)).collect();
+    let quant = cfg
+        .get("quantization")
+        .or_else(|| cfg.get("quantization_config"))
+        .filter(|q| q.get("bits").is_some());
+    let embed = tensors.iter().find(|t| {
+        [
+            "embed_tokens.weight",
+            "wte.weight",
+            "word_embeddings.weight",
+            "tok_embeddings.weight",
+        ]
+        .iter()
+        .any(|s| t.name.ends_with(s))
+    });
+    if let Some(e) = embed {
+        if e.shape.len() == 2 {
+            let rows = e.shape[0];
+            let mut cols = e.shape[1];
+            if e.dtype == DType::U32 {
+                let prefix = e.name.trim_end_matches(".weight");
+                if let Some(bits) = quant_params(quant, prefix).map(|(_, b)| b) {
+                    cols = cols * 32 / bits;
+                }
+            }
+            if let Some(v) = get("vocab_size").and_then(Json::as_u64) {
+                if v != rows {
+                    r.error(
+                        "config-vocab",
+                        Some(&path),
+                        Some(&e.name),
+                        format!("vocab_size is {v} but the embedding has {rows} rows"),
+                    );
+                }
+            }
+            if let Some(h) = get("hidden_size").and_then(Json::as_u64) {
+                if h != cols {
+                    r.error(
+                        "config-hidden",
+                        Some(&path),
+                        Some(&e.name),
+                        format!("hidden_size is {h} but the embedding has {cols} columns"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(n) = get("num_hidden_layers").and_then(Json::as_u64) {
+        let layers: BTreeSet<u64> = tensors
+            .iter()
+            .filter_map(|t| layer_index(&t.name))
+            .collect();
+        if !layers.is_empty() {
+            let found = layers.iter().max().map_or(0, |m| m + 1);
+            if found != n || layers.len() as u64 != n {
+                r.error(
+                    "config-layers",
+                    Some(&path),
+                    None,
+                    format!(
+                        "num_hidden_layers is {n} but the tensors hold layers {}..{} ({} distinct)",
+                        layers.first().unwrap_or(&0),
+                        found.saturating_sub(1),
+                        layers.len()
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(tied) = get("tie_word_embeddings").and_then(Json::as_bool) {
+        let has_head = by_name.contains_key("lm_head.weight");
+        if !tied && !has_head && embed.is_some() {
+            r.error(
+                "config-tied",
+                Some(&path),
+                None,
+                "tie_word_embeddings is false but there is no lm_head.weight".into(),
+            );
+        }
+        if tied && has_head {
+            r.warn(
+                "config-tied",
+                Some(&path),
+                Some("lm_head.weight"),
+                "tie_word_embeddings is true but lm_head.weight is stored too (it is ignored)"
+                    .into(),
+            );
+        }
+    }
+    if let Some(q) = quant {
+        check_mlx_quant(q, tensors, &by_name, &path, r);
+    }
+}
+
+/// (group size, bits) for the module `prefix` under an MLX quantization block, honoring per-layer overrides.
+fn quant_params(q: Option<&Json>, prefix: &str) -> Option<(u64, u64)> {
+    let q = q?;
+    let default = (
+        q.get("group_size").and_then(Json::as_u64)?,
+        q.get("bits").and_then(Json::as_u64)?,
+    );
+    match q.get(prefix) {
+        Some(Json::Bool(false)) => None,
+        Some(o @ Json::Object(_)) => Some((
+            o.get("group_size")
+                .and_then(Json::as_u64)
+                .unwrap_or(default.0),
+            o.get("bits").and_then(Json::as_u64).unwrap_or(default.1),
+        )),
+        _ => Some(default),
+    }
+}
+
+fn check_mlx_quant(
+    q: &Json,
+    tensors: &[&TensorInfo],
+    by_name: &BTreeMap<&str, &TensorInfo>,
+    cfg: &Path,
+    r: &mut Report,
+) {
+    let mode = q.get("mode").and_then(Json::as_str).unwrap_or("affine");
+    for t in tensors.iter().filter(|t| t.name.ends_with(".scales")) {
+        let prefix = t.name.trim_end_matches(".scales");
+        let w = format!("{prefix}.weight");
+        if !by_name.contains_key(w.as_str()) {
+            r.error(
+                "quant-orphan",
+                Some(cfg),
+                Some(&t.name),
+                format!("scales without {w}"),
+            );
+        }
+    }
+    for t in tensors
+        .iter()
+        .filter(|t| t.dtype == DType::U32 && t.name.ends_with(".weight"))
+    {
+        let prefix = t.name.trim_end_matches(".weight");
+        let Some((group, bits)) = quant_params(Some(q), prefix) else {
+            r.error(
+                "quant-config",
+                Some(cfg),
+                Some(&t.name),
+                "packed uint32 weight, but the quantization config excludes this layer".into(),
+            );
+            continue;
+        };
+        let scales = by_name.get(format!("{prefix}.scales").as_str());
+        let biases = by_name.get(format!("{prefix}.biases").as_str());
+        let Some(scales) = scales else {
+            r.error(
+                "quant-missing",
+                Some(cfg),
+                Some(&t.name),
+                format!("packed {bits}-bit weight without {prefix}.scales"),
+            );
+            continue;
+        };
+        if mode == "affine" && biases.is_none() {
+            r.error(
+                "quant-missing",
+                Some(cfg),
+                Some(&t.name),
+                format!("affine {bits}-bit weight without {prefix}.biases"),
+            );
+        }
+        let (Some(&packed), Some(&groups)) = (t.shape.last(), scales.shape.last()) else {
+            continue;
+        };
+        let cols = packed * 32 / bits.max(1);
+        if group == 0
+            || cols % group != 0
+            || groups != cols / group
+            || scales.shape[..scales.shape.len() - 1] != t.shape[..t.shape.len() - 1]
+        {
+            r.error(
+                "quant-shape",
+                Some(cfg),
+                Some(&t.name),
+                format!("weight {:?} at {bits} bits is {cols} columns, which needs scales [.., {}] for group size {group}, found {:?}", t.shape, cols / group.max(1), scales.shape),
+            );
+        }
+    }
+}
+
+fn check_tokenizer(dir: &Path, r: &mut Report) {
+    let tj = dir.join("tokenizer.json");
+    if let Some(v) = read_json(&tj, r, "corrupt-tokenizer") {
+        if !v.get("model").is_some_and(Json::is_object) {
+            r.error(
+                "corrupt-tokenizer",
+                Some(&tj),
+                None,
+                "tokenizer.json has no \"model\" object".into(),
+            );
+        }
+    }
+    for f in [
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "generation_config.json",
+    ] {
+        read_json(&dir.join(f), r, "corrupt-tokenizer");
+    }
+    let sp = dir.join("tokenizer.model");
+    if sp.is_file() {
+        let mut head = [0u8; 1];
+        let ok = std::fs::File::open(&sp)
+            .and_then(|f| f.read_exact_at(&mut head, 0))
+            .is_ok()
+            && head[0] == 0x0a;
+        if !ok {
+            r.error(
+                "corrupt-tokenizer",
+                Some(&sp),
+                None,
+                "tokenizer.model is empty or not a SentencePiece model (protobuf)".into(),
+            );
+        }
+    }
+    if dir.join("config.json").is_file() && !tj.is_file() && !sp.is_file() {
+        r.warn(
+            "no-tokenizer",
+            Some(dir),
+            None,
+            "no tokenizer.json or tokenizer.model".into(),
+        );
+    }
+}
+
+/// Reads every byte of every tensor (with `pread`, so a file truncated underneath is an error, not a crash)
+/// and counts NaN and Inf in float tensors.
+fn deep_scan(shards: &[Shard], r: &mut Report) {
+    let jobs: Vec<(&Shard, &TensorInfo)> = shards
+        .iter()
+        .flat_map(|s| s.tensors.iter().map(move |t| (s, t)))
+        .collect();
+    let results: Vec<(usize, ScanResult)> = jobs
+        .par_iter()
+        .enumerate()
+        .map(|(i, (s, t))| (i, scan_tensor(&s.path, t)))
+        .collect();
+    for (i, res) in results {
+        let (s, t) = jobs[i];
+        match res {
+            Err(e) => r.error("unreadable-data", Some(&s.path), Some(&t.name), e),
+            Ok((nan, inf)) => {
+                if nan > 0 {
+                    r.error(
+                        "nan",
+                        Some(&s.path),
+                        Some(&t.name),
+                        format!("{nan} NaN values of {}", t.elements()),
+                    );
+                }
+                if inf > 0 {
+                    r.error(
+                        "inf",
+                        Some(&s.path),
+                        Some(&t.name),
+                        format!("{inf} infinite values of {}", t.elements()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// NaN and Inf counts of one tensor, or why it could not be read.
+type ScanResult = std::result::Result<(u64, u64), String>;
+
+fn scan_tensor(path: &Path, t: &TensorInfo) -> ScanResult {
+    let f = lbrx_formats::mmap::open_read_only(path).map_err(|e| e.to_string())?;
+    let es = t.dtype.info().type_size as usize;
+    let chunk = (4 << 20) / es * es;
+    let mut buf = vec![0u8; chunk.min(t.len as usize)];
+    let (mut nan, mut inf) = (0u64, 0u64);
+    let mut done = 0u64;
+    let mut vals = Vec::new();
+    while done < t.len {
+        let n = ((t.len - done) as usize).min(buf.len());
+        f.read_exact_at(&mut buf[..n], t.offset + done)
+            .map_err(|e| format!("read at byte {}: {e}", t.offset + done))?;
+        if t.dtype.is_castable_float() {
+            vals.resize(n / es, 0f32);
+            if t.dtype == DType::F64 {
+                for c in buf[..n].chunks_exact(8) {
+                    let v = f64::from_le_bytes(c.try_into().unwrap_or_default());
+                    nan += v.is_nan() as u64;
+                    inf += v.is_infinite() as u64;
+                }
+            } else {
+                lbrx_quant::cast::decode_f32(t.dtype, &buf[..n], &mut vals);
+                for v in &vals {
+                    nan += v.is_nan() as u64;
+                    inf += v.is_infinite() as u64;
+                }
+            }
+        }
+        done += n as u64;
+    }
+    Ok((nan, inf))
+}
