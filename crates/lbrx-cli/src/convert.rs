@@ -2,7 +2,7 @@
 
 use crate::util::{out, out_json, parse_size, CliResult};
 use indicatif::{ProgressBar, ProgressStyle};
-use lbrx_convert::{plan_safetensors, ConvertOptions, ExecOptions, Plan, Transform};
+use lbrx_convert::{plan, ConvertOptions, ExecOptions, Plan, Transform};
 use lbrx_core::{human_bytes, DType};
 use serde_json::json;
 use std::io::IsTerminal;
@@ -14,7 +14,7 @@ use std::time::Instant;
 pub(crate) struct Args {
     /// Source model file or directory.
     src: PathBuf,
-    /// Destination: a `.safetensors` file, or a directory (sharded, with an index when there are several shards).
+    /// Destination: a `.gguf` file, a `.safetensors` file, or a directory (SafeTensors shards + index).
     dst: PathBuf,
     /// Cast float tensors to this dtype: f32, f16, bf16, f8_e4m3, f8_e5m2 (integer tensors are kept).
     #[arg(long, value_parser = parse_dtype)]
@@ -112,7 +112,7 @@ pub(crate) fn run(a: Args) -> CliResult {
         overwrite: a.force,
         sync: a.sync,
     };
-    let plan = plan_safetensors(&*src, &a.dst, &opts)?;
+    let plan = plan(&*src, &a.dst, &opts)?;
     if a.dry_run {
         return print_plan(&plan, a.json);
     }

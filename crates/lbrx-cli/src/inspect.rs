@@ -1,7 +1,8 @@
 //! `lbrx inspect`: a summary of a model (or the full tensor table), for people or as JSON.
 
 use crate::util::{out, out_json, short_count, thousands, CliResult};
-use lbrx_core::{human_bytes, DType, Source};
+use lbrx_core::{human_bytes, DType, Format, Source, Value};
+use lbrx_formats::gguf::GgufFile;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,9 +27,61 @@ struct DTypeStats {
     bytes: u64,
 }
 
+/// A metadata value as JSON, with its GGUF type (and element type for arrays).
+fn kv_json(key: &str, v: &Value) -> serde_json::Value {
+    let mut o = json!({"key": key, "type": v.kind().name(), "value": v.to_json()});
+    if let Value::Array(k, items) = v {
+        o["array_type"] = json!(k.name());
+        o["count"] = json!(items.len());
+    }
+    o
+}
+
+/// Short text of a value for people: long arrays abbreviated.
+fn short_value(v: &Value) -> String {
+    match v {
+        Value::Array(k, items) if items.len() > 8 => {
+            let head: Vec<String> = items
+                .iter()
+                .take(5)
+                .map(|i| i.to_json().to_string())
+                .collect();
+            format!(
+                "[{}, ... ] ({} x {})",
+                head.join(", "),
+                items.len(),
+                k.name()
+            )
+        }
+        Value::Str(s) => s.clone(),
+        other => other.to_json().to_string(),
+    }
+}
+
+fn gguf_json(g: &GgufFile) -> serde_json::Value {
+    let info = g.info();
+    let kv: Vec<_> = g.metadata().iter().map(|(k, v)| kv_json(k, v)).collect();
+    let tensors: Vec<_> = g
+        .tensors()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"name": t.name, "type": t.dtype.name(), "type_id": t.dtype.info().gguf_id, "ne": g.ne(i),
+                   "offset": t.offset - info.data_start, "data_offset": t.offset, "n_bytes": t.len})
+        })
+        .collect();
+    json!({"version": info.version, "big_endian": info.big_endian, "alignment": info.alignment,
+           "data_start": info.data_start, "kv": kv, "tensors": tensors})
+}
+
 pub(crate) fn run(a: Args) -> CliResult {
     let src = lbrx_formats::open(&a.path)?;
     let src: &dyn Source = &*src;
+    let gguf = if src.format() == Format::Gguf {
+        Some(GgufFile::open(&a.path)?)
+    } else {
+        None
+    };
     let mut per: BTreeMap<DType, DTypeStats> = BTreeMap::new();
     let (mut params, mut bytes) = (0u64, 0u64);
     for t in src.tensors() {
@@ -80,6 +133,7 @@ pub(crate) fn run(a: Args) -> CliResult {
             "workspace": workspace,
             "assets": src.assets(),
             "tensors": tensors,
+            "gguf": gguf.as_ref().map(gguf_json),
         }));
     }
     let mut s = String::new();
@@ -118,15 +172,32 @@ pub(crate) fn run(a: Args) -> CliResult {
             human_bytes(st.bytes)
         );
     }
+    if let Some(g) = &gguf {
+        let i = g.info();
+        let bpw = if params > 0 {
+            bytes as f64 * 8.0 / params as f64
+        } else {
+            0.0
+        };
+        s +=
+            &format!(
+            "gguf:        version {}, {}, alignment {}, data at byte {}, {:.2} bits per weight\n",
+            i.version,
+            if i.big_endian { "big-endian" } else { "little-endian" },
+            i.alignment,
+            i.data_start,
+            bpw
+        );
+    }
     if !src.metadata().is_empty() {
         s += "metadata:\n";
         for (k, v) in src.metadata().iter() {
-            let mut text = match v.as_str() {
-                Some(t) => t.to_string(),
-                None => v.to_json().to_string(),
-            };
-            if text.chars().count() > 100 {
-                text = text.chars().take(97).collect::<String>() + "...";
+            let mut text = short_value(v);
+            if gguf.is_some() {
+                text = format!("{} = {text}", v.kind().name());
+            }
+            if text.chars().count() > 120 {
+                text = text.chars().take(117).collect::<String>() + "...";
             }
             s += &format!("  {k} = {text}\n");
         }

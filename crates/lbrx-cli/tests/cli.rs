@@ -382,3 +382,34 @@ fn unknown_inputs_are_clear() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such file"));
 }
+
+#[test]
+fn ggml_type_table_matches_the_reference_build() {
+    let Some(shared) = shared_dir() else { return };
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(shared.join("golden/ggml-quants/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let cases = m["cases"].as_array().unwrap();
+    assert!(cases.len() > 50);
+    for c in cases {
+        let id = c["ggml_type_id"].as_u64().unwrap() as u32;
+        let d = lbrx_core::DType::from_gguf_id(id).unwrap_or_else(|e| panic!("id {id}: {e:?}"));
+        let name = c["type"].as_str().unwrap();
+        assert!(
+            d.name().eq_ignore_ascii_case(name),
+            "id {id}: {} vs {name}",
+            d.name()
+        );
+        assert_eq!(
+            d.info().block_size as u64,
+            c["block_size"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            d.info().type_size as u64,
+            c["type_size"].as_u64().unwrap(),
+            "{name}"
+        );
+    }
+}

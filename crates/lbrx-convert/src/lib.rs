@@ -10,7 +10,10 @@ pub mod workspace;
 
 pub use atomic::{AtomicOutput, OutputKind, Placement};
 pub use exec::{execute, ExecOptions};
-pub use plan::{plan_safetensors, ConvertOptions, Job, Plan, PlannedFile, Transform};
+pub use plan::{
+    plan, plan_gguf, plan_safetensors, ConvertOptions, Job, Plan, PlannedFile, Transform,
+    GGUF_TYPES_KEY,
+};
 pub use workspace::{read_workspace, WorkspaceInfo, SENTINEL};
 
 use lbrx_core::{Error, Result, Source};

@@ -1,7 +1,7 @@
 //! Plans: the complete list of output files and tensors, with every offset fixed before any data is written.
 
 use crate::atomic::OutputKind;
-use lbrx_core::{DType, Error, Result, Source, Value};
+use lbrx_core::{DType, Error, Format, Metadata, Result, Source, Value, ValueKind};
 use lbrx_formats::safetensors::{
     header_bytes, index_json, plan_shards, shard_file_names, OutTensor, INDEX_SUFFIX,
 };
@@ -117,23 +117,202 @@ fn choose(src: DType, opts: &ConvertOptions) -> (DType, Transform) {
     }
 }
 
-/// Metadata as SafeTensors strings: strings kept, anything else as its JSON text.
+/// Key under which GGUF value types ride along in SafeTensors `__metadata__`.
+pub const GGUF_TYPES_KEY: &str = "gguf.types";
+
+/// Type name of a value for [`GGUF_TYPES_KEY`]: `UINT32`, `ARRAY[STRING]` ...
+fn type_tag(v: &Value) -> String {
+    match v {
+        Value::Array(k, items) => match (k, items.first()) {
+            (ValueKind::Array, Some(inner)) => format!("ARRAY[{}]", type_tag(inner)),
+            _ => format!("ARRAY[{}]", k.name()),
+        },
+        other => other.kind().name().to_string(),
+    }
+}
+
+/// Metadata as SafeTensors strings. SafeTensors sources keep theirs; typed (GGUF) metadata becomes the JSON
+/// text of each value plus [`GGUF_TYPES_KEY`], so a later conversion back to GGUF restores every type.
 fn string_metadata(src: &dyn Source) -> Option<BTreeMap<String, String>> {
     let m = src.metadata();
     if m.is_empty() {
         return None;
     }
-    Some(
-        m.iter()
-            .map(|(k, v)| {
-                let s = match v {
-                    Value::Str(s) => s.clone(),
-                    other => other.to_json().to_string(),
-                };
-                (k.to_string(), s)
-            })
-            .collect(),
-    )
+    let typed = m.iter().any(|(_, v)| !matches!(v, Value::Str(_))) || src.format() == Format::Gguf;
+    let mut out = BTreeMap::new();
+    let mut types = Vec::new();
+    for (k, v) in m.iter() {
+        let text = match v {
+            Value::Str(s) if !typed => s.clone(),
+            other => other.to_json().to_string(),
+        };
+        out.insert(k.to_string(), text);
+        types.push(serde_json::json!([k, type_tag(v)]));
+    }
+    if typed {
+        out.insert(
+            GGUF_TYPES_KEY.to_string(),
+            serde_json::Value::Array(types).to_string(),
+        );
+    }
+    Some(out)
+}
+
+/// Parses a value back from its JSON text and type tag (the inverse of [`string_metadata`]).
+fn typed_value(tag: &str, v: &serde_json::Value) -> Option<Value> {
+    if let Some(inner) = tag.strip_prefix("ARRAY[").and_then(|t| t.strip_suffix(']')) {
+        let items = v.as_array()?;
+        let kind_name = inner.split('[').next().unwrap_or(inner);
+        let kind = lbrx_core::VALUE_KINDS.iter().find(|r| r.2 == kind_name)?.0;
+        return Some(Value::Array(
+            kind,
+            items
+                .iter()
+                .map(|i| typed_value(inner, i))
+                .collect::<Option<_>>()?,
+        ));
+    }
+    Some(match tag {
+        "UINT8" => Value::U8(v.as_u64()?.try_into().ok()?),
+        "INT8" => Value::I8(v.as_i64()?.try_into().ok()?),
+        "UINT16" => Value::U16(v.as_u64()?.try_into().ok()?),
+        "INT16" => Value::I16(v.as_i64()?.try_into().ok()?),
+        "UINT32" => Value::U32(v.as_u64()?.try_into().ok()?),
+        "INT32" => Value::I32(v.as_i64()?.try_into().ok()?),
+        "UINT64" => Value::U64(v.as_u64()?),
+        "INT64" => Value::I64(v.as_i64()?),
+        "FLOAT32" => Value::F32(json_f64(v)? as f32),
+        "FLOAT64" => Value::F64(json_f64(v)?),
+        "BOOL" => Value::Bool(v.as_bool()?),
+        "STRING" => Value::Str(v.as_str()?.to_string()),
+        _ => return None,
+    })
+}
+
+fn json_f64(v: &serde_json::Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str()?.parse().ok())
+}
+
+/// GGUF metadata for a source: GGUF sources keep theirs; SafeTensors metadata written by lbrx from a GGUF gets
+/// its types back; any other string metadata becomes STRING values.
+fn gguf_metadata(src: &dyn Source) -> Metadata {
+    let m = src.metadata();
+    if src.format() == Format::Gguf {
+        return m.clone();
+    }
+    // [[key, type], ...] in the original key order.
+    let types: Option<Vec<(String, String)>> = m
+        .get(GGUF_TYPES_KEY)
+        .and_then(|v| v.as_str())
+        .and_then(|t| serde_json::from_str(t).ok());
+    let mut out = Metadata::new();
+    if let Some(types) = &types {
+        for (k, tag) in types {
+            let restored = m
+                .get(k)
+                .and_then(|v| v.as_str())
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+                .and_then(|j| typed_value(tag, &j));
+            if let Some(v) = restored {
+                out.insert(k.clone(), v);
+            }
+        }
+    }
+    for (k, v) in m.iter() {
+        if k != GGUF_TYPES_KEY && out.get(k).is_none() {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    out
+}
+
+/// llama.cpp's `general.file_type` for an output whose float tensors are all `d`.
+fn llama_file_type(d: DType) -> Option<u32> {
+    match d {
+        DType::F32 => Some(0),
+        DType::F16 => Some(1),
+        DType::BF16 => Some(32),
+        _ => None,
+    }
+}
+
+/// Plans a single GGUF file at `dst`: tensor names kept, float tensors cast per `opts.dtype`, metadata kept.
+pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    if opts.max_shard_size.is_some() {
+        return Err(Error::Invalid(
+            "--max-shard-size with GGUF output (split files) is not supported yet".into(),
+        ));
+    }
+    let mut specs = Vec::with_capacity(src.tensors().len());
+    let mut transforms = Vec::with_capacity(src.tensors().len());
+    for t in src.tensors() {
+        let (dtype, tr) = choose(t.dtype, opts);
+        if dtype.info().gguf_id.is_none() {
+            return Err(Error::Invalid(format!(
+                "tensor '{}': GGUF has no {dtype} type; pass --dtype f16, bf16 or f32",
+                t.name
+            )));
+        }
+        specs.push(lbrx_formats::gguf::GgufTensorSpec {
+            name: t.name.clone(),
+            dtype,
+            shape: t.shape.clone(),
+        });
+        transforms.push(tr);
+    }
+    let mut metadata = gguf_metadata(src);
+    if let (Some(d), Some(Value::U32(_))) = (opts.dtype, metadata.get("general.file_type")) {
+        if let Some(ft) = llama_file_type(d) {
+            metadata.insert("general.file_type", Value::U32(ft));
+        }
+    }
+    let layout = lbrx_formats::gguf::gguf_layout(&metadata, &specs)?;
+    let jobs = specs
+        .iter()
+        .zip(&layout.tensors)
+        .zip(transforms)
+        .enumerate()
+        .map(|(i, ((s, &(offset, len)), transform))| Job {
+            src: i,
+            name: s.name.clone(),
+            dtype: s.dtype,
+            shape: s.shape.clone(),
+            file: 0,
+            offset,
+            len,
+            transform,
+        })
+        .collect::<Vec<_>>();
+    let data_bytes = jobs.iter().map(|j| j.len).sum();
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Plan {
+        dst: dst.to_path_buf(),
+        kind: OutputKind::File,
+        files: vec![PlannedFile {
+            name,
+            size: layout.size,
+            header: layout.header,
+        }],
+        jobs,
+        small_files: Vec::new(),
+        assets: Vec::new(),
+        data_bytes,
+    })
+}
+
+/// Plans a conversion to the format `dst` names: `.gguf` for GGUF, else SafeTensors (file or directory).
+pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    if dst
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        plan_gguf(src, dst, opts)
+    } else {
+        plan_safetensors(src, dst, opts)
+    }
 }
 
 /// Stem used for shard names: `model`, or the source index's stem (`diffusion_pytorch_model` ...).

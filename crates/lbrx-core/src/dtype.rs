@@ -46,31 +46,60 @@ macro_rules! dtype_table {
     };
 }
 
-// name (as the SafeTensors spec spells it), GGUF/ggml type id, block size (elements), type size (bytes per
-// block), kind, rank in the `safetensors` crate's `Dtype` enum (its writer orders tensors by it, descending)
+// name (as the SafeTensors spec or ggml spells it), GGUF/ggml type id, block size (elements), type size (bytes
+// per block), kind, rank in the `safetensors` crate's `Dtype` enum (its writer orders tensors by it, descending;
+// None: not a SafeTensors dtype). ggml ids: ggml.h `enum ggml_type` (llama.cpp as shipped in llama-cpp-python
+// 0.3.36); block and type sizes checked against ../shared/golden/ggml-quants/manifest.json by a test.
 dtype_table! {
-    F64 => ("F64", Some(28), 1, 8, Float, 19, "IEEE binary64."),
-    F32 => ("F32", Some(0), 1, 4, Float, 17, "IEEE binary32."),
-    F16 => ("F16", Some(1), 1, 2, Float, 13, "IEEE binary16."),
-    BF16 => ("BF16", Some(30), 1, 2, Float, 14, "bfloat16: the top half of an IEEE binary32."),
-    F8E4M3 => ("F8_E4M3", None, 1, 1, Float, 7, "FP8 E4M3 'fn' (no infinities, one NaN pattern, max 448)."),
-    F8E5M2 => ("F8_E5M2", None, 1, 1, Float, 6, "FP8 E5M2 (IEEE-like, with infinities)."),
-    F8E8M0 => ("F8_E8M0", None, 1, 1, Float, 8, "FP8 E8M0: an unsigned power-of-two scale (MX formats)."),
-    F8E4M3Fnuz => ("F8_E4M3FNUZ", None, 1, 1, Float, 9, "FP8 E4M3 'fnuz' (bias 8, no negative zero)."),
-    F8E5M2Fnuz => ("F8_E5M2FNUZ", None, 1, 1, Float, 10, "FP8 E5M2 'fnuz' (bias 16, no negative zero)."),
-    F6E2M3 => ("F6_E2M3", None, 4, 3, Float, 2, "FP6 E2M3, four values packed in three bytes."),
-    F6E3M2 => ("F6_E3M2", None, 4, 3, Float, 3, "FP6 E3M2, four values packed in three bytes."),
-    F4 => ("F4", None, 2, 1, Float, 1, "FP4 E2M1, two values per byte."),
-    C64 => ("C64", None, 1, 8, Complex, 18, "Complex number of two binary32."),
-    I64 => ("I64", Some(27), 1, 8, SignedInt, 20, "Signed 64-bit integer."),
-    I32 => ("I32", Some(26), 1, 4, SignedInt, 15, "Signed 32-bit integer."),
-    I16 => ("I16", Some(25), 1, 2, SignedInt, 11, "Signed 16-bit integer."),
-    I8 => ("I8", Some(24), 1, 1, SignedInt, 5, "Signed 8-bit integer."),
-    U64 => ("U64", None, 1, 8, UnsignedInt, 21, "Unsigned 64-bit integer."),
-    U32 => ("U32", None, 1, 4, UnsignedInt, 16, "Unsigned 32-bit integer."),
-    U16 => ("U16", None, 1, 2, UnsignedInt, 12, "Unsigned 16-bit integer."),
-    U8 => ("U8", None, 1, 1, UnsignedInt, 4, "Unsigned 8-bit integer."),
-    Bool => ("BOOL", None, 1, 1, Bool, 0, "Boolean, one byte (0 or 1)."),
+    F64 => ("F64", Some(28), 1, 8, Float, Some(19), "IEEE binary64."),
+    F32 => ("F32", Some(0), 1, 4, Float, Some(17), "IEEE binary32."),
+    F16 => ("F16", Some(1), 1, 2, Float, Some(13), "IEEE binary16."),
+    BF16 => ("BF16", Some(30), 1, 2, Float, Some(14), "bfloat16: the top half of an IEEE binary32."),
+    F8E4M3 => ("F8_E4M3", None, 1, 1, Float, Some(7), "FP8 E4M3 'fn' (no infinities, one NaN pattern, max 448)."),
+    F8E5M2 => ("F8_E5M2", None, 1, 1, Float, Some(6), "FP8 E5M2 (IEEE-like, with infinities)."),
+    F8E8M0 => ("F8_E8M0", None, 1, 1, Float, Some(8), "FP8 E8M0: an unsigned power-of-two scale (MX formats)."),
+    F8E4M3Fnuz => ("F8_E4M3FNUZ", None, 1, 1, Float, Some(9), "FP8 E4M3 'fnuz' (bias 8, no negative zero)."),
+    F8E5M2Fnuz => ("F8_E5M2FNUZ", None, 1, 1, Float, Some(10), "FP8 E5M2 'fnuz' (bias 16, no negative zero)."),
+    F6E2M3 => ("F6_E2M3", None, 4, 3, Float, Some(2), "FP6 E2M3, four values packed in three bytes."),
+    F6E3M2 => ("F6_E3M2", None, 4, 3, Float, Some(3), "FP6 E3M2, four values packed in three bytes."),
+    F4 => ("F4", None, 2, 1, Float, Some(1), "FP4 E2M1, two values per byte."),
+    C64 => ("C64", None, 1, 8, Complex, Some(18), "Complex number of two binary32."),
+    I64 => ("I64", Some(27), 1, 8, SignedInt, Some(20), "Signed 64-bit integer."),
+    I32 => ("I32", Some(26), 1, 4, SignedInt, Some(15), "Signed 32-bit integer."),
+    I16 => ("I16", Some(25), 1, 2, SignedInt, Some(11), "Signed 16-bit integer."),
+    I8 => ("I8", Some(24), 1, 1, SignedInt, Some(5), "Signed 8-bit integer."),
+    U64 => ("U64", None, 1, 8, UnsignedInt, Some(21), "Unsigned 64-bit integer."),
+    U32 => ("U32", None, 1, 4, UnsignedInt, Some(16), "Unsigned 32-bit integer."),
+    U16 => ("U16", None, 1, 2, UnsignedInt, Some(12), "Unsigned 16-bit integer."),
+    U8 => ("U8", None, 1, 1, UnsignedInt, Some(4), "Unsigned 8-bit integer."),
+    Bool => ("BOOL", None, 1, 1, Bool, Some(0), "Boolean, one byte (0 or 1)."),
+    Q4_0 => ("Q4_0", Some(2), 32, 18, Quantized, None, "ggml Q4_0: f16 scale + 32 4-bit values."),
+    Q4_1 => ("Q4_1", Some(3), 32, 20, Quantized, None, "ggml Q4_1: f16 scale and min + 32 4-bit values."),
+    Q5_0 => ("Q5_0", Some(6), 32, 22, Quantized, None, "ggml Q5_0."),
+    Q5_1 => ("Q5_1", Some(7), 32, 24, Quantized, None, "ggml Q5_1."),
+    Q8_0 => ("Q8_0", Some(8), 32, 34, Quantized, None, "ggml Q8_0: f16 scale + 32 int8 values."),
+    Q8_1 => ("Q8_1", Some(9), 32, 36, Quantized, None, "ggml Q8_1 (intermediate)."),
+    Q2K => ("Q2_K", Some(10), 256, 84, Quantized, None, "ggml Q2_K super-block."),
+    Q3K => ("Q3_K", Some(11), 256, 110, Quantized, None, "ggml Q3_K super-block."),
+    Q4K => ("Q4_K", Some(12), 256, 144, Quantized, None, "ggml Q4_K super-block."),
+    Q5K => ("Q5_K", Some(13), 256, 176, Quantized, None, "ggml Q5_K super-block."),
+    Q6K => ("Q6_K", Some(14), 256, 210, Quantized, None, "ggml Q6_K super-block."),
+    Q8K => ("Q8_K", Some(15), 256, 292, Quantized, None, "ggml Q8_K (intermediate)."),
+    IQ2XXS => ("IQ2_XXS", Some(16), 256, 66, Quantized, None, "ggml IQ2_XXS."),
+    IQ2XS => ("IQ2_XS", Some(17), 256, 74, Quantized, None, "ggml IQ2_XS."),
+    IQ3XXS => ("IQ3_XXS", Some(18), 256, 98, Quantized, None, "ggml IQ3_XXS."),
+    IQ1S => ("IQ1_S", Some(19), 256, 50, Quantized, None, "ggml IQ1_S."),
+    IQ4NL => ("IQ4_NL", Some(20), 32, 18, Quantized, None, "ggml IQ4_NL."),
+    IQ3S => ("IQ3_S", Some(21), 256, 110, Quantized, None, "ggml IQ3_S."),
+    IQ2S => ("IQ2_S", Some(22), 256, 82, Quantized, None, "ggml IQ2_S."),
+    IQ4XS => ("IQ4_XS", Some(23), 256, 136, Quantized, None, "ggml IQ4_XS."),
+    IQ1M => ("IQ1_M", Some(29), 256, 56, Quantized, None, "ggml IQ1_M."),
+    TQ1_0 => ("TQ1_0", Some(34), 256, 54, Quantized, None, "ggml TQ1_0 (ternary)."),
+    TQ2_0 => ("TQ2_0", Some(35), 256, 66, Quantized, None, "ggml TQ2_0 (ternary)."),
+    MXFP4 => ("MXFP4", Some(39), 32, 17, Quantized, None, "ggml MXFP4: E8M0 scale + 32 FP4 values."),
+    NVFP4 => ("NVFP4", Some(40), 64, 36, Quantized, None, "ggml NVFP4: E4M3 scales + 64 FP4 values."),
+    Q1_0 => ("Q1_0", Some(41), 128, 18, Quantized, None, "ggml Q1_0."),
+    Q2_0 => ("Q2_0", Some(42), 64, 18, Quantized, None, "ggml Q2_0."),
 }
 
 /// One row of the dtype registry.
@@ -88,8 +117,9 @@ pub struct DTypeInfo {
     pub type_size: u32,
     /// What kind of numbers it holds.
     pub kind: DTypeKind,
-    /// Position in the reference `safetensors` crate's dtype order (its writer sorts tensors by it, descending).
-    pub safetensors_rank: u8,
+    /// Position in the reference `safetensors` crate's dtype order (its writer sorts tensors by it, descending);
+    /// `None` for types SafeTensors does not define (the ggml block types).
+    pub safetensors_rank: Option<u8>,
 }
 
 impl DType {
@@ -105,7 +135,29 @@ impl DType {
 
     /// Looks a dtype up by its SafeTensors name (exact, case-sensitive, as the spec requires).
     pub fn from_safetensors_name(name: &str) -> Option<DType> {
-        DTYPES.iter().find(|r| r.name == name).map(|r| r.dtype)
+        DTYPES
+            .iter()
+            .find(|r| r.name == name && r.safetensors_rank.is_some())
+            .map(|r| r.dtype)
+    }
+
+    /// Looks a dtype up by its ggml/GGUF type id. Retired ids give `Err` with the retired type's name.
+    pub fn from_gguf_id(id: u32) -> Result<DType, GgufTypeError> {
+        if let Some(r) = DTYPES.iter().find(|r| r.gguf_id == Some(id)) {
+            return Ok(r.dtype);
+        }
+        match RETIRED_GGML_TYPES.iter().find(|(i, _)| *i == id) {
+            Some((_, name)) => Err(GgufTypeError::Retired(name)),
+            None => Err(GgufTypeError::Unknown),
+        }
+    }
+
+    /// Looks a dtype up by name as llama.cpp or SafeTensors spell it, case-insensitive (`q4_k`, `BF16`).
+    pub fn from_name(name: &str) -> Option<DType> {
+        DTYPES
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
+            .map(|r| r.dtype)
     }
 
     /// Looks a dtype up by a user-typed name: case-insensitive, `-`/`_` alike, common aliases
@@ -160,6 +212,27 @@ impl DType {
     }
 }
 
+/// ggml type ids that were defined once and have been retired (the ids are never reused).
+pub static RETIRED_GGML_TYPES: &[(u32, &str)] = &[
+    (4, "Q4_2"),
+    (5, "Q4_3"),
+    (31, "Q4_0_4_4"),
+    (32, "Q4_0_4_8"),
+    (33, "Q4_0_8_8"),
+    (36, "IQ4_NL_4_4"),
+    (37, "IQ4_NL_4_8"),
+    (38, "IQ4_NL_8_8"),
+];
+
+/// Why a ggml type id has no dtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgufTypeError {
+    /// The id was never defined.
+    Unknown,
+    /// The id belonged to a type that ggml has removed (its name).
+    Retired(&'static str),
+}
+
 impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -179,7 +252,19 @@ mod tests {
     fn table_rows_are_in_variant_order_and_names_unique() {
         for (i, row) in DTYPES.iter().enumerate() {
             assert_eq!(row.dtype as usize, i, "row {} out of order", row.name);
-            assert_eq!(DType::from_safetensors_name(row.name), Some(row.dtype));
+            if row.safetensors_rank.is_some() {
+                assert_eq!(DType::from_safetensors_name(row.name), Some(row.dtype));
+            } else {
+                assert_eq!(DType::from_safetensors_name(row.name), None);
+            }
+            if let Some(id) = row.gguf_id {
+                assert_eq!(DType::from_gguf_id(id), Ok(row.dtype));
+                assert!(
+                    !RETIRED_GGML_TYPES.iter().any(|(r, _)| *r == id),
+                    "{} reuses a retired id",
+                    row.name
+                );
+            }
         }
         let mut names: Vec<_> = DTYPES.iter().map(|r| r.name).collect();
         names.sort_unstable();
@@ -198,6 +283,14 @@ mod tests {
         assert_eq!(DType::F64.byte_len(&[u64::MAX, 2]), None);
         assert_eq!(DType::U8.byte_len(&[u64::MAX]), Some(u64::MAX));
         assert_eq!(DType::F16.byte_len(&[u64::MAX]), None);
+    }
+
+    #[test]
+    fn ggml_ids() {
+        assert_eq!(DType::from_gguf_id(4), Err(GgufTypeError::Retired("Q4_2")));
+        assert_eq!(DType::from_gguf_id(99), Err(GgufTypeError::Unknown));
+        assert_eq!(DType::Q4K.byte_len(&[2, 256]), Some(288));
+        assert_eq!(DType::Q4K.byte_len(&[2, 255]), None);
     }
 
     #[test]

@@ -7,9 +7,11 @@ pub mod meta;
 pub mod source;
 pub mod tensor;
 
-pub use dtype::{element_count, DType, DTypeInfo, DTypeKind, DTYPES};
+pub use dtype::{
+    element_count, DType, DTypeInfo, DTypeKind, GgufTypeError, DTYPES, RETIRED_GGML_TYPES,
+};
 pub use error::{Error, Location, Malformed, Result};
-pub use meta::{Metadata, Value};
+pub use meta::{Metadata, Value, ValueKind, VALUE_KINDS};
 pub use source::{Format, Sink, Source, SourceFile};
 pub use tensor::{TensorInfo, TensorView};
 

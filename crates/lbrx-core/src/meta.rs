@@ -29,8 +29,59 @@ pub enum Value {
     Bool(bool),
     /// UTF-8 string.
     Str(String),
-    /// Homogeneous array (the element type is that of the items; an empty array keeps its declared type name).
-    Array(Vec<Value>),
+    /// Homogeneous array with its element type (kept even when the array is empty).
+    Array(ValueKind, Vec<Value>),
+}
+
+macro_rules! value_kinds {
+    ($( $kind:ident = $id:expr, $name:expr, $size:expr; )+) => {
+        /// The type of a metadata value, numbered as GGUF numbers its value types.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ValueKind {
+            $( #[doc = $name] $kind, )+
+        }
+
+        /// The value-type registry: kind, GGUF id, GGUF name, fixed byte size (`None`: string or array).
+        pub static VALUE_KINDS: &[(ValueKind, u32, &str, Option<usize>)] = &[
+            $( (ValueKind::$kind, $id, $name, $size), )+
+        ];
+    };
+}
+
+// GGUF value types (spec: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md#file-structure)
+value_kinds! {
+    U8 = 0, "UINT8", Some(1);
+    I8 = 1, "INT8", Some(1);
+    U16 = 2, "UINT16", Some(2);
+    I16 = 3, "INT16", Some(2);
+    U32 = 4, "UINT32", Some(4);
+    I32 = 5, "INT32", Some(4);
+    F32 = 6, "FLOAT32", Some(4);
+    Bool = 7, "BOOL", Some(1);
+    Str = 8, "STRING", None;
+    Array = 9, "ARRAY", None;
+    U64 = 10, "UINT64", Some(8);
+    I64 = 11, "INT64", Some(8);
+    F64 = 12, "FLOAT64", Some(8);
+}
+
+impl ValueKind {
+    /// The GGUF id.
+    pub fn gguf_id(self) -> u32 {
+        VALUE_KINDS[self as usize].1
+    }
+    /// The GGUF name (`UINT32`, `STRING` ...).
+    pub fn name(self) -> &'static str {
+        VALUE_KINDS[self as usize].2
+    }
+    /// Bytes of one value, for fixed-size kinds.
+    pub fn fixed_size(self) -> Option<usize> {
+        VALUE_KINDS[self as usize].3
+    }
+    /// The kind with GGUF id `id`.
+    pub fn from_gguf_id(id: u32) -> Option<ValueKind> {
+        VALUE_KINDS.iter().find(|r| r.1 == id).map(|r| r.0)
+    }
 }
 
 impl Value {
@@ -49,7 +100,41 @@ impl Value {
             Value::F64(v) => float_json(*v),
             Value::Bool(v) => Json::from(*v),
             Value::Str(s) => Json::from(s.as_str()),
-            Value::Array(items) => Json::Array(items.iter().map(Value::to_json).collect()),
+            Value::Array(_, items) => Json::Array(items.iter().map(Value::to_json).collect()),
+        }
+    }
+
+    /// This value's kind.
+    pub fn kind(&self) -> ValueKind {
+        match self {
+            Value::U8(_) => ValueKind::U8,
+            Value::I8(_) => ValueKind::I8,
+            Value::U16(_) => ValueKind::U16,
+            Value::I16(_) => ValueKind::I16,
+            Value::U32(_) => ValueKind::U32,
+            Value::I32(_) => ValueKind::I32,
+            Value::U64(_) => ValueKind::U64,
+            Value::I64(_) => ValueKind::I64,
+            Value::F32(_) => ValueKind::F32,
+            Value::F64(_) => ValueKind::F64,
+            Value::Bool(_) => ValueKind::Bool,
+            Value::Str(_) => ValueKind::Str,
+            Value::Array(..) => ValueKind::Array,
+        }
+    }
+
+    /// The value as an unsigned integer, if it is a non-negative integer.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U8(v) => Some(v.into()),
+            Value::U16(v) => Some(v.into()),
+            Value::U32(v) => Some(v.into()),
+            Value::U64(v) => Some(v),
+            Value::I8(v) => u64::try_from(v).ok(),
+            Value::I16(v) => u64::try_from(v).ok(),
+            Value::I32(v) => u64::try_from(v).ok(),
+            Value::I64(v) => u64::try_from(v).ok(),
+            _ => None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! [`open`] detects a path's format and returns it as a [`Source`].
 
 pub mod detect;
+pub mod gguf;
 pub mod mmap;
 pub mod safetensors;
 
@@ -14,6 +15,7 @@ pub fn open(path: &Path) -> Result<Box<dyn Source>> {
     match detect(path)? {
         Format::Safetensors => Ok(Box::new(safetensors::SafetensorsFile::open(path)?)),
         Format::SafetensorsDir => Ok(Box::new(safetensors::SafetensorsDir::open(path)?)),
+        Format::Gguf => Ok(Box::new(gguf::GgufFile::open(path)?)),
         other => Err(Error::Unsupported {
             path: path.to_path_buf(),
             what: format!("reading {other} files is not implemented yet"),

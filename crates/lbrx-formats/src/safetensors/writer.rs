@@ -79,6 +79,12 @@ pub fn header_bytes(
     let mut placed = Vec::with_capacity(order.len());
     for &i in &order {
         let t = &tensors[i];
+        if t.dtype.info().safetensors_rank.is_none() {
+            return Err(Error::Invalid(format!(
+                "tensor '{}': SafeTensors has no {} type, and dequantizing ggml block types is not implemented yet",
+                t.name, t.dtype
+            )));
+        }
         if t.name == "__metadata__" {
             return Err(Error::Invalid(
                 "a tensor cannot be named __metadata__".into(),

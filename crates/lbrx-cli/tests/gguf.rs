@@ -1,0 +1,233 @@
+//! GGUF against the reference `gguf` package: what `GGUFReader` reports equals `lbrx inspect --json`; a file
+//! `GGUFWriter` wrote is re-written byte for byte; big-endian and float conversions keep every value.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+fn gguf_oracle(py: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) {
+    let script = repo_root().join("crates/lbrx-cli/tests/oracle/gguf_oracle.py");
+    let mut c = std::process::Command::new(py);
+    c.arg(script);
+    for a in args {
+        c.arg(a);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "gguf oracle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn json_file(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// Asserts `lbrx inspect --json` of `file` reports what GGUFReader reports.
+fn assert_matches_reader(py: &Path, file: &Path, tmp: &Path) {
+    let dump = tmp.join("dump.json");
+    gguf_oracle(py, &[&"dump", &file, &dump]);
+    let want = json_file(&dump);
+    let got: Value =
+        serde_json::from_slice(&ok(lbrx().args(["inspect", "--json"]).arg(file)).stdout).unwrap();
+    let g = &got["gguf"];
+    assert_eq!(g["alignment"], want["alignment"], "{}", file.display());
+    assert_eq!(g["data_start"], want["data_start"], "{}", file.display());
+    let (gk, wk) = (g["kv"].as_array().unwrap(), want["kv"].as_array().unwrap());
+    assert_eq!(gk.len(), wk.len(), "{}: KV count", file.display());
+    for (a, b) in gk.iter().zip(wk) {
+        assert_eq!(a["key"], b["key"]);
+        assert_eq!(a["type"], b["type"], "{}", a["key"]);
+        if b["type"] == "ARRAY" {
+            assert_eq!(a["array_type"], b["array_type"], "{}", a["key"]);
+        }
+        assert_eq!(a["value"], b["value"], "{}", a["key"]);
+    }
+    let (gt, wt) = (
+        g["tensors"].as_array().unwrap(),
+        want["tensors"].as_array().unwrap(),
+    );
+    assert_eq!(gt.len(), wt.len());
+    for (a, b) in gt.iter().zip(wt) {
+        for k in ["name", "type_id", "ne", "data_offset", "n_bytes"] {
+            assert_eq!(a[k], b[k], "{}: {k}", a["name"]);
+        }
+    }
+}
+
+#[test]
+fn inspect_equals_gguf_reader_on_the_corpus_and_on_gguf_writer_files() {
+    let (Some(py), Some(shared)) = (python(), shared_dir()) else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(shared.join("corpus/gguf"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5);
+    let written = d.path().join("w.gguf");
+    gguf_oracle(&py, &[&"write", &written]);
+    files.push(written);
+    for f in &files {
+        assert_matches_reader(&py, f, d.path());
+    }
+}
+
+#[test]
+fn rewriting_a_gguf_writer_file_gives_the_same_bytes() {
+    let Some(py) = python() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a.gguf"), d.path().join("b.gguf"));
+    gguf_oracle(&py, &[&"write", &a]);
+    ok(lbrx().arg("convert").arg(&a).arg(&b));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // And the vocab files of the corpus (0 tensors, large string arrays) too, when they end padded.
+    if let Some(shared) = shared_dir() {
+        let v = shared.join("corpus/gguf/ggml-vocab-llama-spm.gguf");
+        let out = d.path().join("v.gguf");
+        ok(lbrx().arg("convert").arg(&v).arg(&out));
+        assert_matches_reader(&py, &out, d.path());
+    }
+}
+
+#[test]
+fn big_endian_files_read_as_the_little_endian_ones() {
+    let Some(py) = python() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let (le, be) = (d.path().join("le.gguf"), d.path().join("be.gguf"));
+    gguf_oracle(&py, &[&"write", &le, &"--floats"]);
+    gguf_oracle(&py, &[&"write", &be, &"--big"]);
+    let (a, b) = (
+        lbrx_formats::open(&le).unwrap(),
+        lbrx_formats::open(&be).unwrap(),
+    );
+    assert_eq!(a.metadata(), b.metadata());
+    assert_eq!(a.tensors().len(), b.tensors().len());
+    for (i, t) in a.tensors().iter().enumerate() {
+        assert_eq!(t.shape, b.tensors()[i].shape);
+        assert_eq!(
+            a.view(i).unwrap().bytes(),
+            b.view(i).unwrap().bytes(),
+            "{}",
+            t.name
+        );
+    }
+    // Converting the big-endian file writes a little-endian one equal to the LE original.
+    let out = d.path().join("out.gguf");
+    ok(lbrx().arg("convert").arg(&be).arg(&out));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&le).unwrap());
+}
+
+#[test]
+fn gguf_to_safetensors_and_back_keeps_every_kv_and_tensor() {
+    let Some(py) = python() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let (g, st, back) = (
+        d.path().join("g.gguf"),
+        d.path().join("g.safetensors"),
+        d.path().join("back.gguf"),
+    );
+    gguf_oracle(&py, &[&"write", &g, &"--floats"]);
+    ok(lbrx().arg("convert").arg(&g).arg(&st));
+    // The reference reads our SafeTensors output: values equal GGUFReader's, shapes row-major.
+    let vals = d.path().join("vals.json");
+    gguf_oracle(&py, &[&"values", &g, &vals]);
+    let want = json_file(&vals);
+    let src = lbrx_formats::open(&st).unwrap();
+    for (i, t) in src.tensors().iter().enumerate() {
+        let w = &want[&t.name];
+        let shape: Vec<u64> = w["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(t.shape, shape, "{}", t.name);
+        let mut f = vec![0f32; t.elements() as usize];
+        lbrx_quant::cast::decode_f32(t.dtype, src.view(i).unwrap().bytes(), &mut f);
+        let wv: Vec<f32> = w["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(f, wv, "{}", t.name);
+    }
+    ok(lbrx().arg("convert").arg(&st).arg(&back));
+    let (a, b) = (
+        lbrx_formats::open(&g).unwrap(),
+        lbrx_formats::open(&back).unwrap(),
+    );
+    assert_eq!(
+        a.metadata(),
+        b.metadata(),
+        "KVs (order, types, values) differ after the round trip"
+    );
+    for (i, t) in a.tensors().iter().enumerate() {
+        let j = b.tensors().iter().position(|u| u.name == t.name).unwrap();
+        assert_eq!(
+            (t.dtype, &t.shape),
+            (b.tensors()[j].dtype, &b.tensors()[j].shape)
+        );
+        assert_eq!(
+            a.view(i).unwrap().bytes(),
+            b.view(j).unwrap().bytes(),
+            "{}",
+            t.name
+        );
+    }
+    // Quantized tensors cannot go to SafeTensors yet: a clear error, nothing written.
+    let q = d.path().join("q.gguf");
+    gguf_oracle(&py, &[&"write", &q]);
+    let out = lbrx()
+        .arg("convert")
+        .arg(&q)
+        .arg(d.path().join("q.safetensors"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SafeTensors has no Q8_0 type"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.path().join("q.safetensors").exists());
+}
+
+#[test]
+fn safetensors_model_to_gguf_reads_in_the_reference() {
+    let Some(py) = python() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("tiny.gguf");
+    ok(lbrx()
+        .args(["convert", "--dtype", "f16"])
+        .arg(repo_root().join("examples/tiny-llama"))
+        .arg(&out));
+    let vals = d.path().join("vals.json");
+    gguf_oracle(&py, &[&"values", &out, &vals]);
+    let want = json_file(&vals);
+    let src = lbrx_formats::open(&repo_root().join("examples/tiny-llama")).unwrap();
+    assert_eq!(want.as_object().unwrap().len(), src.tensors().len());
+    for (i, t) in src.tensors().iter().enumerate() {
+        let mut f32s = vec![0f32; t.elements() as usize];
+        lbrx_quant::cast::decode_f32(t.dtype, src.view(i).unwrap().bytes(), &mut f32s);
+        // bf16 -> f16 rounds; compare through the same cast.
+        let mut f16 = vec![0u8; f32s.len() * 2];
+        lbrx_quant::cast::encode_f32(lbrx_core::DType::F16, &f32s, &mut f16);
+        let mut expect = vec![0f32; f32s.len()];
+        lbrx_quant::cast::decode_f32(lbrx_core::DType::F16, &f16, &mut expect);
+        let got: Vec<f32> = want[&t.name]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(got, expect, "{}", t.name);
+    }
+    assert_matches_reader(&py, &out, d.path());
+}
