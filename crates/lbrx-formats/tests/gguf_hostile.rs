@@ -49,7 +49,7 @@ impl B {
         self
     }
     fn pad(&mut self, align: usize) -> &mut Self {
-        while self.v.len() % align != 0 {
+        while !self.v.len().is_multiple_of(align) {
             self.v.push(0);
         }
         self
