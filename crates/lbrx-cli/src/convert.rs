@@ -16,7 +16,8 @@ pub(crate) struct Args {
     src: PathBuf,
     /// Destination: a `.gguf` file, a `.safetensors` file, or a directory (SafeTensors shards + index).
     dst: PathBuf,
-    /// Cast float tensors to this dtype: f32, f16, bf16, f8_e4m3, f8_e5m2 (integer tensors are kept).
+    /// Cast float tensors to this dtype: f32, f16, bf16, f8_e4m3, f8_e5m2; quantized (GGUF) tensors are
+    /// dequantized to it; integer tensors are kept.
     #[arg(long, value_parser = parse_dtype)]
     dtype: Option<DType>,
     /// Largest output shard, e.g. 5GB or 2GiB (directory outputs); default keeps the source's sharding.
@@ -55,6 +56,7 @@ fn transform_name(t: &Transform) -> String {
     match t {
         Transform::Copy => "copy".into(),
         Transform::Cast { from, to } => format!("cast {from}->{to}"),
+        Transform::Dequant { from, to } => format!("dequantize {from}->{to}"),
     }
 }
 

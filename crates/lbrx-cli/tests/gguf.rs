@@ -231,3 +231,60 @@ fn safetensors_model_to_gguf_reads_in_the_reference() {
     }
     assert_matches_reader(&py, &out, d.path());
 }
+
+#[test]
+fn dequantization_equals_gguf_quants_bit_for_bit() {
+    let (Some(py), Some(shared)) = (python(), shared_dir()) else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let g = d.path().join("golden.gguf");
+    gguf_oracle(
+        &py,
+        &[&"golden-gguf", &shared.join("golden/ggml-quants"), &g],
+    );
+    let vals = d.path().join("vals.json");
+    gguf_oracle(&py, &[&"values", &g, &vals]);
+    let want = json_file(&vals);
+    let src = lbrx_formats::open(&g).unwrap();
+    let types: std::collections::BTreeSet<_> = src.tensors().iter().map(|t| t.dtype).collect();
+    assert!(types.len() >= 20, "only {} types in the file", types.len());
+    for (dtype, ext) in [("f32", "f32.safetensors"), ("bf16", "bf16.safetensors")] {
+        let out = d.path().join(ext);
+        ok(lbrx().args(["convert", "--dtype", dtype]).arg(&g).arg(&out));
+        let st = lbrx_formats::open(&out).unwrap();
+        let mut bad = Vec::new();
+        for (i, t) in st.tensors().iter().enumerate() {
+            let mut got = vec![0f32; t.elements() as usize];
+            lbrx_quant::cast::decode_f32(t.dtype, st.view(i).unwrap().bytes(), &mut got);
+            let mut expect: Vec<f32> = want[&t.name]["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            if dtype == "bf16" {
+                let mut b = vec![0u8; expect.len() * 2];
+                lbrx_quant::cast::encode_f32(lbrx_core::DType::BF16, &expect, &mut b);
+                lbrx_quant::cast::decode_f32(lbrx_core::DType::BF16, &b, &mut expect);
+            }
+            let diff = got
+                .iter()
+                .zip(&expect)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            if diff > 0 {
+                bad.push(format!(
+                    "{} ({}): {diff} values differ",
+                    t.name,
+                    src.tensors()
+                        .iter()
+                        .find(|s| s.name == t.name)
+                        .unwrap()
+                        .dtype
+                ));
+            }
+        }
+        assert!(bad.is_empty(), "--dtype {dtype}:\n{}", bad.join("\n"));
+    }
+}

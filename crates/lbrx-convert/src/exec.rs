@@ -132,6 +132,28 @@ pub fn execute(
                             at += n as u64;
                         }
                     }
+                    Transform::Dequant { from, to } => {
+                        let view = src.view(job.src)?;
+                        let bytes = slice(view.bytes(), src_off, src_len, &info.name)?;
+                        // Whole blocks at a time: dequantize to f32, then encode the output dtype.
+                        let (bs, bts) = (
+                            from.info().block_size as usize,
+                            from.info().type_size as usize,
+                        );
+                        let ts = to.info().type_size as usize;
+                        let blocks = (PIECE_BYTES / (bs * 4)).max(1);
+                        let mut floats = vec![0f32; blocks * bs];
+                        let mut at = out_off;
+                        for s in bytes.chunks(blocks * bts) {
+                            let n = s.len() / bts * bs;
+                            lbrx_quant::ggml::dequantize(from, s, &mut floats[..n])
+                                .map_err(|e| context(e, &info.name))?;
+                            buf.resize(n * ts, 0);
+                            lbrx_quant::cast::encode_f32(to, &floats[..n], &mut buf[..n * ts]);
+                            sink.write_at(job.file, at, &buf[..n * ts])?;
+                            at += (n * ts) as u64;
+                        }
+                    }
                 }
                 src.release(info.file, info.offset + src_off, src_len);
                 done.fetch_add(out_len, Ordering::Relaxed);

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 /// What a conversion is asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct ConvertOptions {
-    /// Cast every float tensor to this dtype (integer and bool tensors are kept as they are).
+    /// Cast every float tensor to this dtype, dequantizing block-quantized ones (integer and bool tensors are
+    /// kept as they are).
     pub dtype: Option<DType>,
     /// Largest shard, in bytes (directory outputs); `None` keeps the source's sharding.
     pub max_shard_size: Option<u64>,
@@ -28,6 +29,15 @@ pub struct ConvertOptions {
 pub enum Transform {
     /// Bytes copied unchanged.
     Copy,
+    /// Dequantization of a ggml block type into a float dtype.
+    Dequant {
+        /// Source (block) dtype.
+        #[serde(serialize_with = "ser_dtype")]
+        from: DType,
+        /// Output dtype.
+        #[serde(serialize_with = "ser_dtype")]
+        to: DType,
+    },
     /// Element-wise float cast.
     Cast {
         /// Source dtype.
@@ -113,6 +123,12 @@ fn ser_small<S: serde::Serializer>(v: &[(String, Vec<u8>)], s: S) -> Result<S::O
 fn choose(src: DType, opts: &ConvertOptions) -> (DType, Transform) {
     match opts.dtype {
         Some(to) if src.is_castable_float() && to != src => (to, Transform::Cast { from: src, to }),
+        Some(to)
+            if src.info().kind == lbrx_core::DTypeKind::Quantized
+                && lbrx_quant::ggml::can_dequantize(src) =>
+        {
+            (to, Transform::Dequant { from: src, to })
+        }
         _ => (src, Transform::Copy),
     }
 }

@@ -5,8 +5,12 @@
                           ne (as stored), absolute data offset and size
   write OUT.gguf [--floats] [--big]   a file written by GGUFWriter: every value type, F32/F16/BF16 tensors
                           and (without flags) Q8_0/Q4_0 ones; --big writes a big-endian file
-  values FILE OUT.json    every tensor's values as float lists (F32/F16/BF16 via numpy), row-major
+  values FILE OUT.json    every tensor's values as float lists (F32/F16/BF16 via numpy, block types via
+                          gguf.quants.dequantize), row-major
+  golden-gguf GOLDEN_DIR OUT.gguf   a GGUF (GGUFWriter) of ggml's golden quantized tensors, one per case whose
+                          type gguf.quants can dequantize
 """
+import os
 import json
 import sys
 
@@ -86,5 +90,26 @@ def values(path, out):
     json.dump(res, open(out, "w"))
 
 
+def golden_gguf(golden, out):
+    m = json.load(open(os.path.join(golden, "manifest.json")))
+    w = gguf.GGUFWriter(out, arch="llama")
+    for c in m["cases"]:
+        try:
+            qt = Q(c["ggml_type_id"])
+        except ValueError:
+            continue
+        if qt not in gguf.quants._type_traits and qt not in (Q.F16,):
+            continue
+        raw = np.fromfile(os.path.join(golden, c["quantized"]), dtype=np.uint8)
+        if qt == Q.F16:
+            w.add_tensor(c["quantized"], raw.view(np.float16).reshape(c["rows"], c["cols"]))
+        else:
+            w.add_tensor(c["quantized"], raw.reshape(c["rows"], -1), raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 if __name__ == "__main__":
-    {"dump": dump, "write": write, "values": values}[sys.argv[1]](*sys.argv[2:])
+    {"dump": dump, "write": write, "values": values, "golden-gguf": golden_gguf}[sys.argv[1]](*sys.argv[2:])

@@ -81,7 +81,7 @@ pub fn header_bytes(
         let t = &tensors[i];
         if t.dtype.info().safetensors_rank.is_none() {
             return Err(Error::Invalid(format!(
-                "tensor '{}': SafeTensors has no {} type, and dequantizing ggml block types is not implemented yet",
+                "tensor '{}': SafeTensors has no {} type; pass --dtype f32, f16 or bf16 to dequantize it",
                 t.name, t.dtype
             )));
         }

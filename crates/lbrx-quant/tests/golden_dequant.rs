@@ -1,0 +1,75 @@
+//! Dequantization against ggml itself: ../shared/golden/ggml-quants holds, for every type, bytes from ggml's
+//! quantizer and the floats ggml's `to_float` makes of them. Ours must equal them bit for bit.
+
+use lbrx_core::DType;
+use std::path::PathBuf;
+
+fn golden() -> Option<PathBuf> {
+    let p = std::env::var_os("LBRX_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+        .join("golden/ggml-quants");
+    if p.is_dir() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("LBRX_REQUIRE_REFERENCE").as_deref() != Ok("1"),
+        "{} is missing",
+        p.display()
+    );
+    None
+}
+
+#[test]
+fn every_golden_case_dequantizes_bit_exactly() {
+    let Some(dir) = golden() else { return };
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for c in m["cases"].as_array().unwrap() {
+        let id = c["ggml_type_id"].as_u64().unwrap() as u32;
+        let dtype = DType::from_gguf_id(id).unwrap();
+        let q = std::fs::read(dir.join(c["quantized"].as_str().unwrap())).unwrap();
+        let want: Vec<u32> = std::fs::read(dir.join(c["dequantized"].as_str().unwrap()))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let mut got = vec![0f32; want.len()];
+        lbrx_quant::ggml::dequantize(dtype, &q, &mut got).unwrap();
+        let bs = dtype.info().block_size as usize;
+        let bad: Vec<usize> = (0..want.len())
+            .filter(|&i| got[i].to_bits() != want[i])
+            .collect();
+        if let Some(&i) = bad.first() {
+            failures.push(format!(
+                "{} ({}): {} of {} values differ; first at element {i} (block {}): got {:e} ({:#010x}) want {:e} ({:#010x})",
+                c["quantized"].as_str().unwrap(),
+                dtype,
+                bad.len(),
+                want.len(),
+                i / bs,
+                got[i],
+                got[i].to_bits(),
+                f32::from_bits(want[i]),
+                want[i]
+            ));
+        }
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} cases");
+    assert!(
+        failures.is_empty(),
+        "{} failing cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn lengths_are_checked() {
+    let mut out = [0f32; 31];
+    assert!(lbrx_quant::ggml::dequantize(DType::Q4_0, &[0u8; 18], &mut out).is_err());
+    assert!(lbrx_quant::ggml::dequantize(DType::Q4_0, &[0u8; 17], &mut [0f32; 32]).is_err());
+}
