@@ -70,6 +70,7 @@ fn print_plan(plan: &Plan, json: bool) -> CliResult {
         plan.dst.display(),
         match plan.kind {
             lbrx_convert::OutputKind::File => "file",
+            lbrx_convert::OutputKind::Files => "files",
             lbrx_convert::OutputKind::Dir => "directory",
         },
         plan.files.len(),
@@ -154,7 +155,13 @@ pub(crate) fn run(a: Args) -> CliResult {
         let rate = plan.data_bytes as f64 / secs.max(1e-9);
         out(&format!(
             "wrote {}: {} tensors in {} file{}, {} in {:.2}s ({}/s)\n",
-            plan.dst.display(),
+            match plan.kind {
+                lbrx_convert::OutputKind::Files => {
+                    let names: Vec<&str> = plan.files.iter().map(|f| f.name.as_str()).collect();
+                    format!("{} in {}", names.join(", "), plan.dst.display())
+                }
+                _ => plan.dst.display().to_string(),
+            },
             plan.jobs.len(),
             plan.files.len(),
             if plan.files.len() == 1 { "" } else { "s" },

@@ -288,3 +288,79 @@ fn dequantization_equals_gguf_quants_bit_for_bit() {
         assert!(bad.is_empty(), "--dtype {dtype}:\n{}", bad.join("\n"));
     }
 }
+
+fn assert_same_model(a: &Path, b: &Path) {
+    let (x, y) = (
+        lbrx_formats::open(a).unwrap(),
+        lbrx_formats::open(b).unwrap(),
+    );
+    let strip = |m: &lbrx_core::Metadata| -> Vec<(String, lbrx_core::Value)> {
+        m.iter()
+            .filter(|(k, _)| !k.starts_with("split."))
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    };
+    assert_eq!(strip(x.metadata()), strip(y.metadata()), "KVs differ");
+    assert_eq!(x.tensors().len(), y.tensors().len());
+    for (i, t) in x.tensors().iter().enumerate() {
+        let u = &y.tensors()[i];
+        assert_eq!((&t.name, t.dtype, &t.shape), (&u.name, u.dtype, &u.shape));
+        assert_eq!(
+            x.view(i).unwrap().bytes(),
+            y.view(i).unwrap().bytes(),
+            "{}",
+            t.name
+        );
+    }
+}
+
+#[test]
+fn split_files_agree_with_llama_gguf_split() {
+    let Some(tool) = llama_tool("llama-gguf-split") else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let whole = d.path().join("tiny.gguf");
+    ok(lbrx()
+        .args(["convert", "-q", "--dtype", "f16"])
+        .arg(repo_root().join("examples/tiny-llama"))
+        .arg(&whole));
+    // llama-gguf-split's splits open as one model equal to the unsplit file, and merge back into it.
+    ok(std::process::Command::new(&tool)
+        .args(["--split-max-tensors", "7"])
+        .arg(&whole)
+        .arg(d.path().join("ref")));
+    let first = d.path().join("ref-00001-of-00003.gguf");
+    assert_same_model(&whole, &first);
+    let merged = d.path().join("merged-by-lbrx.gguf");
+    ok(lbrx()
+        .arg("convert")
+        .arg(d.path().join("ref-00002-of-00003.gguf"))
+        .arg(&merged));
+    assert_eq!(
+        std::fs::read(&merged).unwrap(),
+        std::fs::read(&whole).unwrap()
+    );
+    // Our splits merge back with llama-gguf-split --merge into the same model.
+    ok(lbrx()
+        .args(["convert", "-q", "--max-shard-size", "1MB"])
+        .arg(&whole)
+        .arg(d.path().join("ours.gguf")));
+    let ours = d.path().join("ours-00001-of-00004.gguf");
+    assert!(ours.is_file());
+    let merged2 = d.path().join("merged-by-llama.gguf");
+    ok(std::process::Command::new(&tool)
+        .arg("--merge")
+        .arg(&ours)
+        .arg(&merged2));
+    assert_same_model(&whole, &merged2);
+    // A missing split is a clear error.
+    std::fs::remove_file(d.path().join("ours-00003-of-00004.gguf")).unwrap();
+    let out = lbrx().arg("inspect").arg(&ours).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ours-00003-of-00004.gguf"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -502,3 +502,58 @@ fn lbrx_convert_ws_complete(p: &Path) -> Option<bool> {
         serde_json::from_slice(&std::fs::read(p.join(".lbrx_workspace.json")).ok()?).ok()?;
     v["complete"].as_bool()
 }
+
+#[test]
+fn gguf_health_checks_headers_and_file_type() {
+    let d = tempfile::tempdir().unwrap();
+    let g = d.path().join("tiny.gguf");
+    ok(lbrx()
+        .args(["convert", "-q", "--dtype", "f16"])
+        .arg(example())
+        .arg(&g));
+    assert_eq!(health_json(&g).0, 0);
+    let out = lbrx().args(["health", "--deep"]).arg(&g).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // general.file_type that contradicts the tensors: 7 = mostly Q8_0, but the matrices are F16.
+    let src = lbrx_formats::open(&g).unwrap();
+    let mut meta = src.metadata().clone();
+    meta.insert("general.file_type", lbrx_core::Value::U32(7));
+    let specs: Vec<_> = src
+        .tensors()
+        .iter()
+        .map(|t| lbrx_formats::gguf::GgufTensorSpec {
+            name: t.name.clone(),
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+        })
+        .collect();
+    let layout = lbrx_formats::gguf::gguf_layout(&meta, &specs).unwrap();
+    let mut bytes = layout.header.clone();
+    bytes.resize(layout.size as usize, 0);
+    for (i, &(off, len)) in layout.tensors.iter().enumerate() {
+        bytes[off as usize..(off + len) as usize].copy_from_slice(src.view(i).unwrap().bytes());
+    }
+    let bad = d.path().join("bad-ftype.gguf");
+    std::fs::write(&bad, &bytes).unwrap();
+    let (code, report) = health_json(&bad);
+    assert_eq!(code, 1);
+    assert!(
+        codes(&report).iter().any(|(_, c, _)| c == "file-type"),
+        "{report:#}"
+    );
+    let cut = d.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, report) = health_json(&cut);
+    assert_eq!(code, 1);
+    assert!(
+        codes(&report)
+            .iter()
+            .any(|(_, c, _)| c == "truncated-shard"),
+        "{report:#}"
+    );
+}

@@ -16,6 +16,9 @@ pub enum OutputKind {
     File,
     /// A directory of files.
     Dir,
+    /// Several files side by side in the destination directory (a split GGUF), each renamed into place on
+    /// commit, the first one last.
+    Files,
 }
 
 #[derive(Debug)]
@@ -77,14 +80,16 @@ impl AtomicOutput {
             std::fs::create_dir_all(&parent)
                 .map_err(|e| Error::io(&parent, "create directory", e))?;
         }
-        if let Ok(meta) = std::fs::symlink_metadata(dst) {
+        if kind == OutputKind::Files {
+            std::fs::create_dir_all(dst).map_err(|e| Error::io(dst, "create directory", e))?;
+        } else if let Ok(meta) = std::fs::symlink_metadata(dst) {
             let empty_dir = meta.is_dir()
                 && std::fs::read_dir(dst)
                     .map(|mut d| d.next().is_none())
                     .unwrap_or(false);
             let replaceable = match kind {
                 OutputKind::File => meta.is_file(),
-                OutputKind::Dir => meta.is_dir(),
+                OutputKind::Dir | OutputKind::Files => meta.is_dir(),
             };
             let allowed = (empty_dir && kind == OutputKind::Dir) || (overwrite && replaceable);
             if !allowed {
@@ -129,6 +134,12 @@ impl AtomicOutput {
     /// Adds an output file of exactly `size` bytes (space reserved now, so a full disk fails early);
     /// returns its index for [`Sink::write_at`]. For a `File` output, `name` is ignored.
     pub fn add_file(&mut self, name: &str, size: u64) -> Result<usize> {
+        if self.kind == OutputKind::Files && self.dst.join(name).exists() && !self.overwrite {
+            return Err(Error::Invalid(format!(
+                "{}: already exists (pass --force to replace it)",
+                self.dst.join(name).display()
+            )));
+        }
         let (file, named) = match rustix::fs::openat(
             CWD,
             &self.parent,
@@ -207,6 +218,30 @@ impl AtomicOutput {
                     .map_err(|e| Error::io(&self.dst, "fsync", e))?;
             }
         }
+        if self.kind == OutputKind::Files {
+            // Every file but the first, then the first: a reader that opens the first split finds all the others.
+            let n = self.files.len();
+            for i in (1..n).chain(std::iter::once(0)).filter(|&i| i < n) {
+                let f = &self.files[i];
+                let target = self.dst.join(&f.name);
+                let tmp = self
+                    .dst
+                    .join(format!(".{}.lbrx-partial-{}", f.name, std::process::id()));
+                remove_any(&tmp);
+                materialize(f, &tmp)?;
+                std::fs::rename(&tmp, &target)
+                    .map_err(|e| Error::io(&target, "rename into place", e))?;
+            }
+            if self.sync {
+                sync_dir(&self.dst);
+            }
+            for f in &mut self.files {
+                if let Some(p) = f.named.take() {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            return Ok(());
+        }
         let staging = self.parent.join(format!(
             "{}{}",
             partial_prefix(&self.dst),
@@ -221,7 +256,7 @@ impl AtomicOutput {
                     .ok_or_else(|| Error::Invalid("no output file was planned".into()))?;
                 materialize(f, &staging)?;
             }
-            OutputKind::Dir => {
+            OutputKind::Dir | OutputKind::Files => {
                 std::fs::create_dir(&staging)
                     .map_err(|e| Error::io(&staging, "create directory", e))?;
                 let result = self.fill_dir(&staging);

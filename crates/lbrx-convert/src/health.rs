@@ -132,17 +132,22 @@ pub fn check(path: &Path, deep: bool) -> Result<HealthReport> {
         check_dir(path, &mut r)?
     } else {
         let fmt = lbrx_formats::detect(path)?;
-        if fmt != lbrx_core::Format::Safetensors {
-            return Err(Error::Unsupported {
-                path: path.to_path_buf(),
-                what: format!("health checks of {fmt} files are not implemented yet"),
-            });
+        match fmt {
+            lbrx_core::Format::Safetensors => {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                read_shard(path, &name, &mut r).into_iter().collect()
+            }
+            lbrx_core::Format::Gguf => check_gguf(path, &mut r),
+            other => {
+                return Err(Error::Unsupported {
+                    path: path.to_path_buf(),
+                    what: format!("health checks of {other} files are not implemented yet"),
+                })
+            }
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        read_shard(path, &name, &mut r).into_iter().collect()
     };
     if deep {
         deep_scan(&shards, &mut r);
@@ -160,6 +165,110 @@ pub fn check(path: &Path, deep: bool) -> Result<HealthReport> {
         findings: r.findings,
         healthy,
     })
+}
+
+/// The ggml type that llama.cpp's `general.file_type` (enum llama_ftype) is built around.
+fn ftype_base(ft: u64) -> Option<DType> {
+    Some(match ft {
+        0 => DType::F32,
+        1 => DType::F16,
+        2 => DType::Q4_0,
+        3 => DType::Q4_1,
+        7 => DType::Q8_0,
+        8 => DType::Q5_0,
+        9 => DType::Q5_1,
+        10 | 21 => DType::Q2K,
+        11..=13 => DType::Q3K,
+        14 | 15 => DType::Q4K,
+        16 | 17 => DType::Q5K,
+        18 => DType::Q6K,
+        19 => DType::IQ2XXS,
+        20 => DType::IQ2XS,
+        23 => DType::IQ3XXS,
+        24 => DType::IQ1S,
+        25 => DType::IQ4NL,
+        26 | 27 => DType::IQ3S,
+        28 | 29 => DType::IQ2S,
+        30 => DType::IQ4XS,
+        31 => DType::IQ1M,
+        32 => DType::BF16,
+        36 => DType::TQ1_0,
+        37 => DType::TQ2_0,
+        38 => DType::MXFP4,
+        _ => return None,
+    })
+}
+
+/// A GGUF file (or split model): headers, and `general.file_type` against the tensor types present.
+fn check_gguf(path: &Path, r: &mut Report) -> Vec<Shard> {
+    let src = match lbrx_formats::open(path) {
+        Ok(s) => s,
+        Err(e) => {
+            let code = if matches!(
+                e.malformed_kind(),
+                Some(
+                    lbrx_core::Malformed::Truncated { .. }
+                        | lbrx_core::Malformed::OutOfBounds { .. }
+                )
+            ) {
+                "truncated-shard"
+            } else {
+                "corrupt-shard"
+            };
+            r.error(code, Some(path), None, e.to_string());
+            return Vec::new();
+        }
+    };
+    if let Some(ft) = src
+        .metadata()
+        .get("general.file_type")
+        .and_then(lbrx_core::Value::as_u64)
+    {
+        let present: BTreeSet<DType> = src
+            .tensors()
+            .iter()
+            .filter(|t| t.shape.len() >= 2)
+            .map(|t| t.dtype)
+            .collect();
+        match ftype_base(ft) {
+            Some(base) if !present.is_empty() && !present.contains(&base) => {
+                r.error(
+                    "file-type",
+                    Some(path),
+                    None,
+                    format!(
+                    "general.file_type {ft} means mostly {base}, but the weight matrices are {}",
+                    present.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+                ),
+                )
+            }
+            None => r.warn(
+                "file-type",
+                Some(path),
+                None,
+                format!("general.file_type {ft} is not a type lbrx knows"),
+            ),
+            _ => {}
+        }
+    }
+    src.files()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Shard {
+            name: f
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: f.path.clone(),
+            tensors: src
+                .tensors()
+                .iter()
+                .filter(|t| t.file == i)
+                .cloned()
+                .collect(),
+        })
+        .collect()
 }
 
 fn sentinel_path(path: &Path) -> PathBuf {
@@ -667,7 +776,18 @@ fn scan_tensor(path: &Path, t: &TensorInfo) -> ScanResult {
         let n = ((t.len - done) as usize).min(buf.len());
         f.read_exact_at(&mut buf[..n], t.offset + done)
             .map_err(|e| format!("read at byte {}: {e}", t.offset + done))?;
-        if t.dtype.is_castable_float() {
+        if t.dtype.info().kind == lbrx_core::DTypeKind::Quantized
+            && lbrx_quant::ggml::can_dequantize(t.dtype)
+        {
+            let info = t.dtype.info();
+            vals.resize(n / info.type_size as usize * info.block_size as usize, 0f32);
+            lbrx_quant::ggml::dequantize(t.dtype, &buf[..n], &mut vals)
+                .map_err(|e| e.to_string())?;
+            for v in &vals {
+                nan += v.is_nan() as u64;
+                inf += v.is_infinite() as u64;
+            }
+        } else if t.dtype.is_castable_float() {
             vals.resize(n / es, 0f32);
             if t.dtype == DType::F64 {
                 for c in buf[..n].chunks_exact(8) {

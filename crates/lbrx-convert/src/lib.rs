@@ -49,7 +49,13 @@ pub fn run(
     opts: ExecOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
-    check_destination(src, &plan.dst)?;
+    if plan.kind == OutputKind::Files {
+        for f in &plan.files {
+            check_destination(src, &plan.dst.join(&f.name))?;
+        }
+    } else {
+        check_destination(src, &plan.dst)?;
+    }
     let mut out = AtomicOutput::new(&plan.dst, plan.kind, conv.overwrite)?.with_sync(conv.sync);
     if plan.kind == OutputKind::Dir {
         out = out.with_workspace(WorkspaceInfo::new(

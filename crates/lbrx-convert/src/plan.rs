@@ -111,6 +111,7 @@ pub struct Plan {
 fn ser_kind<S: serde::Serializer>(k: &OutputKind, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(match k {
         OutputKind::File => "file",
+        OutputKind::Files => "files",
         OutputKind::Dir => "directory",
     })
 }
@@ -254,11 +255,6 @@ fn llama_file_type(d: DType) -> Option<u32> {
 
 /// Plans a single GGUF file at `dst`: tensor names kept, float tensors cast per `opts.dtype`, metadata kept.
 pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
-    if opts.max_shard_size.is_some() {
-        return Err(Error::Invalid(
-            "--max-shard-size with GGUF output (split files) is not supported yet".into(),
-        ));
-    }
     let mut specs = Vec::with_capacity(src.tensors().len());
     let mut transforms = Vec::with_capacity(src.tensors().len());
     for t in src.tensors() {
@@ -277,41 +273,92 @@ pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<
         transforms.push(tr);
     }
     let mut metadata = gguf_metadata(src);
+    for k in lbrx_formats::gguf::SPLIT_KEYS {
+        metadata.remove(k);
+    }
     if let (Some(d), Some(Value::U32(_))) = (opts.dtype, metadata.get("general.file_type")) {
         if let Some(ft) = llama_file_type(d) {
             metadata.insert("general.file_type", Value::U32(ft));
         }
     }
-    let layout = lbrx_formats::gguf::gguf_layout(&metadata, &specs)?;
-    let jobs = specs
-        .iter()
-        .zip(&layout.tensors)
-        .zip(transforms)
-        .enumerate()
-        .map(|(i, ((s, &(offset, len)), transform))| Job {
-            src: i,
-            name: s.name.clone(),
-            dtype: s.dtype,
-            shape: s.shape.clone(),
-            file: 0,
-            offset,
-            len,
-            transform,
-        })
-        .collect::<Vec<_>>();
-    let data_bytes = jobs.iter().map(|j| j.len).sum();
+    // Splits as llama-gguf-split makes them: a new split when the running sum of 32-byte-padded tensor sizes
+    // would pass the maximum.
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
+    if let Some(max) = opts.max_shard_size {
+        let mut cur = 0u64;
+        for (i, sp) in specs.iter().enumerate() {
+            let n = sp.dtype.byte_len(&sp.shape).unwrap_or(0).div_ceil(32) * 32;
+            if cur + n > max && !groups.last().is_some_and(Vec::is_empty) {
+                groups.push(Vec::new());
+                cur = n;
+            } else {
+                cur += n;
+            }
+            groups.last_mut().expect("one group").push(i);
+        }
+    } else {
+        groups[0] = (0..specs.len()).collect();
+    }
+    let n_split = groups.len();
     let name = dst
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(Plan {
-        dst: dst.to_path_buf(),
-        kind: OutputKind::File,
-        files: vec![PlannedFile {
-            name,
+    let prefix = name.strip_suffix(".gguf").unwrap_or(&name).to_string();
+    let mut files = Vec::with_capacity(n_split);
+    let mut jobs = Vec::with_capacity(specs.len());
+    for (no, members) in groups.iter().enumerate() {
+        let mut meta = if no == 0 {
+            metadata.clone()
+        } else {
+            Metadata::new()
+        };
+        if n_split > 1 {
+            meta.insert("split.no", Value::U16(no as u16));
+            meta.insert("split.tensors.count", Value::I32(specs.len() as i32));
+            meta.insert("split.count", Value::U16(n_split as u16));
+        }
+        let part: Vec<_> = members.iter().map(|&i| specs[i].clone()).collect();
+        let layout = lbrx_formats::gguf::gguf_layout(&meta, &part)?;
+        for (&i, &(offset, len)) in members.iter().zip(&layout.tensors) {
+            let sp = &specs[i];
+            jobs.push(Job {
+                src: i,
+                name: sp.name.clone(),
+                dtype: sp.dtype,
+                shape: sp.shape.clone(),
+                file: no,
+                offset,
+                len,
+                transform: transforms[i],
+            });
+        }
+        let fname = if n_split > 1 {
+            format!("{prefix}-{:05}-of-{n_split:05}.gguf", no + 1)
+        } else {
+            name.clone()
+        };
+        files.push(PlannedFile {
+            name: fname,
             size: layout.size,
             header: layout.header,
-        }],
+        });
+    }
+    jobs.sort_by_key(|j| j.src);
+    let data_bytes = jobs.iter().map(|j| j.len).sum();
+    let (kind, plan_dst) = if n_split > 1 {
+        let parent = dst
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        (OutputKind::Files, parent.to_path_buf())
+    } else {
+        (OutputKind::File, dst.to_path_buf())
+    };
+    Ok(Plan {
+        dst: plan_dst,
+        kind,
+        files,
         jobs,
         small_files: Vec::new(),
         assets: Vec::new(),

@@ -15,7 +15,14 @@ pub fn open(path: &Path) -> Result<Box<dyn Source>> {
     match detect(path)? {
         Format::Safetensors => Ok(Box::new(safetensors::SafetensorsFile::open(path)?)),
         Format::SafetensorsDir => Ok(Box::new(safetensors::SafetensorsDir::open(path)?)),
-        Format::Gguf => Ok(Box::new(gguf::GgufFile::open(path)?)),
+        Format::Gguf => {
+            let g = gguf::GgufFile::open(path)?;
+            if gguf::GgufSplit::is_split(&g) {
+                Ok(Box::new(gguf::GgufSplit::open(path)?))
+            } else {
+                Ok(Box::new(g))
+            }
+        }
         other => Err(Error::Unsupported {
             path: path.to_path_buf(),
             what: format!("reading {other} files is not implemented yet"),

@@ -154,3 +154,19 @@ pub fn write_big(path: &Path, n_tensors: usize, elems: u64) {
         left -= n as u64;
     }
 }
+
+/// A llama.cpp tool built by scripts/build-llama-tools.sh (`$LBRX_LLAMA_BIN/NAME`); `None` when absent and not required.
+pub fn llama_tool(name: &str) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("LBRX_LLAMA_BIN") {
+        let p = PathBuf::from(dir).join(name);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    assert!(
+        !required(),
+        "LBRX_REQUIRE_REFERENCE=1 but {name} was not built (scripts/build-llama-tools.sh)"
+    );
+    eprintln!("SKIP: {name} not built; run scripts/build-llama-tools.sh and set LBRX_LLAMA_BIN");
+    None
+}

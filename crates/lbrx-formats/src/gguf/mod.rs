@@ -15,9 +15,11 @@
 //! row-major: the reader and writer reverse ggml's `ne[]`.
 
 mod reader;
+mod split;
 mod writer;
 
 pub use reader::{GgufFile, GgufInfo, ARRAY_DEPTH_CAP, MAX_DIMS, STRING_CAP};
+pub use split::{parse_split_name, split_path, GgufSplit, SPLIT_KEYS};
 pub use writer::{gguf_layout, GgufLayout, GgufTensorSpec};
 
 /// Default data alignment when `general.alignment` is absent.
