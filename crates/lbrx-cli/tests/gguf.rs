@@ -70,6 +70,28 @@ fn inspect_equals_gguf_reader_on_the_corpus_and_on_gguf_writer_files() {
         .collect();
     files.sort();
     assert!(files.len() >= 5);
+    // Every vocab GGUF shipped with llama.cpp's source, when scripts/build-llama-tools.sh fetched it.
+    match std::env::var_os("LBRX_LLAMA_SRC").map(std::path::PathBuf::from) {
+        Some(src) if src.join("models").is_dir() => {
+            let mut vocab: Vec<_> = std::fs::read_dir(src.join("models"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("ggml-vocab-"))
+                        && p.extension().is_some_and(|e| e == "gguf")
+                })
+                .collect();
+            vocab.sort();
+            assert!(vocab.len() >= 10, "only {} vocab files", vocab.len());
+            files.extend(vocab);
+        }
+        _ => assert!(
+            std::env::var("LBRX_REQUIRE_REFERENCE").as_deref() != Ok("1"),
+            "LBRX_LLAMA_SRC is not set"
+        ),
+    }
     let written = d.path().join("w.gguf");
     gguf_oracle(&py, &[&"write", &written]);
     files.push(written);
