@@ -1,6 +1,6 @@
 //! `lbrx convert`: plan, show (`--dry-run`) or run a conversion with a progress bar.
 
-use crate::util::{out, out_json, parse_size, CliResult};
+use crate::util::{out, out_json, parse_size, CliResult, WriteArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use lbrx_convert::{plan, ConvertOptions, ExecOptions, Plan, Transform};
 use lbrx_core::{human_bytes, DType};
@@ -29,12 +29,8 @@ pub(crate) struct Args {
     /// Print the plan (every output file and tensor) and write nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Replace the destination if it exists.
-    #[arg(long, short = 'f')]
-    force: bool,
-    /// fsync the output before moving it into place, so it survives a power loss (slower: waits for the disk).
-    #[arg(long)]
-    sync: bool,
+    #[command(flatten)]
+    write: WriteArgs,
     /// No progress bar and no summary.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -112,8 +108,7 @@ pub(crate) fn run(a: Args) -> CliResult {
     let opts = ConvertOptions {
         dtype: a.dtype,
         max_shard_size: a.max_shard_size,
-        overwrite: a.force,
-        sync: a.sync,
+        ..a.write.options()
     };
     let plan = plan(&*src, &a.dst, &opts)?;
     if a.dry_run {

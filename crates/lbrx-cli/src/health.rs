@@ -1,8 +1,7 @@
 //! `lbrx health`, `lbrx repair-index` and `lbrx clone`: checking models, rebuilding shard indexes, workspaces.
 
-use crate::util::{out, out_json, CliResult};
+use crate::util::{out, out_json, CliResult, WriteArgs};
 use lbrx_convert::health::{check, HealthReport, Severity};
-use lbrx_convert::ConvertOptions;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,12 +26,8 @@ pub(crate) struct RepairArgs {
     src: PathBuf,
     /// New workspace to write (shards linked or copied, index rebuilt).
     dst: PathBuf,
-    /// Replace DST if it exists.
-    #[arg(long, short = 'f')]
-    force: bool,
-    /// fsync everything before moving it into place.
-    #[arg(long)]
-    sync: bool,
+    #[command(flatten)]
+    write: WriteArgs,
     /// Print the summary and the health report as JSON.
     #[arg(long)]
     json: bool,
@@ -48,12 +43,8 @@ pub(crate) struct CloneArgs {
     src: String,
     /// New workspace directory.
     ws: PathBuf,
-    /// Replace WS if it exists.
-    #[arg(long, short = 'f')]
-    force: bool,
-    /// fsync everything before moving it into place.
-    #[arg(long)]
-    sync: bool,
+    #[command(flatten)]
+    write: WriteArgs,
     /// Print nothing.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -133,11 +124,7 @@ pub(crate) fn run_health(a: HealthArgs) -> CliResult<ExitCode> {
 }
 
 pub(crate) fn run_repair(a: RepairArgs) -> CliResult<ExitCode> {
-    let opts = ConvertOptions {
-        overwrite: a.force,
-        sync: a.sync,
-        ..ConvertOptions::default()
-    };
+    let opts = a.write.options();
     let summary = lbrx_convert::repair_index(&a.src, &a.dst, &opts)?;
     let report = check(&a.dst, false)?;
     if a.json {
@@ -158,11 +145,7 @@ pub(crate) fn run_repair(a: RepairArgs) -> CliResult<ExitCode> {
 }
 
 pub(crate) fn run_clone(a: CloneArgs) -> CliResult<ExitCode> {
-    let opts = ConvertOptions {
-        overwrite: a.force,
-        sync: a.sync,
-        ..ConvertOptions::default()
-    };
+    let opts = a.write.options();
     let src = lbrx_convert::clone_model(&a.src, &a.ws, &opts)?;
     if !a.quiet {
         out(&format!(

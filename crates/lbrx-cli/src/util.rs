@@ -19,6 +19,28 @@ pub(crate) fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The options of every command that writes a model.
+#[derive(clap::Args)]
+pub(crate) struct WriteArgs {
+    /// Replace the destination if it exists.
+    #[arg(long, short = 'f')]
+    pub(crate) force: bool,
+    /// fsync the output before moving it into place, so it survives a power loss (slower: waits for the disk).
+    #[arg(long)]
+    pub(crate) sync: bool,
+}
+
+impl WriteArgs {
+    /// Conversion options carrying these flags.
+    pub(crate) fn options(&self) -> lbrx_convert::ConvertOptions {
+        lbrx_convert::ConvertOptions {
+            overwrite: self.force,
+            sync: self.sync,
+            ..Default::default()
+        }
+    }
+}
+
 /// Writes text to stdout.
 pub(crate) fn out(text: &str) -> CliResult {
     let mut o = io::stdout().lock();

@@ -7,18 +7,7 @@ use serde_json::Value;
 use std::path::Path;
 
 fn gguf_oracle(py: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) {
-    let script = repo_root().join("crates/lbrx-cli/tests/oracle/gguf_oracle.py");
-    let mut c = std::process::Command::new(py);
-    c.arg(script);
-    for a in args {
-        c.arg(a);
-    }
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "gguf oracle failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_oracle(py, "gguf_oracle.py", args);
 }
 
 fn json_file(p: &Path) -> Value {

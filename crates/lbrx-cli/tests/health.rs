@@ -557,3 +557,72 @@ fn gguf_health_checks_headers_and_file_type() {
         "{report:#}"
     );
 }
+
+/// Writes a SafeTensors file with zeroed tensors of the given shapes and dtypes.
+fn zero_file(path: &Path, tensors: &[(&str, lbrx_core::DType, Vec<u64>)]) {
+    let specs: Vec<_> = tensors
+        .iter()
+        .map(|(n, d, s)| lbrx_formats::safetensors::OutTensor {
+            name: n.to_string(),
+            dtype: *d,
+            shape: s.clone(),
+        })
+        .collect();
+    let members: Vec<usize> = (0..specs.len()).collect();
+    let layout = lbrx_formats::safetensors::header_bytes(&specs, &members, None).unwrap();
+    let mut bytes = layout.header.clone();
+    bytes.resize(layout.size as usize, 0);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn mlx_quantization_config_is_checked_against_the_tensors() {
+    use lbrx_core::DType::{BF16, U32};
+    let d = tempfile::tempdir().unwrap();
+    let make = |name: &str, scales_cols: u64, with_biases: bool| -> PathBuf {
+        let m = d.path().join(name);
+        std::fs::create_dir(&m).unwrap();
+        // 4-bit, group 64: a [128, 256] weight packs into [128, 32] uint32 with [128, 4] scales and biases.
+        let mut t = vec![
+            ("model.embed_tokens.weight", U32, vec![512, 32]),
+            ("model.embed_tokens.scales", BF16, vec![512, 4]),
+            ("model.embed_tokens.biases", BF16, vec![512, 4]),
+            ("model.layers.0.mlp.down_proj.weight", U32, vec![128, 32]),
+            (
+                "model.layers.0.mlp.down_proj.scales",
+                BF16,
+                vec![128, scales_cols],
+            ),
+            ("model.norm.weight", BF16, vec![256]),
+        ];
+        if with_biases {
+            t.push((
+                "model.layers.0.mlp.down_proj.biases",
+                BF16,
+                vec![128, scales_cols],
+            ));
+        }
+        zero_file(&m.join("model.safetensors"), &t);
+        let cfg = serde_json::json!({"hidden_size": 256, "vocab_size": 512, "num_hidden_layers": 1,
+            "tie_word_embeddings": true, "quantization": {"group_size": 64, "bits": 4}});
+        std::fs::write(m.join("config.json"), cfg.to_string()).unwrap();
+        std::fs::copy(example().join("tokenizer.json"), m.join("tokenizer.json")).unwrap();
+        m
+    };
+    let good = make("good", 4, true);
+    let (code, report) = health_json(&good);
+    assert_eq!(code, 0, "{report:#}");
+    let (code, report) = health_json(&make("no-biases", 4, false));
+    assert_eq!(code, 1);
+    assert!(
+        codes(&report).iter().any(|(_, c, t)| c == "quant-missing"
+            && t.as_deref() == Some("model.layers.0.mlp.down_proj.weight")),
+        "{report:#}"
+    );
+    let (code, report) = health_json(&make("bad-scales", 8, true));
+    assert_eq!(code, 1);
+    assert!(
+        codes(&report).iter().any(|(_, c, _)| c == "quant-shape"),
+        "{report:#}"
+    );
+}

@@ -149,7 +149,7 @@ pub fn execute(
                             lbrx_quant::ggml::dequantize(from, s, &mut floats[..n])
                                 .map_err(|e| context(e, &info.name))?;
                             buf.resize(n * ts, 0);
-                            lbrx_quant::cast::encode_f32(to, &floats[..n], &mut buf[..n * ts]);
+                            lbrx_quant::cast::encode_f32_fast(to, &floats[..n], &mut buf[..n * ts]);
                             sink.write_at(job.file, at, &buf[..n * ts])?;
                             at += (n * ts) as u64;
                         }

@@ -105,3 +105,27 @@ pub trait Sink: Send + Sync {
         Ok(false)
     }
 }
+
+/// Implements the field accessors of [`Source`] (`format`, `root`, `files`, `tensors`, `metadata`) for a type
+/// with fields `root: PathBuf`, `files: Vec<SourceFile>`, `tensors: Vec<TensorInfo>` and `metadata: Metadata`.
+/// Use inside `impl Source for T { ... }`.
+#[macro_export]
+macro_rules! source_accessors {
+    ($format:expr) => {
+        fn format(&self) -> $crate::Format {
+            $format
+        }
+        fn root(&self) -> &::std::path::Path {
+            &self.root
+        }
+        fn files(&self) -> &[$crate::SourceFile] {
+            &self.files
+        }
+        fn tensors(&self) -> &[$crate::TensorInfo] {
+            &self.tensors
+        }
+        fn metadata(&self) -> &$crate::Metadata {
+            &self.metadata
+        }
+    };
+}

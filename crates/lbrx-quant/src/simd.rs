@@ -21,6 +21,21 @@ pub(crate) fn cast_prefix(from: DType, src: &[u8], to: DType, dst: &mut [u8]) ->
     0
 }
 
+/// Encodes the longest prefix of whole 8-value groups of `src` into `to` (F16 or BF16) with SIMD; returns the
+/// count encoded (0 when there is no SIMD path).
+pub(crate) fn encode_prefix(to: DType, src: &[f32], dst: &mut [u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            return x86::encode_prefix(to, src, dst);
+        }
+    }
+    let _ = (to, src, dst);
+    0
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use lbrx_core::DType;
@@ -120,6 +135,30 @@ mod x86 {
         n
     }
 
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn encode<S: Store>(src: &[f32], dst: &mut [u8]) -> usize {
+        let n = src.len().min(dst.len() / S::SIZE) / 8 * 8;
+        let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 8 <= n, so src[i..i+8] and dst[i*SIZE..(i+8)*SIZE] are in bounds (unaligned accesses).
+            unsafe { S::store(_mm256_loadu_ps(sp.add(i)), dp.add(i * S::SIZE)) };
+            i += 8;
+        }
+        n
+    }
+
+    pub(super) fn encode_prefix(to: DType, src: &[f32], dst: &mut [u8]) -> usize {
+        // SAFETY: the caller checked AVX2 and F16C at run time; `encode` stays inside both slices.
+        unsafe {
+            match to {
+                DType::F16 => encode::<F16>(src, dst),
+                DType::BF16 => encode::<BF16>(src, dst),
+                _ => 0,
+            }
+        }
+    }
+
     pub(super) fn cast_prefix(from: DType, src: &[u8], to: DType, dst: &mut [u8]) -> usize {
         // SAFETY: the caller checked AVX2 and F16C at run time; `run` stays inside both slices.
         unsafe {
@@ -190,6 +229,24 @@ mod tests {
                     check(from, &src, to);
                     check(from, &src[2..src.len() - 6], to); // odd lengths: the scalar tail takes over
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn simd_encode_equals_scalar_encode() {
+        let bytes = random_f32(1 << 16);
+        let vals: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        for to in [DType::F16, DType::BF16, DType::F32, DType::F8E4M3] {
+            for n in [vals.len(), 1001, 7] {
+                let ts = to.info().type_size as usize;
+                let (mut a, mut b) = (vec![0u8; n * ts], vec![0u8; n * ts]);
+                crate::cast::encode_f32_fast(to, &vals[..n], &mut a);
+                crate::cast::encode_f32(to, &vals[..n], &mut b);
+                assert!(a == b, "{to}, {n} values");
             }
         }
     }

@@ -57,23 +57,31 @@ pub fn python() -> Option<PathBuf> {
     None
 }
 
-/// Runs the SafeTensors oracle script with `args`, asserting success.
-pub fn oracle(py: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) {
-    let script = repo_root().join("crates/lbrx-cli/tests/oracle/safetensors_oracle.py");
+/// Runs `tests/oracle/SCRIPT` with the reference python and `args`, asserting success.
+pub fn run_oracle(py: &Path, script: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) {
     let mut c = Command::new(py);
-    c.arg(script);
+    c.arg(
+        repo_root()
+            .join("crates/lbrx-cli/tests/oracle")
+            .join(script),
+    );
     for a in args {
         c.arg(a);
     }
     let out = c.output().unwrap();
     assert!(
         out.status.success(),
-        "oracle {:?} failed:\n{}",
+        "{script} {:?} failed:\n{}",
         args.iter()
             .map(|a| a.as_ref().to_os_string())
             .collect::<Vec<_>>(),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs the SafeTensors oracle script with `args`, asserting success.
+pub fn oracle(py: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) {
+    run_oracle(py, "safetensors_oracle.py", args);
 }
 
 /// Runs a command, asserting success, returning its output.

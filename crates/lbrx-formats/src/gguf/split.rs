@@ -154,21 +154,7 @@ impl GgufSplit {
 }
 
 impl Source for GgufSplit {
-    fn format(&self) -> Format {
-        Format::Gguf
-    }
-    fn root(&self) -> &Path {
-        &self.root
-    }
-    fn files(&self) -> &[SourceFile] {
-        &self.files
-    }
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
-    }
-    fn metadata(&self) -> &Metadata {
-        &self.metadata
-    }
+    lbrx_core::source_accessors!(Format::Gguf);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
         let info = self
             .tensors

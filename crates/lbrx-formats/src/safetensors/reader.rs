@@ -513,21 +513,7 @@ fn pick_index(dir: &Path, entries: &[String]) -> Result<Option<PathBuf>> {
 }
 
 impl Source for SafetensorsDir {
-    fn format(&self) -> Format {
-        Format::SafetensorsDir
-    }
-    fn root(&self) -> &Path {
-        &self.root
-    }
-    fn files(&self) -> &[SourceFile] {
-        &self.files
-    }
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
-    }
-    fn metadata(&self) -> &Metadata {
-        &self.metadata
-    }
+    lbrx_core::source_accessors!(Format::SafetensorsDir);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
         let info = self
             .tensors
