@@ -20,7 +20,8 @@ pub(crate) struct Args {
     /// dequantized to it; integer tensors are kept.
     #[arg(long, value_parser = parse_dtype)]
     dtype: Option<DType>,
-    /// Largest output shard, e.g. 5GB or 2GiB (directory outputs); default keeps the source's sharding.
+    /// Largest output shard, e.g. 5GB or 2GiB: SafeTensors shards of a directory output, or GGUF split files
+    /// (NAME-00001-of-0000N.gguf); by default a directory keeps the source's sharding and a .gguf is one file.
     #[arg(long, value_parser = parse_size)]
     max_shard_size: Option<u64>,
     /// Worker threads (default: one per core).
