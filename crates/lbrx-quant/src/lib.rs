@@ -3,6 +3,7 @@
 pub mod cast;
 pub mod ggml;
 mod ggml_tables;
+pub mod mlx;
 mod simd;
 
 pub use cast::cast;
