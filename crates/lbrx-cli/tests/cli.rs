@@ -169,7 +169,7 @@ fn broken_shard_indexes_give_clear_errors() {
 }
 
 #[test]
-fn every_safetensors_file_in_the_corpus_reads() {
+fn every_safetensors_and_npz_file_in_the_corpus_reads() {
     let Some(shared) = shared_dir() else { return };
     let mut found = Vec::new();
     let mut stack = vec![shared.join("corpus")];
@@ -181,12 +181,21 @@ fn every_safetensors_file_in_the_corpus_reads() {
                     found.push(p.clone());
                 }
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "safetensors") {
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "safetensors" || x == "npz")
+            {
                 found.push(p);
             }
         }
     }
     assert!(!found.is_empty(), "no SafeTensors files in the corpus");
+    assert!(
+        found
+            .iter()
+            .any(|p| p.extension().is_some_and(|x| x == "npz")),
+        "no .npz in the corpus"
+    );
     for p in found {
         let out = ok(lbrx().args(["inspect", "--json"]).arg(&p));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

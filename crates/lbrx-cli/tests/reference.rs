@@ -168,3 +168,68 @@ fn cast_of_the_example_keeps_everything_else() {
         );
     }
 }
+
+#[test]
+fn npz_and_npy_written_by_numpy_read_equal() {
+    let Some(py) = python() else { return };
+    let d = tempfile::tempdir().unwrap();
+    oracle(&py, &[&"npz", &d.path()]);
+    let want: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("manifest.json")).unwrap()).unwrap();
+    let want = want.as_object().unwrap();
+    for archive in ["a.npz", "c.npz"] {
+        let src = lbrx_formats::open(&d.path().join(archive)).unwrap();
+        assert_eq!(src.tensors().len(), want.len(), "{archive}");
+        for (i, t) in src.tensors().iter().enumerate() {
+            let w = &want[&t.name];
+            assert_eq!(
+                t.dtype.name(),
+                w["dtype"].as_str().unwrap(),
+                "{archive} {}",
+                t.name
+            );
+            let shape: Vec<u64> = w["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert_eq!(t.shape, shape, "{archive} {}", t.name);
+            assert_eq!(
+                hex(src.view(i).unwrap().bytes()),
+                w["hex"].as_str().unwrap(),
+                "{archive} {}",
+                t.name
+            );
+        }
+        // And through a conversion (stored members copy kernel-side, deflated ones are decompressed).
+        let out = d.path().join(format!("{archive}.safetensors"));
+        ok(lbrx().arg("convert").arg(d.path().join(archive)).arg(&out));
+        let st = lbrx_formats::open(&out).unwrap();
+        for (i, t) in st.tensors().iter().enumerate() {
+            assert_eq!(
+                hex(st.view(i).unwrap().bytes()),
+                want[&t.name]["hex"].as_str().unwrap(),
+                "{archive} -> {}",
+                t.name
+            );
+        }
+    }
+    let v = lbrx_formats::open(&d.path().join("v.npy")).unwrap();
+    assert_eq!(v.tensors()[0].name, "v");
+    assert_eq!(
+        hex(v.view(0).unwrap().bytes()),
+        want["layers.0.weight"]["hex"].as_str().unwrap()
+    );
+    let out = lbrx()
+        .arg("inspect")
+        .arg(d.path().join("f.npy"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Fortran-ordered"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -4,6 +4,7 @@
 pub mod detect;
 pub mod gguf;
 pub mod mmap;
+pub mod npz;
 pub mod safetensors;
 
 pub use detect::detect;
@@ -23,6 +24,7 @@ pub fn open(path: &Path) -> Result<Box<dyn Source>> {
                 Ok(Box::new(g))
             }
         }
+        Format::Npz => Ok(Box::new(npz::NpzFile::open(path)?)),
         other => Err(Error::Unsupported {
             path: path.to_path_buf(),
             what: format!("reading {other} files is not implemented yet"),

@@ -6,6 +6,8 @@ numpy, ml_dtypes and huggingface_hub (never by lbrx). Run from the reference ven
   verify FILE MANIFEST.json                  the reference reads FILE; tensors must equal the manifest
   casts DIR                                  src-<D>.safetensors and the reference's x.astype(T) as exp-<D>-<T>.safetensors
   shard SRC.safetensors MAX_BYTES OUT_DIR    transformers-style sharding of SRC's tensors (huggingface_hub's split)
+  npz OUT_DIR                                numpy-written a.npz (savez), c.npz (savez_compressed), v.npy,
+                                             f.npy (Fortran order) and manifest.json (little-endian bytes)
   index-tensors DIR OUT.json                 load every tensor the way transformers follows the index; sha256 each
   shard-tensors DIR OUT.json                 sha256 of every tensor in every *.safetensors of DIR, ignoring any index
 """
@@ -138,6 +140,28 @@ def shard(src, max_bytes, out_dir):
             f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
+def npz(out):
+    rng = np.random.default_rng(5)
+    arrays = {}
+    for np_name in ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+                    "float16", "float32", "float64"]:
+        dt = np.dtype(np_name)
+        a = (rng.standard_normal((3, 7)) * 50).astype(dt) if np_name != "bool" else rng.integers(0, 2, (3, 7)).astype(bool)
+        arrays[f"t_{np_name}"] = a
+    arrays["big_endian"] = rng.standard_normal((4, 5)).astype(">f4")
+    arrays["scalar"] = np.array(3.5, np.float32)
+    arrays["empty"] = np.zeros((0, 3), np.float32)
+    arrays["layers.0.weight"] = rng.standard_normal((64, 130)).astype(np.float32)
+    np.savez(f"{out}/a.npz", **arrays)
+    np.savez_compressed(f"{out}/c.npz", **arrays)
+    np.save(f"{out}/v.npy", arrays["layers.0.weight"])
+    np.save(f"{out}/f.npy", np.asfortranarray(rng.standard_normal((3, 4))))
+    st = {"float16": "F16", "float32": "F32", "float64": "F64"}
+    man = {k: {"dtype": ST_NAMES.get(v.dtype.name, st.get(v.dtype.newbyteorder("<").name)), "shape": list(v.shape),
+               "hex": v.astype(v.dtype.newbyteorder("<")).tobytes().hex()} for k, v in arrays.items()}
+    json.dump(man, open(f"{out}/manifest.json", "w"))
+
+
 def _tensors(path):
     return dict(safetensors.deserialize(open(path, "rb").read()))
 
@@ -180,4 +204,4 @@ def shard_tensors(d, out):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"all-dtypes": all_dtypes, "verify": verify, "casts": casts, "shard": shard,
-     "index-tensors": index_tensors, "shard-tensors": shard_tensors}[cmd](*args)
+     "npz": npz, "index-tensors": index_tensors, "shard-tensors": shard_tensors}[cmd](*args)
