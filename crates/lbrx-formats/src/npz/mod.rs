@@ -237,6 +237,24 @@ impl NpzFile {
                 }
             };
             let size = f.size();
+            // DEFLATE expands at most ~1032:1, so a larger declared size is a lie; refusing it keeps every
+            // allocation bounded by the archive's own size.
+            let limit = if deflated {
+                f.compressed_size()
+                    .saturating_mul(1032)
+                    .saturating_add(4096)
+            } else {
+                f.compressed_size()
+            };
+            if size > limit {
+                return Err(Error::malformed(
+                    Location::file(path).tensor(&name),
+                    Malformed::Other(format!(
+                        "member declares {size} bytes, impossible from {} stored bytes",
+                        f.compressed_size()
+                    )),
+                ));
+            }
             let mut head = vec![0u8; size.min(HEADER_CAP + 12) as usize];
             f.read_exact(&mut head)
                 .map_err(|e| Error::io(path, "read", e))?;
