@@ -108,15 +108,25 @@ pub trait Sink: Send + Sync {
 
 /// Implements the field accessors of [`Source`] (`format`, `root`, `files`, `tensors`, `metadata`) for a type
 /// with fields `root: PathBuf`, `files: Vec<SourceFile>`, `tensors: Vec<TensorInfo>` and `metadata: Metadata`.
-/// Use inside `impl Source for T { ... }`.
+/// Use inside `impl Source for T { ... }`; `source_accessors!(FORMAT, mapped FIELD)` takes the root from
+/// `self.FIELD.path()` instead of a `root` field.
 #[macro_export]
 macro_rules! source_accessors {
-    ($format:expr) => {
-        fn format(&self) -> $crate::Format {
-            $format
+    ($format:expr, mapped $map:ident) => {
+        fn root(&self) -> &::std::path::Path {
+            self.$map.path()
         }
+        $crate::source_accessors!(@fields $format);
+    };
+    ($format:expr) => {
         fn root(&self) -> &::std::path::Path {
             &self.root
+        }
+        $crate::source_accessors!(@fields $format);
+    };
+    (@fields $format:expr) => {
+        fn format(&self) -> $crate::Format {
+            $format
         }
         fn files(&self) -> &[$crate::SourceFile] {
             &self.files

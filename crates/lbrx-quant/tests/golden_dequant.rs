@@ -2,27 +2,13 @@
 //! quantizer and the floats ggml's `to_float` makes of them. Ours must equal them bit for bit.
 
 use lbrx_core::DType;
-use std::path::PathBuf;
-
-fn golden() -> Option<PathBuf> {
-    let p = std::env::var_os("LBRX_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("golden/ggml-quants");
-    if p.is_dir() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("LBRX_REQUIRE_REFERENCE").as_deref() != Ok("1"),
-        "{} is missing",
-        p.display()
-    );
-    None
-}
+mod common;
 
 #[test]
 fn every_golden_case_dequantizes_bit_exactly() {
-    let Some(dir) = golden() else { return };
+    let Some(dir) = common::golden("ggml-quants") else {
+        return;
+    };
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let mut checked = 0;

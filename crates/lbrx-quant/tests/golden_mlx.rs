@@ -2,27 +2,13 @@
 //! `mlx.core.dequantize` outputs for bits 2-8 and group sizes 32-128 on f32, f16 and bf16 inputs.
 
 use lbrx_core::DType;
-use std::path::PathBuf;
-
-fn golden() -> Option<PathBuf> {
-    let p = std::env::var_os("LBRX_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("golden/mlx-quants");
-    if p.is_dir() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("LBRX_REQUIRE_REFERENCE").as_deref() != Ok("1"),
-        "{} is missing",
-        p.display()
-    );
-    None
-}
+mod common;
 
 #[test]
 fn quantize_and_dequantize_equal_mlx_bit_for_bit() {
-    let Some(dir) = golden() else { return };
+    let Some(dir) = common::golden("mlx-quants") else {
+        return;
+    };
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let read = |k: &serde_json::Value| std::fs::read(dir.join(k.as_str().unwrap())).unwrap();

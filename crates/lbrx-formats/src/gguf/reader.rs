@@ -400,21 +400,7 @@ fn prev_name(tensors: &[TensorInfo], prev: Option<usize>) -> String {
 }
 
 impl Source for GgufFile {
-    fn format(&self) -> Format {
-        Format::Gguf
-    }
-    fn root(&self) -> &Path {
-        self.map.path()
-    }
-    fn files(&self) -> &[SourceFile] {
-        &self.files
-    }
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
-    }
-    fn metadata(&self) -> &Metadata {
-        &self.metadata
-    }
+    lbrx_core::source_accessors!(Format::Gguf, mapped map);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
         let info = self
             .tensors

@@ -335,21 +335,7 @@ fn tensor(path: &Path, name: &str, h: &NpyHeader, offset: u64, limit: u64) -> Re
 }
 
 impl Source for NpzFile {
-    fn format(&self) -> Format {
-        Format::Npz
-    }
-    fn root(&self) -> &Path {
-        self.map.path()
-    }
-    fn files(&self) -> &[SourceFile] {
-        &self.files
-    }
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
-    }
-    fn metadata(&self) -> &Metadata {
-        &self.metadata
-    }
+    lbrx_core::source_accessors!(Format::Npz, mapped map);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
         let info = self
             .tensors
