@@ -59,3 +59,43 @@ fn lengths_are_checked() {
     assert!(lbrx_quant::ggml::dequantize(DType::Q4_0, &[0u8; 18], &mut out).is_err());
     assert!(lbrx_quant::ggml::dequantize(DType::Q4_0, &[0u8; 17], &mut [0f32; 32]).is_err());
 }
+
+#[test]
+fn reference_quantizers_match_ggml_bit_for_bit() {
+    let Some(dir) = common::golden("ggml-quants") else {
+        return;
+    };
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let mut checked = Vec::new();
+    let mut failures = Vec::new();
+    for c in m["cases"].as_array().unwrap() {
+        let dtype = DType::from_gguf_id(c["ggml_type_id"].as_u64().unwrap() as u32).unwrap();
+        if c["imatrix"].as_bool().unwrap() || !lbrx_quant::ggml_quant::can_quantize(dtype) {
+            continue;
+        }
+        let input: Vec<f32> = std::fs::read(dir.join(c["input"].as_str().unwrap()))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let want = std::fs::read(dir.join(c["quantized"].as_str().unwrap())).unwrap();
+        let mut got = vec![0u8; want.len()];
+        lbrx_quant::ggml_quant::quantize(dtype, &input, &mut got).unwrap();
+        if got != want {
+            let ts = dtype.info().type_size as usize;
+            let i = got.iter().zip(&want).position(|(a, b)| a != b).unwrap();
+            failures.push(format!(
+                "{}: first difference in block {} (byte {})",
+                c["quantized"].as_str().unwrap(),
+                i / ts,
+                i % ts
+            ));
+        }
+        checked.push(dtype);
+    }
+    checked.sort();
+    checked.dedup();
+    assert!(checked.len() >= 6, "only {checked:?}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,166 @@
+//! ggml's reference quantizers (`quantize_row_*_ref` in ggml/src/ggml-quants.c, the path `ggml_quantize_chunk`
+//! takes without an importance matrix), bit-exact: same operation order, C's truncating float -> int casts,
+//! `roundf` (half away from zero) where ggml uses it, and round-to-nearest-even f16 scales.
+//!
+//! So far: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (and the float types). The K-, IQ- and TQ-quantizers and the
+//! importance-matrix paths are still to come.
+
+use crate::cast::{encode_f32, f16_bits};
+use lbrx_core::{DType, Error, Result};
+
+/// Whether [`quantize`] implements `dtype` (without an importance matrix).
+pub fn can_quantize(dtype: DType) -> bool {
+    matches!(
+        dtype,
+        DType::Q4_0
+            | DType::Q4_1
+            | DType::Q5_0
+            | DType::Q5_1
+            | DType::Q8_0
+            | DType::F32
+            | DType::F16
+            | DType::BF16
+    )
+}
+
+/// Quantizes `src` (whole blocks) into `out` as ggml's reference quantizer for `dtype` does.
+pub fn quantize(dtype: DType, src: &[f32], out: &mut [u8]) -> Result<()> {
+    let info = dtype.info();
+    let (bs, ts) = (info.block_size as usize, info.type_size as usize);
+    if !src.len().is_multiple_of(bs) || out.len() != src.len() / bs * ts {
+        return Err(Error::Invalid(format!(
+            "quantize {dtype}: {} values do not fill {} bytes",
+            src.len(),
+            out.len()
+        )));
+    }
+    let f: fn(&[f32], &mut [u8]) = match dtype {
+        DType::Q4_0 => q4_0,
+        DType::Q4_1 => q4_1,
+        DType::Q5_0 => q5_0,
+        DType::Q5_1 => q5_1,
+        DType::Q8_0 => q8_0,
+        DType::F32 | DType::F16 | DType::BF16 => {
+            encode_f32(dtype, src, out);
+            return Ok(());
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "quantizing to {other} is not implemented yet"
+            )))
+        }
+    };
+    for (x, y) in src.chunks_exact(bs).zip(out.chunks_exact_mut(ts)) {
+        f(x, y);
+    }
+    Ok(())
+}
+
+fn put_f16(y: &mut [u8], at: usize, v: f32) {
+    y[at..at + 2].copy_from_slice(&f16_bits(v).to_le_bytes());
+}
+
+/// The value of largest magnitude (the first one on ties), as ggml's `amax`/`max` loop finds it.
+fn signed_absmax(x: &[f32]) -> f32 {
+    let (mut amax, mut max) = (0f32, 0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    max
+}
+
+fn min_max(x: &[f32]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
+}
+
+fn inv(d: f32) -> f32 {
+    if d != 0.0 {
+        1.0 / d
+    } else {
+        0.0
+    }
+}
+
+/// C's `(int8_t)f`: truncation toward zero (inputs here are in range).
+fn trunc_i8(f: f32) -> i32 {
+    f as i8 as i32
+}
+
+fn q4_0(x: &[f32], y: &mut [u8]) {
+    let d = signed_absmax(x) / -8.0;
+    let id = inv(d);
+    put_f16(y, 0, d);
+    for j in 0..16 {
+        let xi0 = trunc_i8(x[j] * id + 8.5).min(15) as u8;
+        let xi1 = trunc_i8(x[16 + j] * id + 8.5).min(15) as u8;
+        y[2 + j] = xi0 | (xi1 << 4);
+    }
+}
+
+fn q4_1(x: &[f32], y: &mut [u8]) {
+    let (min, max) = min_max(x);
+    let d = (max - min) / 15.0;
+    let id = inv(d);
+    put_f16(y, 0, d);
+    put_f16(y, 2, min);
+    for j in 0..16 {
+        let xi0 = trunc_i8((x[j] - min) * id + 0.5).min(15) as u8;
+        let xi1 = trunc_i8((x[16 + j] - min) * id + 0.5).min(15) as u8;
+        y[4 + j] = xi0 | (xi1 << 4);
+    }
+}
+
+fn q5_0(x: &[f32], y: &mut [u8]) {
+    let d = signed_absmax(x) / -16.0;
+    let id = inv(d);
+    put_f16(y, 0, d);
+    let mut qh = 0u32;
+    for j in 0..16 {
+        let xi0 = trunc_i8(x[j] * id + 16.5).min(31) as u32;
+        let xi1 = trunc_i8(x[16 + j] * id + 16.5).min(31) as u32;
+        y[6 + j] = ((xi0 & 0x0f) | ((xi1 & 0x0f) << 4)) as u8;
+        qh |= ((xi0 & 0x10) >> 4) << j;
+        qh |= ((xi1 & 0x10) >> 4) << (j + 16);
+    }
+    y[2..6].copy_from_slice(&qh.to_le_bytes());
+}
+
+fn q5_1(x: &[f32], y: &mut [u8]) {
+    let (min, max) = min_max(x);
+    let d = (max - min) / 31.0;
+    let id = inv(d);
+    put_f16(y, 0, d);
+    put_f16(y, 2, min);
+    let mut qh = 0u32;
+    for j in 0..16 {
+        // C's (uint8_t)f: truncation (the values are non-negative and below 32 here).
+        let xi0 = ((x[j] - min) * id + 0.5) as u8 as u32;
+        let xi1 = ((x[16 + j] - min) * id + 0.5) as u8 as u32;
+        y[8 + j] = ((xi0 & 0x0f) | ((xi1 & 0x0f) << 4)) as u8;
+        qh |= ((xi0 & 0x10) >> 4) << j;
+        qh |= ((xi1 & 0x10) >> 4) << (j + 16);
+    }
+    y[4..8].copy_from_slice(&qh.to_le_bytes());
+}
+
+fn q8_0(x: &[f32], y: &mut [u8]) {
+    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = inv(d);
+    put_f16(y, 0, d);
+    for j in 0..32 {
+        y[2 + j] = (x[j] * id).round() as i8 as u8; // roundf: half away from zero
+    }
+}
