@@ -170,7 +170,7 @@ impl AtomicOutput {
                     return Err(Error::io(
                         &self.dst,
                         "reserve space",
-                        std::io::Error::from_raw_os_error(libc_enospc()),
+                        std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
                     ))
                 }
                 Err(_) => file
@@ -395,10 +395,6 @@ fn materialize(f: &OutFile, path: &Path) -> Result<()> {
             )
         }
     }
-}
-
-fn libc_enospc() -> i32 {
-    rustix::io::Errno::NOSPC.raw_os_error()
 }
 
 fn sync_dir(dir: &Path) {

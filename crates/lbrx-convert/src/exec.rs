@@ -5,7 +5,6 @@
 use crate::plan::{Plan, Transform};
 use lbrx_core::{Error, Result, Sink, Source};
 use rayon::prelude::*;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Default output bytes per work item.
 pub const DEFAULT_CHUNK: u64 = 8 << 20;
@@ -85,7 +84,6 @@ pub fn execute(
         sink.write_at(i, 0, &f.header)?;
     }
     let items = work_items(plan, src, opts.chunk_bytes.max(4096));
-    let done = AtomicU64::new(0);
     let run = || {
         items
             .par_iter()
@@ -110,14 +108,12 @@ pub fn execute(
                             None => false,
                         };
                         if !copied {
-                            let view = src.view(job.src)?;
-                            let bytes = slice(view.bytes(), src_off, src_len, &info.name)?;
-                            sink.write_at(job.file, out_off, bytes)?;
+                            let bytes = src.view_range(job.src, src_off, src_len)?;
+                            sink.write_at(job.file, out_off, &bytes)?;
                         }
                     }
                     Transform::Cast { from, to } => {
-                        let view = src.view(job.src)?;
-                        let bytes = slice(view.bytes(), src_off, src_len, &info.name)?;
+                        let bytes = src.view_range(job.src, src_off, src_len)?;
                         // Cast and write in cache-sized pieces so the write copies from a hot buffer.
                         let (fs, ts) =
                             (from.info().type_size as usize, to.info().type_size as usize);
@@ -133,8 +129,7 @@ pub fn execute(
                         }
                     }
                     Transform::Dequant { from, to } => {
-                        let view = src.view(job.src)?;
-                        let bytes = slice(view.bytes(), src_off, src_len, &info.name)?;
+                        let bytes = src.view_range(job.src, src_off, src_len)?;
                         // Whole blocks at a time: dequantize to f32, then encode the output dtype.
                         let (bs, bts) = (
                             from.info().block_size as usize,
@@ -156,7 +151,6 @@ pub fn execute(
                     }
                 }
                 src.release(info.file, info.offset + src_off, src_len);
-                done.fetch_add(out_len, Ordering::Relaxed);
                 progress(out_len);
                 Ok::<(), Error>(())
             })
@@ -170,15 +164,6 @@ pub fn execute(
             .map_err(|e| Error::Invalid(format!("cannot start {} threads: {e}", opts.threads)))?;
         pool.install(run)
     }
-}
-
-fn slice<'a>(bytes: &'a [u8], off: u64, len: u64, name: &str) -> Result<&'a [u8]> {
-    let start = off as usize;
-    bytes.get(start..start + len as usize).ok_or_else(|| {
-        Error::Invalid(format!(
-            "tensor '{name}': source view shorter than its declared size"
-        ))
-    })
 }
 
 fn context(e: Error, name: &str) -> Error {

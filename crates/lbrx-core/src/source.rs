@@ -76,6 +76,31 @@ pub trait Source: Send + Sync {
     fn metadata(&self) -> &Metadata;
     /// The bytes of tensor `index` (zero-copy where possible).
     fn view(&self, index: usize) -> Result<TensorView<'_>>;
+    /// Bytes `[offset, offset + len)` of tensor `index` (offsets relative to the tensor). The default slices
+    /// [`Source::view`]; sources whose views are computed (byte-swapped, decompressed) override it so that a
+    /// conversion working chunk by chunk does not recompute the whole tensor per chunk.
+    fn view_range(
+        &self,
+        index: usize,
+        offset: u64,
+        len: u64,
+    ) -> Result<std::borrow::Cow<'_, [u8]>> {
+        let v = self.view(index)?;
+        let (start, end) = (offset as usize, (offset + len) as usize);
+        let bad = || {
+            crate::Error::Invalid(format!(
+                "tensor #{index}: range {start}..{end} outside its bytes"
+            ))
+        };
+        Ok(match v.data {
+            std::borrow::Cow::Borrowed(b) => {
+                std::borrow::Cow::Borrowed(b.get(start..end).ok_or_else(bad)?)
+            }
+            std::borrow::Cow::Owned(o) => {
+                std::borrow::Cow::Owned(o.get(start..end).ok_or_else(bad)?.to_vec())
+            }
+        })
+    }
     /// The open file behind `files()[file]`, for kernel-side copies, when bytes are stored raw.
     fn raw_file(&self, _file: usize) -> Option<&File> {
         None

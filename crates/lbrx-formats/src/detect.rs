@@ -64,9 +64,7 @@ pub fn detect_magic(head: &[u8], file_size: u64) -> Option<Format> {
             return Some(Format::Safetensors);
         }
     }
-    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"\x80\x02") {
-        return None; // zip or pickle: the extension decides (npz, pytorch, keras)
-    }
+    // Zip (npz, PyTorch, .keras) and pickle files are told apart by their extension.
     None
 }
 

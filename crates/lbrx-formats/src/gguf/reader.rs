@@ -433,6 +433,33 @@ impl Source for GgufFile {
             data: Cow::Owned(out),
         })
     }
+    fn view_range(&self, index: usize, offset: u64, len: u64) -> Result<Cow<'_, [u8]>> {
+        let info = self
+            .tensors
+            .get(index)
+            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        if offset.checked_add(len).is_none_or(|e| e > info.len) {
+            return Err(Error::Invalid(format!(
+                "tensor '{}': range outside its bytes",
+                info.name
+            )));
+        }
+        let raw = self.map.range(info.offset + offset, len);
+        if !self.info.big_endian {
+            return Ok(Cow::Borrowed(raw));
+        }
+        let size = info.dtype.info().type_size as usize;
+        if info.dtype.info().block_size != 1 || !offset.is_multiple_of(size as u64) {
+            return self
+                .view(index)
+                .map(|v| Cow::Owned(v.data[offset as usize..(offset + len) as usize].to_vec()));
+        }
+        let mut out = raw.to_vec();
+        for e in out.chunks_exact_mut(size) {
+            e.reverse();
+        }
+        Ok(Cow::Owned(out))
+    }
     fn raw_file(&self, _file: usize) -> Option<&File> {
         (!self.info.big_endian).then(|| self.map.file())
     }

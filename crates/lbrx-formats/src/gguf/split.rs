@@ -163,6 +163,18 @@ impl Source for GgufSplit {
         let v = self.parts[info.file].view(self.local[index])?;
         Ok(TensorView { info, data: v.data })
     }
+    fn view_range(
+        &self,
+        index: usize,
+        offset: u64,
+        len: u64,
+    ) -> Result<std::borrow::Cow<'_, [u8]>> {
+        let info = self
+            .tensors
+            .get(index)
+            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        self.parts[info.file].view_range(self.local[index], offset, len)
+    }
     fn raw_file(&self, file: usize) -> Option<&File> {
         self.parts.get(file).and_then(|p| p.raw_file(0))
     }

@@ -20,7 +20,7 @@ use lbrx_core::{
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 /// Largest `.npy` header accepted.
@@ -181,6 +181,8 @@ pub struct NpzFile {
     metadata: Metadata,
     files: Vec<SourceFile>,
     any_deflated: bool,
+    /// The last deflated member decompressed (its index and array bytes), so chunked reads inflate it once.
+    inflated: Mutex<Option<(usize, std::sync::Arc<Vec<u8>>)>>,
 }
 
 fn zip_err(path: &Path, e: zip::result::ZipError) -> Error {
@@ -216,6 +218,7 @@ impl NpzFile {
                 metadata: Metadata::new(),
                 files,
                 any_deflated: false,
+                inflated: Mutex::new(None),
             });
         }
         let file = crate::mmap::open_read_only(path)?;
@@ -301,7 +304,56 @@ impl NpzFile {
             metadata: Metadata::new(),
             files,
             any_deflated,
+            inflated: Mutex::new(None),
         })
+    }
+}
+
+/// Byte-swaps big-endian elements in place (complex numbers per component). `bytes` starts on an element.
+fn swap_elements(dtype: DType, bytes: &mut [u8]) {
+    let unit = if dtype == DType::C64 {
+        4
+    } else {
+        dtype.info().type_size as usize
+    };
+    for e in bytes.chunks_exact_mut(unit) {
+        e.reverse();
+    }
+}
+
+impl NpzFile {
+    /// The array bytes of deflated member `index`, little-endian, decompressed once and kept until another
+    /// member is asked for (conversions read a tensor's chunks in order).
+    fn inflate(&self, index: usize) -> Result<std::sync::Arc<Vec<u8>>> {
+        let mut cache = self
+            .inflated
+            .lock()
+            .map_err(|_| Error::Invalid("npz reader poisoned".into()))?;
+        if let Some((i, bytes)) = cache.as_ref() {
+            if *i == index {
+                return Ok(bytes.clone());
+            }
+        }
+        let (info, m) = (&self.tensors[index], &self.members[index]);
+        let path = self.map.path();
+        let mut zip = self
+            .archive
+            .as_ref()
+            .expect("npz archive")
+            .lock()
+            .map_err(|_| Error::Invalid("npz reader poisoned".into()))?;
+        let mut f = zip.by_index(m.index).map_err(|e| zip_err(path, e))?;
+        std::io::copy(&mut (&mut f).take(m.data_offset), &mut std::io::sink())
+            .map_err(|e| Error::io(path, "read", e))?;
+        let mut out = vec![0u8; info.len as usize];
+        f.read_exact(&mut out)
+            .map_err(|e| Error::io(path, "decompress", e))?;
+        if m.big_endian {
+            swap_elements(info.dtype, &mut out);
+        }
+        let bytes = std::sync::Arc::new(out);
+        *cache = Some((index, bytes.clone()));
+        Ok(bytes)
     }
 }
 
@@ -341,36 +393,32 @@ impl Source for NpzFile {
             .tensors
             .get(index)
             .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
-        let m = &self.members[index];
-        let mut data: Cow<'_, [u8]> = if m.deflated {
-            let mut zip = self
-                .archive
-                .as_ref()
-                .expect("npz archive")
-                .lock()
-                .map_err(|_| Error::Invalid("npz reader poisoned".into()))?;
-            let mut f = zip
-                .by_index(m.index)
-                .map_err(|e| zip_err(self.map.path(), e))?;
-            let mut skip = vec![0u8; m.data_offset as usize];
-            f.read_exact(&mut skip)
-                .map_err(|e| Error::io(self.map.path(), "read", e))?;
-            let mut out = vec![0u8; info.len as usize];
-            f.read_exact(&mut out)
-                .map_err(|e| Error::io(self.map.path(), "decompress", e))?;
-            Cow::Owned(out)
-        } else {
-            Cow::Borrowed(self.map.range(info.offset, info.len))
-        };
-        if m.big_endian {
-            let size = info.dtype.info().type_size as usize;
-            let mut owned = data.into_owned();
-            for e in owned.chunks_exact_mut(if info.dtype == DType::C64 { 4 } else { size }) {
-                e.reverse();
-            }
-            data = Cow::Owned(owned);
-        }
+        let data = self.view_range(index, 0, info.len)?;
         Ok(TensorView { info, data })
+    }
+    fn view_range(&self, index: usize, offset: u64, len: u64) -> Result<Cow<'_, [u8]>> {
+        let info = self
+            .tensors
+            .get(index)
+            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        if offset.checked_add(len).is_none_or(|e| e > info.len) {
+            return Err(Error::Invalid(format!(
+                "tensor '{}': range outside its bytes",
+                info.name
+            )));
+        }
+        let (start, end) = (offset as usize, (offset + len) as usize);
+        let m = &self.members[index];
+        if m.deflated {
+            return Ok(Cow::Owned(self.inflate(index)?[start..end].to_vec()));
+        }
+        let raw = self.map.range(info.offset + offset, len);
+        if !m.big_endian {
+            return Ok(Cow::Borrowed(raw));
+        }
+        let mut out = raw.to_vec();
+        swap_elements(info.dtype, &mut out);
+        Ok(Cow::Owned(out))
     }
     fn raw_file(&self, _file: usize) -> Option<&File> {
         (!self.any_deflated && !self.members.iter().any(|m| m.big_endian)).then(|| self.map.file())
@@ -380,9 +428,4 @@ impl Source for NpzFile {
             self.map.release(offset, len);
         }
     }
-}
-
-/// The path of the archive as opened.
-pub fn archive_path(n: &NpzFile) -> PathBuf {
-    n.map.path().to_path_buf()
 }
