@@ -249,7 +249,7 @@ impl NpzFile {
             } else {
                 f.compressed_size()
             };
-            if size > limit {
+            if size > limit || f.compressed_size() > map.len() {
                 return Err(Error::malformed(
                     Location::file(path).tensor(&name),
                     Malformed::Other(format!(
