@@ -20,6 +20,10 @@ pub(crate) struct Args {
     /// dequantized to it; integer tensors are kept.
     #[arg(long, value_parser = parse_dtype)]
     dtype: Option<DType>,
+    /// Quantize weight matrices to this ggml type (GGUF output): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1. Vectors, norms
+    /// and biases stay float (F32 for a Hugging Face model, as llama.cpp writes them).
+    #[arg(long, value_parser = parse_quant)]
+    quant: Option<DType>,
     /// Largest output shard, e.g. 5GB or 2GiB: SafeTensors shards of a directory output, or GGUF split files
     /// (NAME-00001-of-0000N.gguf); by default a directory keeps the source's sharding and a .gguf is one file.
     #[arg(long, value_parser = parse_size)]
@@ -49,11 +53,26 @@ fn parse_dtype(s: &str) -> Result<DType, String> {
     }
 }
 
-fn transform_name(t: &Transform) -> String {
-    match t {
+fn parse_quant(s: &str) -> Result<DType, String> {
+    match DType::from_name(s.trim()) {
+        Some(d) if lbrx_quant::ggml_quant::can_quantize(d) && d.info().block_size > 1 => Ok(d),
+        _ => Err(format!(
+            "'{s}' is not a quantization type lbrx writes yet (use Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1)"
+        )),
+    }
+}
+
+fn transform_name(j: &lbrx_convert::Job) -> String {
+    let t = match &j.transform {
         Transform::Copy => "copy".into(),
         Transform::Cast { from, to } => format!("cast {from}->{to}"),
         Transform::Dequant { from, to } => format!("dequantize {from}->{to}"),
+        Transform::Quant { from, to } => format!("quantize {from}->{to}"),
+        Transform::Inline { .. } => "computed".into(),
+    };
+    match j.permute_heads {
+        Some(h) => format!("{t}, rotary rows permuted ({h} heads)"),
+        None => t,
     }
 }
 
@@ -91,7 +110,7 @@ fn print_plan(plan: &Plan, json: bool) -> CliResult {
                 j.dtype.name(),
                 format!("{:?}", j.shape),
                 j.len,
-                transform_name(&j.transform)
+                transform_name(j)
             );
         }
     }
@@ -108,6 +127,7 @@ pub(crate) fn run(a: Args) -> CliResult {
     let src = lbrx_formats::open(&a.src)?;
     let opts = ConvertOptions {
         dtype: a.dtype,
+        quant: a.quant,
         max_shard_size: a.max_shard_size,
         ..a.write.options()
     };

@@ -2,8 +2,8 @@
 //! zero-copy view of its source bytes, transforms into a per-thread buffer and writes at its planned offset.
 //! Peak memory is threads x chunk size; output bytes do not depend on the thread count or scheduling.
 
-use crate::plan::{Plan, Transform};
-use lbrx_core::{Error, Result, Sink, Source};
+use crate::plan::{Job, Plan, Transform};
+use lbrx_core::{DType, Error, Result, Sink, Source};
 use rayon::prelude::*;
 
 /// Default output bytes per work item.
@@ -45,12 +45,38 @@ fn bytes_of(dtype: lbrx_core::DType, elems: u64) -> u64 {
     elems / i.block_size as u64 * i.type_size as u64
 }
 
+/// The dtype a job reads: its source tensor's, or its own for bytes computed at plan time.
+fn src_dtype(job: &Job, src: &dyn Source) -> DType {
+    match job.transform {
+        Transform::Inline { .. } => job.dtype,
+        _ => src.tensors()[job.src].dtype,
+    }
+}
+
+/// Elements in one row (the product of all but the first dimension; 1 for vectors).
+fn row_elems(shape: &[u64]) -> u64 {
+    shape.iter().skip(1).product::<u64>().max(1)
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 fn work_items(plan: &Plan, src: &dyn Source, chunk_bytes: u64) -> Vec<Item> {
     let mut items = Vec::new();
     for (j, job) in plan.jobs.iter().enumerate() {
-        let info = &src.tensors()[job.src];
-        let n = info.elements();
-        let block = (info.dtype.info().block_size as u64).max(job.dtype.info().block_size as u64);
+        let sdt = src_dtype(job, src);
+        let n: u64 = job.shape.iter().product();
+        let mut block = (sdt.info().block_size as u64).max(job.dtype.info().block_size as u64);
+        if job.permute_heads.is_some() {
+            // whole rows, so that each item gathers complete source rows
+            let cols = row_elems(&job.shape);
+            block = block / gcd(block, cols) * cols;
+        }
         let per_elem = job.len.max(1).div_ceil(n.max(1)).max(1);
         let mut step = (chunk_bytes / per_elem).max(block);
         step -= step % block;
@@ -69,6 +95,46 @@ fn work_items(plan: &Plan, src: &dyn Source, chunk_bytes: u64) -> Vec<Item> {
         }
     }
     items
+}
+
+/// The source row that lands at output row `r` when a Q/K projection of `rows` rows in `heads` heads is
+/// permuted from Hugging Face's rotary layout (halves) to ggml's (interleaved pairs).
+pub(crate) fn permuted_row(r: u64, rows: u64, heads: u64) -> u64 {
+    let half = rows / heads / 2;
+    let (h, rem) = (r / (2 * half), r % (2 * half));
+    let (i, j) = (rem / 2, rem % 2);
+    h * 2 * half + j * half + i
+}
+
+/// Source bytes for output elements `[elem, elem + count)` of `job`: a zero-copy range, or the permuted rows
+/// gathered into one buffer.
+fn source_bytes<'a>(
+    job: &Job,
+    src: &'a dyn Source,
+    elem: u64,
+    count: u64,
+) -> Result<std::borrow::Cow<'a, [u8]>> {
+    let sdt = src_dtype(job, src);
+    match job.permute_heads {
+        None => src.view_range(job.src, bytes_of(sdt, elem), bytes_of(sdt, count)),
+        Some(heads) => {
+            let rows = job.shape[0];
+            let cols = row_elems(&job.shape);
+            if heads == 0 || !rows.is_multiple_of(2 * heads) {
+                return Err(Error::Invalid(format!(
+                    "tensor '{}': {rows} rows do not split into {heads} rotary heads",
+                    job.name
+                )));
+            }
+            let row_bytes = bytes_of(sdt, cols);
+            let mut out = Vec::with_capacity(bytes_of(sdt, count) as usize);
+            for r in elem / cols..(elem + count) / cols {
+                let s = permuted_row(r, rows, heads);
+                out.extend_from_slice(&src.view_range(job.src, s * row_bytes, row_bytes)?);
+            }
+            Ok(std::borrow::Cow::Owned(out))
+        }
+    }
 }
 
 /// Writes every planned file's header, then every tensor, into `sink`. `progress` is called with the number of
@@ -90,13 +156,27 @@ pub fn execute(
             .with_max_len(1)
             .try_for_each_init(Vec::new, |buf: &mut Vec<u8>, item| {
                 let job = &plan.jobs[item.job];
-                let info = &src.tensors()[job.src];
-                let src_off = bytes_of(info.dtype, item.elem);
-                let src_len = bytes_of(info.dtype, item.count);
+                let sdt = src_dtype(job, src);
+                let src_off = bytes_of(sdt, item.elem);
+                let src_len = bytes_of(sdt, item.count);
                 let out_off = job.offset + bytes_of(job.dtype, item.elem);
                 let out_len = bytes_of(job.dtype, item.count);
+                let name = &job.name;
                 match job.transform {
-                    Transform::Copy => {
+                    Transform::Inline { index } => {
+                        let data = plan
+                            .inline
+                            .get(index)
+                            .and_then(|d| d.get(src_off as usize..(src_off + src_len) as usize));
+                        let data = data.ok_or_else(|| {
+                            Error::Invalid(format!("tensor '{name}': inline data out of range"))
+                        })?;
+                        sink.write_at(job.file, out_off, data)?;
+                        progress(out_len);
+                        return Ok(());
+                    }
+                    Transform::Copy if job.permute_heads.is_none() => {
+                        let info = &src.tensors()[job.src];
                         let copied = match src.raw_file(info.file) {
                             Some(f) => sink.copy_range(
                                 job.file,
@@ -112,8 +192,12 @@ pub fn execute(
                             sink.write_at(job.file, out_off, &bytes)?;
                         }
                     }
+                    Transform::Copy => {
+                        let bytes = source_bytes(job, src, item.elem, item.count)?;
+                        sink.write_at(job.file, out_off, &bytes)?;
+                    }
                     Transform::Cast { from, to } => {
-                        let bytes = src.view_range(job.src, src_off, src_len)?;
+                        let bytes = source_bytes(job, src, item.elem, item.count)?;
                         // Cast and write in cache-sized pieces so the write copies from a hot buffer.
                         let (fs, ts) =
                             (from.info().type_size as usize, to.info().type_size as usize);
@@ -123,13 +207,13 @@ pub fn execute(
                             let n = s.len() / fs * ts;
                             buf.resize(n, 0);
                             lbrx_quant::cast(from, s, to, &mut buf[..n])
-                                .map_err(|e| context(e, &info.name))?;
+                                .map_err(|e| context(e, name))?;
                             sink.write_at(job.file, at, &buf[..n])?;
                             at += n as u64;
                         }
                     }
                     Transform::Dequant { from, to } => {
-                        let bytes = src.view_range(job.src, src_off, src_len)?;
+                        let bytes = source_bytes(job, src, item.elem, item.count)?;
                         // Whole blocks at a time: dequantize to f32, then encode the output dtype.
                         let (bs, bts) = (
                             from.info().block_size as usize,
@@ -142,14 +226,35 @@ pub fn execute(
                         for s in bytes.chunks(blocks * bts) {
                             let n = s.len() / bts * bs;
                             lbrx_quant::ggml::dequantize(from, s, &mut floats[..n])
-                                .map_err(|e| context(e, &info.name))?;
+                                .map_err(|e| context(e, name))?;
                             buf.resize(n * ts, 0);
                             lbrx_quant::cast::encode_f32_fast(to, &floats[..n], &mut buf[..n * ts]);
                             sink.write_at(job.file, at, &buf[..n * ts])?;
                             at += (n * ts) as u64;
                         }
                     }
+                    Transform::Quant { from, to } => {
+                        let bytes = source_bytes(job, src, item.elem, item.count)?;
+                        // Whole output blocks at a time: decode to f32, then ggml's reference quantizer.
+                        let (bs, bts) =
+                            (to.info().block_size as usize, to.info().type_size as usize);
+                        let fs = from.info().type_size as usize;
+                        let blocks = (PIECE_BYTES / (bs * 4)).max(1);
+                        let mut floats = vec![0f32; blocks * bs];
+                        let mut at = out_off;
+                        for s in bytes.chunks(blocks * bs * fs) {
+                            let n = s.len() / fs;
+                            lbrx_quant::cast::decode_f32(from, s, &mut floats[..n]);
+                            let nb = n / bs * bts;
+                            buf.resize(nb, 0);
+                            lbrx_quant::ggml_quant::quantize(to, &floats[..n], &mut buf[..nb])
+                                .map_err(|e| context(e, name))?;
+                            sink.write_at(job.file, at, &buf[..nb])?;
+                            at += nb as u64;
+                        }
+                    }
                 }
+                let info = &src.tensors()[job.src];
                 src.release(info.file, info.offset + src_off, src_len);
                 progress(out_len);
                 Ok::<(), Error>(())

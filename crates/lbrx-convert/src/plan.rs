@@ -21,6 +21,9 @@ pub struct ConvertOptions {
     pub overwrite: bool,
     /// fsync outputs before renaming them into place (durable against power loss).
     pub sync: bool,
+    /// Quantize weight matrices to this ggml block type (GGUF outputs); vectors and tensors whose rows are
+    /// not a whole number of blocks stay float.
+    pub quant: Option<DType>,
 }
 
 /// How one output tensor is made from its source tensor.
@@ -46,6 +49,20 @@ pub enum Transform {
         /// Output dtype.
         #[serde(serialize_with = "ser_dtype")]
         to: DType,
+    },
+    /// Quantization of a float tensor into a ggml block type (ggml's reference quantizer).
+    Quant {
+        /// Source (float) dtype.
+        #[serde(serialize_with = "ser_dtype")]
+        from: DType,
+        /// Output block dtype.
+        #[serde(serialize_with = "ser_dtype")]
+        to: DType,
+    },
+    /// Bytes computed at plan time (`Plan::inline[index]`), e.g. llama.cpp's `rope_freqs`.
+    Inline {
+        /// Index into [`Plan::inline`].
+        index: usize,
     },
 }
 
@@ -73,6 +90,9 @@ pub struct Job {
     pub len: u64,
     /// How it is made.
     pub transform: Transform,
+    /// Rows reordered from Hugging Face's rotary layout to ggml's: the head count the rows are grouped in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permute_heads: Option<u64>,
 }
 
 /// One output file.
@@ -106,6 +126,9 @@ pub struct Plan {
     pub assets: Vec<(String, PathBuf)>,
     /// Total tensor bytes to write.
     pub data_bytes: u64,
+    /// Tensor bytes computed at plan time (see [`Transform::Inline`]).
+    #[serde(skip)]
+    pub inline: Vec<Vec<u8>>,
 }
 
 fn ser_kind<S: serde::Serializer>(k: &OutputKind, s: S) -> Result<S::Ok, S::Error> {
@@ -120,8 +143,15 @@ fn ser_small<S: serde::Serializer>(v: &[(String, Vec<u8>)], s: S) -> Result<S::O
     s.collect_seq(v.iter().map(|(n, _)| n))
 }
 
-/// Output dtype of a source tensor under `opts`, and the transform that makes it.
-fn choose(src: DType, opts: &ConvertOptions) -> (DType, Transform) {
+/// Output dtype of a source tensor of `shape` under `opts`, and the transform that makes it.
+fn choose(src: DType, shape: &[u64], opts: &ConvertOptions) -> (DType, Transform) {
+    if let Some(q) = opts.quant {
+        let block = q.info().block_size as u64;
+        let row = shape.last().copied().unwrap_or(0);
+        if shape.len() >= 2 && row % block == 0 && src.is_castable_float() {
+            return transform_to(src, q);
+        }
+    }
     match opts.dtype {
         Some(to) if src.is_castable_float() && to != src => (to, Transform::Cast { from: src, to }),
         Some(to)
@@ -132,6 +162,21 @@ fn choose(src: DType, opts: &ConvertOptions) -> (DType, Transform) {
         }
         _ => (src, Transform::Copy),
     }
+}
+
+/// The transform that turns `from` into `to` (copy, cast, quantize or dequantize).
+pub(crate) fn transform_to(from: DType, to: DType) -> (DType, Transform) {
+    use lbrx_core::DTypeKind::Quantized;
+    let t = if from == to {
+        Transform::Copy
+    } else if to.info().kind == Quantized {
+        Transform::Quant { from, to }
+    } else if from.info().kind == Quantized {
+        Transform::Dequant { from, to }
+    } else {
+        Transform::Cast { from, to }
+    };
+    (to, t)
 }
 
 /// Key under which GGUF value types ride along in SafeTensors `__metadata__`.
@@ -243,50 +288,87 @@ fn gguf_metadata(src: &dyn Source) -> Metadata {
     out
 }
 
-/// llama.cpp's `general.file_type` for an output whose float tensors are all `d`.
-fn llama_file_type(d: DType) -> Option<u32> {
-    match d {
-        DType::F32 => Some(0),
-        DType::F16 => Some(1),
-        DType::BF16 => Some(32),
-        _ => None,
-    }
+/// llama.cpp's `general.file_type` (`LlamaFileType`) for an output whose weights are all `d`.
+pub(crate) fn llama_file_type(d: DType) -> Option<u32> {
+    Some(match d {
+        DType::F32 => 0,
+        DType::F16 => 1,
+        DType::Q4_0 => 2,
+        DType::Q4_1 => 3,
+        DType::Q8_0 => 7,
+        DType::Q5_0 => 8,
+        DType::Q5_1 => 9,
+        DType::Q6K => 18,
+        DType::BF16 => 32,
+        DType::TQ1_0 => 36,
+        DType::TQ2_0 => 37,
+        _ => return None,
+    })
+}
+
+/// One GGUF output tensor before layout: its spec, source tensor, transform and row permutation.
+#[derive(Debug, Clone)]
+pub(crate) struct GgufOut {
+    /// Name, dtype and shape in the file.
+    pub spec: lbrx_formats::gguf::GgufTensorSpec,
+    /// Source tensor index (ignored for [`Transform::Inline`]).
+    pub src: usize,
+    /// How it is made.
+    pub transform: Transform,
+    /// Q/K row permutation (head count).
+    pub permute_heads: Option<u64>,
 }
 
 /// Plans a single GGUF file at `dst`: tensor names kept, float tensors cast per `opts.dtype`, metadata kept.
 pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
-    let mut specs = Vec::with_capacity(src.tensors().len());
-    let mut transforms = Vec::with_capacity(src.tensors().len());
-    for t in src.tensors() {
-        let (dtype, tr) = choose(t.dtype, opts);
+    let mut outs = Vec::with_capacity(src.tensors().len());
+    for (i, t) in src.tensors().iter().enumerate() {
+        let (dtype, tr) = choose(t.dtype, &t.shape, opts);
         if dtype.info().gguf_id.is_none() {
             return Err(Error::Invalid(format!(
                 "tensor '{}': GGUF has no {dtype} type; pass --dtype f16, bf16 or f32",
                 t.name
             )));
         }
-        specs.push(lbrx_formats::gguf::GgufTensorSpec {
-            name: t.name.clone(),
-            dtype,
-            shape: t.shape.clone(),
+        outs.push(GgufOut {
+            spec: lbrx_formats::gguf::GgufTensorSpec {
+                name: t.name.clone(),
+                dtype,
+                shape: t.shape.clone(),
+            },
+            src: i,
+            transform: tr,
+            permute_heads: None,
         });
-        transforms.push(tr);
     }
     let mut metadata = gguf_metadata(src);
     for k in lbrx_formats::gguf::SPLIT_KEYS {
         metadata.remove(k);
     }
-    if let (Some(d), Some(Value::U32(_))) = (opts.dtype, metadata.get("general.file_type")) {
+    if let (Some(d), Some(Value::U32(_))) =
+        (opts.quant.or(opts.dtype), metadata.get("general.file_type"))
+    {
         if let Some(ft) = llama_file_type(d) {
             metadata.insert("general.file_type", Value::U32(ft));
         }
     }
-    // Splits as llama-gguf-split makes them: a new split when the running sum of 32-byte-padded tensor sizes
-    // would pass the maximum.
+    layout_gguf(outs, &metadata, dst, opts.max_shard_size, Vec::new())
+}
+
+/// Lays GGUF outputs out in one file at `dst`, or in llama-gguf-split-style splits when `max_shard_size` is
+/// set: a new split when the running sum of 32-byte-padded tensor sizes would pass the maximum.
+pub(crate) fn layout_gguf(
+    outs: Vec<GgufOut>,
+    metadata: &Metadata,
+    dst: &Path,
+    max_shard_size: Option<u64>,
+    inline: Vec<Vec<u8>>,
+) -> Result<Plan> {
     let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
-    if let Some(max) = opts.max_shard_size {
+    if let Some(max) = max_shard_size {
         let mut cur = 0u64;
-        for (i, sp) in specs.iter().enumerate() {
+        for (i, o) in outs.iter().enumerate() {
+            let sp = &o.spec;
             let n = sp.dtype.byte_len(&sp.shape).unwrap_or(0).div_ceil(32) * 32;
             if cur + n > max && !groups.last().is_some_and(Vec::is_empty) {
                 groups.push(Vec::new());
@@ -297,7 +379,7 @@ pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<
             groups.last_mut().expect("one group").push(i);
         }
     } else {
-        groups[0] = (0..specs.len()).collect();
+        groups[0] = (0..outs.len()).collect();
     }
     let n_split = groups.len();
     let name = dst
@@ -306,7 +388,7 @@ pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<
         .unwrap_or_default();
     let prefix = name.strip_suffix(".gguf").unwrap_or(&name).to_string();
     let mut files = Vec::with_capacity(n_split);
-    let mut jobs = Vec::with_capacity(specs.len());
+    let mut jobs = Vec::with_capacity(outs.len());
     for (no, members) in groups.iter().enumerate() {
         let mut meta = if no == 0 {
             metadata.clone()
@@ -315,23 +397,27 @@ pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<
         };
         if n_split > 1 {
             meta.insert("split.no", Value::U16(no as u16));
-            meta.insert("split.tensors.count", Value::I32(specs.len() as i32));
+            meta.insert("split.tensors.count", Value::I32(outs.len() as i32));
             meta.insert("split.count", Value::U16(n_split as u16));
         }
-        let part: Vec<_> = members.iter().map(|&i| specs[i].clone()).collect();
+        let part: Vec<_> = members.iter().map(|&i| outs[i].spec.clone()).collect();
         let layout = lbrx_formats::gguf::gguf_layout(&meta, &part)?;
         for (&i, &(offset, len)) in members.iter().zip(&layout.tensors) {
-            let sp = &specs[i];
-            jobs.push(Job {
-                src: i,
-                name: sp.name.clone(),
-                dtype: sp.dtype,
-                shape: sp.shape.clone(),
-                file: no,
-                offset,
-                len,
-                transform: transforms[i],
-            });
+            let o = &outs[i];
+            jobs.push((
+                i,
+                Job {
+                    src: o.src,
+                    name: o.spec.name.clone(),
+                    dtype: o.spec.dtype,
+                    shape: o.spec.shape.clone(),
+                    file: no,
+                    offset,
+                    len,
+                    transform: o.transform,
+                    permute_heads: o.permute_heads,
+                },
+            ));
         }
         let fname = if n_split > 1 {
             format!("{prefix}-{:05}-of-{n_split:05}.gguf", no + 1)
@@ -344,7 +430,8 @@ pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<
             header: layout.header,
         });
     }
-    jobs.sort_by_key(|j| j.src);
+    jobs.sort_by_key(|(i, _)| *i);
+    let jobs: Vec<Job> = jobs.into_iter().map(|(_, j)| j).collect();
     let data_bytes = jobs.iter().map(|j| j.len).sum();
     let (kind, plan_dst) = if n_split > 1 {
         let parent = dst
@@ -363,6 +450,7 @@ pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<
         small_files: Vec::new(),
         assets: Vec::new(),
         data_bytes,
+        inline,
     })
 }
 
@@ -372,6 +460,9 @@ pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan>
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
     {
+        if crate::hf::is_hf_model(src) {
+            return crate::hf::plan_hf_gguf(src, dst, opts);
+        }
         plan_gguf(src, dst, opts)
     } else {
         plan_safetensors(src, dst, opts)
@@ -402,7 +493,7 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
     let mut outs = Vec::with_capacity(tensors.len());
     let mut transforms = Vec::with_capacity(tensors.len());
     for t in tensors {
-        let (dtype, tr) = choose(t.dtype, opts);
+        let (dtype, tr) = choose(t.dtype, &t.shape, opts);
         outs.push(OutTensor {
             name: t.name.clone(),
             dtype,
@@ -459,6 +550,7 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
                 offset: p.offset,
                 len: p.len,
                 transform: transforms[p.tensor],
+                permute_heads: None,
             });
         }
         files.push(PlannedFile {
@@ -503,6 +595,7 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
         small_files,
         assets,
         data_bytes,
+        inline: Vec::new(),
     })
 }
 

@@ -6,6 +6,7 @@ pub mod gguf;
 pub mod mmap;
 pub mod npz;
 pub mod safetensors;
+pub mod sentencepiece;
 
 pub use detect::detect;
 use lbrx_core::{Error, Format, Result, Source};

@@ -1,0 +1,227 @@
+//! Architecture maps, as data: which Hugging Face classes lbrx converts, the GGUF architecture each becomes,
+//! the tensor-name table (HF module path -> GGUF tensor name) and the config defaults `transformers` fills in
+//! when `config.json` leaves a field out.
+
+/// How an architecture's tokenizer is looked for, in llama.cpp's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VocabOrder {
+    /// Llama family: `add_prefix_space` from tokenizer_config, then `tokenizer.model` (SentencePiece), else a
+    /// BPE `tokenizer.json`.
+    Llama,
+    /// `tokenizer.model` (SentencePiece), else a BPE `tokenizer.json`.
+    SpmThenBpe,
+}
+
+/// A default `transformers` gives a config field that `config.json` omits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ConfigDefault {
+    /// A fixed integer.
+    Int(i64),
+    /// A fixed float.
+    Float(f64),
+    /// The value of another field.
+    Same(&'static str),
+    /// `hidden_size / num_attention_heads`.
+    HeadDim,
+}
+
+/// One supported architecture.
+#[derive(Debug)]
+pub(crate) struct ArchSpec {
+    /// `architectures[0]` values in `config.json`.
+    pub hf: &'static [&'static str],
+    /// `general.architecture`.
+    pub gguf: &'static str,
+    /// Q/K rows are permuted from HF's rotary layout to ggml's (Llama family, normal RoPE).
+    pub permute_qk: bool,
+    /// Where the tokenizer comes from.
+    pub vocab: VocabOrder,
+    /// Writes `{arch}.vocab_size` and `{arch}.rope.dimension_count` (llama.cpp's LlamaModel does).
+    pub llama_params: bool,
+    /// Config defaults, applied in order.
+    pub defaults: &'static [(&'static str, ConfigDefault)],
+}
+
+use ConfigDefault::*;
+
+/// Every architecture lbrx converts to GGUF.
+pub(crate) const ARCHS: &[ArchSpec] = &[
+    ArchSpec {
+        hf: &["LlamaForCausalLM", "LLaMAForCausalLM", "LlamaModel"],
+        gguf: "llama",
+        permute_qk: true,
+        vocab: VocabOrder::Llama,
+        llama_params: true,
+        defaults: &[
+            ("num_key_value_heads", Same("num_attention_heads")),
+            ("max_position_embeddings", Int(2048)),
+            ("rms_norm_eps", Float(1e-6)),
+            ("rope_theta", Float(10000.0)),
+            ("head_dim", HeadDim),
+        ],
+    },
+    ArchSpec {
+        hf: &["MistralForCausalLM"],
+        gguf: "llama",
+        permute_qk: true,
+        vocab: VocabOrder::Llama,
+        llama_params: true,
+        defaults: &[
+            ("num_key_value_heads", Int(8)),
+            ("max_position_embeddings", Int(131072)),
+            ("rms_norm_eps", Float(1e-6)),
+            ("rope_theta", Float(10000.0)),
+        ],
+    },
+    ArchSpec {
+        hf: &["Qwen2ForCausalLM", "Qwen2Model"],
+        gguf: "qwen2",
+        permute_qk: false,
+        vocab: VocabOrder::SpmThenBpe,
+        llama_params: false,
+        defaults: &[
+            ("num_key_value_heads", Int(32)),
+            ("max_position_embeddings", Int(32768)),
+            ("rms_norm_eps", Float(1e-6)),
+            ("rope_theta", Float(10000.0)),
+        ],
+    },
+    ArchSpec {
+        hf: &["Qwen3ForCausalLM", "Qwen3Model"],
+        gguf: "qwen3",
+        permute_qk: false,
+        vocab: VocabOrder::SpmThenBpe,
+        llama_params: false,
+        defaults: &[
+            ("num_key_value_heads", Int(32)),
+            ("max_position_embeddings", Int(32768)),
+            ("rms_norm_eps", Float(1e-6)),
+            ("rope_theta", Float(10000.0)),
+            ("head_dim", Int(128)),
+        ],
+    },
+];
+
+/// The architecture for an HF class name.
+pub(crate) fn find(hf_arch: &str) -> Option<&'static ArchSpec> {
+    ARCHS.iter().find(|a| a.hf.contains(&hf_arch))
+}
+
+/// The HF class names lbrx converts, for error messages.
+pub(crate) fn supported() -> String {
+    let mut v: Vec<&str> = ARCHS.iter().flat_map(|a| a.hf.iter().copied()).collect();
+    v.sort_unstable();
+    v.join(", ")
+}
+
+/// HF module paths (`{bid}` = block number) and the GGUF tensor each becomes (the `.weight`/`.bias` suffix
+/// carries over). One table for every architecture, as gguf-py's `TensorNameMap`.
+pub(crate) const TENSOR_MAP: &[(&str, &[&str])] = &[
+    ("token_embd", &["model.embed_tokens", "embed_tokens"]),
+    ("output", &["lm_head"]),
+    ("output_norm", &["model.norm", "norm"]),
+    ("rope_freqs", &["rope.freqs"]),
+    (
+        "blk.{bid}.attn_norm",
+        &["model.layers.{bid}.input_layernorm"],
+    ),
+    ("blk.{bid}.attn_q", &["model.layers.{bid}.self_attn.q_proj"]),
+    ("blk.{bid}.attn_k", &["model.layers.{bid}.self_attn.k_proj"]),
+    ("blk.{bid}.attn_v", &["model.layers.{bid}.self_attn.v_proj"]),
+    (
+        "blk.{bid}.attn_output",
+        &["model.layers.{bid}.self_attn.o_proj"],
+    ),
+    (
+        "blk.{bid}.attn_q_norm",
+        &["model.layers.{bid}.self_attn.q_norm"],
+    ),
+    (
+        "blk.{bid}.attn_k_norm",
+        &["model.layers.{bid}.self_attn.k_norm"],
+    ),
+    (
+        "blk.{bid}.ffn_norm",
+        &["model.layers.{bid}.post_attention_layernorm"],
+    ),
+    ("blk.{bid}.ffn_gate", &["model.layers.{bid}.mlp.gate_proj"]),
+    ("blk.{bid}.ffn_up", &["model.layers.{bid}.mlp.up_proj"]),
+    ("blk.{bid}.ffn_down", &["model.layers.{bid}.mlp.down_proj"]),
+];
+
+/// Maps an HF tensor name to its GGUF name (`None`: not in the table). `blocks` bounds the block number.
+pub(crate) fn map_name(name: &str, blocks: u64) -> Option<String> {
+    let (base, suffix) = ["weight", "bias"]
+        .iter()
+        .find_map(|s| {
+            name.strip_suffix(s)
+                .and_then(|b| b.strip_suffix('.'))
+                .map(|b| (b, *s))
+        })
+        .unwrap_or((name, ""));
+    for (gguf, hfs) in TENSOR_MAP {
+        for hf in *hfs {
+            let bid = match hf.split_once("{bid}") {
+                None if *hf == base => None,
+                None => continue,
+                Some((pre, post)) => {
+                    let Some(mid) = base
+                        .strip_prefix(pre)
+                        .and_then(|r| r.strip_suffix(post))
+                        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+                    else {
+                        continue;
+                    };
+                    match mid.parse::<u64>() {
+                        Ok(b) if b < blocks => Some(b),
+                        _ => continue,
+                    }
+                }
+            };
+            let mut out = match bid {
+                Some(b) => gguf.replace("{bid}", &b.to_string()),
+                None => gguf.to_string(),
+            };
+            if !suffix.is_empty() {
+                out.push('.');
+                out.push_str(suffix);
+            }
+            return Some(out);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_with_block_and_suffix() {
+        assert_eq!(
+            map_name("model.layers.3.self_attn.q_proj.weight", 4).as_deref(),
+            Some("blk.3.attn_q.weight")
+        );
+        assert_eq!(
+            map_name("model.layers.3.self_attn.q_proj.bias", 4).as_deref(),
+            Some("blk.3.attn_q.bias")
+        );
+        assert_eq!(map_name("model.layers.4.mlp.up_proj.weight", 4), None);
+        assert_eq!(map_name("model.layers.x.mlp.up_proj.weight", 4), None);
+        assert_eq!(
+            map_name("lm_head.weight", 1).as_deref(),
+            Some("output.weight")
+        );
+        assert_eq!(map_name("model.vision.weight", 1), None);
+    }
+
+    #[test]
+    fn every_arch_is_found_by_each_class() {
+        for a in ARCHS {
+            for h in a.hf {
+                assert_eq!(find(h).map(|f| f.gguf), Some(a.gguf));
+            }
+        }
+        assert!(supported().contains("Qwen3ForCausalLM"));
+    }
+}

@@ -1,0 +1,492 @@
+//! Hugging Face model directory -> GGUF, as llama.cpp's `convert_hf_to_gguf.py` writes it: tensor names
+//! mapped through the architecture table, Q/K rows permuted for the Llama family, weights in the chosen
+//! type (norms and biases in F32), `general.*` and `{arch}.*` keys from `config.json`, and the tokenizer.
+//! Planned like any conversion, so it streams through the executor with bounded memory.
+
+mod arch;
+mod naming;
+mod pre_hashes;
+mod vocab;
+
+use crate::plan::{layout_gguf, llama_file_type, transform_to, ConvertOptions, GgufOut, Plan};
+use crate::plan::{Transform, GGUF_TYPES_KEY};
+use arch::{ArchSpec, ConfigDefault as Dflt};
+use lbrx_core::{DType, Error, Format, Metadata, Result, Source, Value};
+use lbrx_formats::gguf::GgufTensorSpec;
+use serde_json::{Map, Value as Json};
+use std::path::Path;
+
+/// True when `src` is a Hugging Face model directory (a `config.json` naming its architecture) rather than
+/// tensors lbrx wrote from a GGUF (which convert back name for name).
+pub fn is_hf_model(src: &dyn Source) -> bool {
+    src.format() == Format::SafetensorsDir
+        && src.metadata().get(GGUF_TYPES_KEY).is_none()
+        && read_config(src.root()).is_ok_and(|c| c.get("architectures").is_some())
+}
+
+fn read_config(dir: &Path) -> Result<Map<String, Json>> {
+    let p = dir.join("config.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, "read", e))?;
+    match serde_json::from_str(&text) {
+        Ok(Json::Object(m)) => Ok(m),
+        Ok(_) => Err(Error::Invalid(format!(
+            "{}: not a JSON object",
+            p.display()
+        ))),
+        Err(e) => Err(Error::Invalid(format!(
+            "{}: invalid JSON: {e}",
+            p.display()
+        ))),
+    }
+}
+
+/// The model's hyper-parameters: `config.json` (with `text_config` lifted to the top) plus the defaults
+/// `transformers` would fill in.
+struct HParams(Map<String, Json>);
+
+impl HParams {
+    fn load(dir: &Path, spec: &ArchSpec) -> Result<Self> {
+        let mut c = read_config(dir)?;
+        if let Some(Json::Object(t)) = c.get("text_config").cloned() {
+            c.extend(t);
+        }
+        for (k, d) in spec.defaults {
+            if c.get(*k).is_some_and(|v| !v.is_null()) {
+                continue;
+            }
+            let v = match d {
+                Dflt::Int(i) => Json::from(*i),
+                Dflt::Float(f) => Json::from(*f),
+                Dflt::Same(other) => c.get(*other).cloned().unwrap_or(Json::Null),
+                Dflt::HeadDim => {
+                    match (
+                        c.get("hidden_size").and_then(Json::as_u64),
+                        c.get("num_attention_heads").and_then(Json::as_u64),
+                    ) {
+                        (Some(h), Some(n)) if n > 0 => Json::from(h / n),
+                        _ => Json::Null,
+                    }
+                }
+            };
+            c.insert(k.to_string(), v);
+        }
+        Ok(HParams(c))
+    }
+
+    /// llama.cpp's `find_hparam`: the first of `keys` present (and not null).
+    fn find(&self, keys: &[&str]) -> Option<&Json> {
+        keys.iter()
+            .find_map(|k| self.0.get(*k))
+            .filter(|v| !v.is_null())
+    }
+
+    fn find_u64(&self, keys: &[&str]) -> Option<u64> {
+        self.find(keys).and_then(Json::as_u64)
+    }
+
+    fn find_f64(&self, keys: &[&str]) -> Option<f64> {
+        self.find(keys).and_then(Json::as_f64)
+    }
+
+    fn require_u64(&self, keys: &[&str]) -> Result<u64> {
+        self.find_u64(keys).ok_or_else(|| {
+            Error::Invalid(format!(
+                "config.json: none of {keys:?} is set to a whole number"
+            ))
+        })
+    }
+}
+
+/// The output type llama.cpp's `--outtype auto` picks: the dtype of the first matrix, BF16 or F16.
+fn guess_ftype(src: &dyn Source) -> DType {
+    match src
+        .tensors()
+        .iter()
+        .find(|t| t.shape.len() >= 2)
+        .map(|t| t.dtype)
+    {
+        Some(DType::BF16) => DType::BF16,
+        _ => DType::F16,
+    }
+}
+
+/// llama.cpp's Llama 3 `rope_freqs`: per-frequency scaling factors, computed in f32 as torch does.
+fn llama3_rope_factors(h: &HParams, rope: &Map<String, Json>) -> Result<Vec<f32>> {
+    let base = rope
+        .get("rope_theta")
+        .and_then(Json::as_f64)
+        .unwrap_or(10000.0) as f32;
+    let dim = match h.find_u64(&["head_dim"]) {
+        Some(d) => d,
+        None => h.require_u64(&["hidden_size"])? / h.require_u64(&["num_attention_heads"])?.max(1),
+    };
+    let g = |k: &str, d: f64| rope.get(k).and_then(Json::as_f64).unwrap_or(d);
+    let factor = g("factor", 8.0) as f32;
+    let low = g("low_freq_factor", 1.0);
+    let high = g("high_freq_factor", 4.0);
+    let old_ctx = g("original_max_position_embeddings", 8192.0);
+    let low_wavelen = (old_ctx / low) as f32;
+    let high_wavelen = (old_ctx / high) as f32;
+    let mut out = Vec::new();
+    for i in (0..dim).step_by(2) {
+        let freq = 1.0f32 / base.powf(i as f32 / dim as f32);
+        let wavelen = (2.0 * std::f64::consts::PI) as f32 / freq;
+        out.push(if wavelen < high_wavelen {
+            1.0
+        } else if wavelen > low_wavelen {
+            factor
+        } else {
+            let smooth = (old_ctx as f32 / wavelen - low as f32) / (high as f32 - low as f32);
+            1.0 / ((1.0 - smooth) / factor + smooth)
+        });
+    }
+    Ok(out)
+}
+
+/// Plans HF directory -> GGUF.
+pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    let dir = src.root();
+    let config = read_config(dir)?;
+    let hf_arch = config
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    let spec = arch::find(&hf_arch).ok_or_else(|| Error::Unsupported {
+        path: dir.join("config.json"),
+        what: format!(
+            "architecture '{hf_arch}' cannot be converted to GGUF yet; supported: {}",
+            arch::supported()
+        ),
+    })?;
+    let h = HParams::load(dir, spec)?;
+    let blocks = h.require_u64(&["n_layers", "num_hidden_layers", "n_layer", "num_layers"])?;
+    let n_head = h.find_u64(&["n_heads", "num_attention_heads"]);
+    let n_kv_head = h.find_u64(&["n_kv_heads", "num_key_value_heads"]);
+
+    // Weight type: --quant, else --dtype, else what llama.cpp's auto picks.
+    let ftype = match (opts.quant, opts.dtype) {
+        (Some(q), _) => q,
+        (None, Some(d)) => d,
+        (None, None) => guess_ftype(src),
+    };
+    let file_type = llama_file_type(ftype).ok_or_else(|| {
+        Error::Invalid(format!(
+            "GGUF output type {ftype} is not one llama.cpp names as a file type"
+        ))
+    })?;
+
+    let mut rope: Map<String, Json> = match h.find(&["rope_parameters", "rope_scaling"]) {
+        Some(Json::Object(m)) => m.clone(),
+        _ => Map::new(),
+    };
+    if !rope.contains_key("full_attention") && !rope.contains_key("sliding_attention") {
+        if let Some(t) = h.find(&[
+            "local_rope_theta",
+            "rope_local_theta",
+            "rope_theta_local",
+            "swa_rope_theta",
+            "rope_local_base_freq",
+        ]) {
+            rope.insert(
+                "sliding_attention".into(),
+                serde_json::json!({ "rope_theta": t }),
+            );
+        }
+        if !rope.contains_key("rope_theta") {
+            if let Some(t) = h.find(&[
+                "global_rope_theta",
+                "rope_global_theta",
+                "rope_theta_global",
+                "rope_theta",
+                "rotary_emb_base",
+            ]) {
+                rope.insert("rope_theta".into(), t.clone());
+            }
+        }
+        if !rope.contains_key("rope_type") {
+            if let Some(t) = rope.get("type").cloned() {
+                rope.insert("rope_type".into(), t);
+            }
+        }
+        for (keys, name) in [
+            (
+                &["partial_rotary_factor", "rope_pct", "rope_percent"][..],
+                "partial_rotary_factor",
+            ),
+            (
+                &["original_max_position_embeddings"][..],
+                "original_max_position_embeddings",
+            ),
+        ] {
+            if !rope.contains_key(name) {
+                if let Some(v) = h.find(keys) {
+                    rope.insert(name.into(), v.clone());
+                }
+            }
+        }
+    }
+    let rope_params: Map<String, Json> = match rope.get("full_attention") {
+        Some(Json::Object(m)) => m.clone(),
+        _ => rope.clone(),
+    };
+    let rope_type = rope_params
+        .get("rope_type")
+        .and_then(Json::as_str)
+        .map(str::to_string);
+
+    // Tensors.
+    let mut outs: Vec<GgufOut> = Vec::new();
+    let mut inline: Vec<Vec<u8>> = Vec::new();
+    if spec.permute_qk
+        && rope_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("llama3"))
+    {
+        let f = llama3_rope_factors(&h, &rope_params)?;
+        outs.push(GgufOut {
+            spec: GgufTensorSpec {
+                name: "rope_freqs.weight".into(),
+                dtype: DType::F32,
+                shape: vec![f.len() as u64],
+            },
+            src: 0,
+            transform: Transform::Inline { index: 0 },
+            permute_heads: None,
+        });
+        inline.push(f.iter().flat_map(|x| x.to_le_bytes()).collect());
+    }
+    let prefix_model = hf_arch.ends_with("Model");
+    for (i, t) in src.tensors().iter().enumerate() {
+        let name = &t.name;
+        if name.ends_with(".attention.masked_bias")
+            || name.ends_with(".attention.bias")
+            || name.ends_with(".rotary_emb.inv_freq")
+        {
+            continue;
+        }
+        let hf_name = if prefix_model && !name.starts_with("model.") && !name.starts_with("lm_head")
+        {
+            format!("model.{name}")
+        } else {
+            name.clone()
+        };
+        let gguf_name = arch::map_name(&hf_name, blocks).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: tensor '{name}' has no GGUF name in the {} architecture map",
+                dir.display(),
+                spec.gguf
+            ))
+        })?;
+        if !t.dtype.is_castable_float() {
+            return Err(Error::Invalid(format!(
+                "tensor '{name}': {} is not a float dtype lbrx can convert to GGUF",
+                t.dtype
+            )));
+        }
+        let permute_heads = if spec.permute_qk {
+            if hf_name.ends_with("q_proj.weight") || hf_name.ends_with("q_proj.bias") {
+                n_head
+            } else if hf_name.ends_with("k_proj.weight") || hf_name.ends_with("k_proj.bias") {
+                match (n_head, n_kv_head) {
+                    (Some(a), Some(b)) if a != b => Some(b),
+                    (a, _) => a,
+                }
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        let n_dims = t.shape.len();
+        let mut out_type = if n_dims <= 1
+            || gguf_name.ends_with("_norm.weight")
+            || !gguf_name.ends_with(".weight")
+        {
+            DType::F32
+        } else {
+            ftype
+        };
+        // gguf-py refuses to quantize rows that are not whole blocks; llama.cpp then writes F16.
+        let block = out_type.info().block_size as u64;
+        if t.shape.last().is_some_and(|&c| c % block != 0) {
+            out_type = DType::F16;
+        }
+        let (dtype, transform) = transform_to(t.dtype, out_type);
+        outs.push(GgufOut {
+            spec: GgufTensorSpec {
+                name: gguf_name,
+                dtype,
+                shape: t.shape.clone(),
+            },
+            src: i,
+            transform,
+            permute_heads,
+        });
+    }
+
+    // Metadata, in llama.cpp's order.
+    let mut meta = Metadata::new();
+    meta.insert("general.architecture", Value::Str(spec.gguf.into()));
+    meta.insert("general.type", Value::Str("model".into()));
+    let total: u64 = outs
+        .iter()
+        .map(|o| o.spec.shape.iter().product::<u64>())
+        .sum();
+    let gen_config = std::fs::read_to_string(dir.join("generation_config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Json>(&t).ok());
+    let dir_name = std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    naming::write_general(
+        &mut meta,
+        &Json::Object(config.clone()),
+        gen_config.as_ref(),
+        &dir_name,
+        total as i64,
+        (total > 0).then(|| naming::size_label(total, total, 0, 0)),
+    );
+    let a = spec.gguf;
+    let u32v = |v: u64| Value::U32(v as u32);
+    meta.insert(format!("{a}.block_count"), u32v(blocks));
+    if let Some(v) = h.find_u64(&[
+        "max_position_embeddings",
+        "n_ctx",
+        "n_positions",
+        "max_length",
+        "max_sequence_length",
+        "model_max_length",
+    ]) {
+        meta.insert(format!("{a}.context_length"), u32v(v));
+    }
+    if let Some(v) = h.find_u64(&["hidden_size", "n_embd", "dim"]) {
+        meta.insert(format!("{a}.embedding_length"), u32v(v));
+    }
+    if let Some(v) = h.find_u64(&[
+        "prefix_dense_intermediate_size",
+        "dense_intermediate_size",
+        "intermediate_size",
+        "n_inner",
+        "hidden_dim",
+    ]) {
+        meta.insert(format!("{a}.feed_forward_length"), u32v(v));
+    }
+    if let Some(v) = n_head {
+        meta.insert(format!("{a}.attention.head_count"), u32v(v));
+    }
+    if let Some(v) = n_kv_head {
+        meta.insert(format!("{a}.attention.head_count_kv"), u32v(v));
+    }
+    if h.0.get("is_causal") == Some(&Json::Bool(false)) {
+        meta.insert(format!("{a}.attention.causal"), Value::Bool(false));
+    }
+    if let Some(rt) = &rope_type {
+        let factor = rope_params.get("factor").and_then(Json::as_f64);
+        match (rt.as_str(), factor) {
+            ("linear", Some(f)) => {
+                meta.insert(
+                    format!("{a}.rope.scaling.type"),
+                    Value::Str("linear".into()),
+                );
+                meta.insert(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
+            }
+            ("yarn", Some(f)) => {
+                meta.insert(format!("{a}.rope.scaling.type"), Value::Str("yarn".into()));
+                meta.insert(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
+                let orig = rope_params
+                    .get("original_max_position_embeddings")
+                    .and_then(Json::as_u64)
+                    .ok_or_else(|| {
+                        Error::Invalid(
+                            "yarn rope scaling without original_max_position_embeddings".into(),
+                        )
+                    })?;
+                meta.insert(
+                    format!("{a}.rope.scaling.original_context_length"),
+                    u32v(orig),
+                );
+                for (k, key) in [
+                    ("extrapolation_factor", "yarn_ext_factor"),
+                    ("attention_factor", "yarn_attn_factor"),
+                    ("beta_fast", "yarn_beta_fast"),
+                    ("beta_slow", "yarn_beta_slow"),
+                ] {
+                    let v = rope_params.get(k).or_else(|| {
+                        (k == "attention_factor")
+                            .then(|| rope_params.get("attn_factor"))
+                            .flatten()
+                    });
+                    if let Some(v) = v.and_then(Json::as_f64) {
+                        meta.insert(format!("{a}.rope.scaling.{key}"), Value::F32(v as f32));
+                    }
+                }
+            }
+            ("su" | "longrope", _) => {
+                meta.insert(
+                    format!("{a}.rope.scaling.type"),
+                    Value::Str("longrope".into()),
+                );
+            }
+            _ => {}
+        }
+    }
+    if let Some(t) = rope_params.get("rope_theta").and_then(Json::as_f64) {
+        meta.insert(format!("{a}.rope.freq_base"), Value::F32(t as f32));
+    }
+    if let Some(t) = rope
+        .get("sliding_attention")
+        .and_then(|s| s.get("rope_theta"))
+        .and_then(Json::as_f64)
+    {
+        meta.insert(format!("{a}.rope.freq_base_swa"), Value::F32(t as f32));
+    }
+    if let Some(v) = h.find_f64(&["rms_norm_eps", "norm_eps"]) {
+        meta.insert(
+            format!("{a}.attention.layer_norm_rms_epsilon"),
+            Value::F32(v as f32),
+        );
+    }
+    if let Some(v) = h.find_f64(&["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"]) {
+        meta.insert(
+            format!("{a}.attention.layer_norm_epsilon"),
+            Value::F32(v as f32),
+        );
+    }
+    if let Some(v) = h.find_u64(&["num_local_experts", "num_experts", "n_routed_experts"]) {
+        meta.insert(format!("{a}.expert_count"), u32v(v));
+    }
+    if let Some(v) = h.find_u64(&[
+        "num_experts_per_tok",
+        "num_experts_per_token",
+        "top_k_experts",
+    ]) {
+        meta.insert(format!("{a}.expert_used_count"), u32v(v));
+    }
+    if let Some(hd) = h.0.get("head_dim").and_then(Json::as_u64) {
+        meta.insert(format!("{a}.attention.key_length"), u32v(hd));
+        meta.insert(format!("{a}.attention.value_length"), u32v(hd));
+    }
+    meta.insert("general.file_type", Value::U32(file_type));
+    if spec.llama_params {
+        meta.insert(
+            format!("{a}.vocab_size"),
+            u32v(h.require_u64(&["vocab_size"])?),
+        );
+        let rope_dim = match h.0.get("head_dim").and_then(Json::as_u64) {
+            Some(d) => d,
+            None => h.require_u64(&["hidden_size"])? / n_head.unwrap_or(1).max(1),
+        };
+        meta.insert(format!("{a}.rope.dimension_count"), u32v(rope_dim));
+    }
+    meta.insert("general.quantization_version", Value::U32(2));
+    vocab::write_vocab(
+        dir,
+        h.find_u64(&["vocab_size"]),
+        spec.vocab == arch::VocabOrder::Llama,
+        &mut meta,
+    )?;
+    layout_gguf(outs, &meta, dst, opts.max_shard_size, inline)
+}
