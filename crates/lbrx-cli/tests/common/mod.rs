@@ -178,3 +178,19 @@ pub fn llama_tool(name: &str) -> Option<PathBuf> {
     eprintln!("SKIP: {name} not built; run scripts/build-llama-tools.sh and set LBRX_LLAMA_BIN");
     None
 }
+
+/// llama.cpp's source tree from the llama-cpp-python sdist (`$LBRX_LLAMA_SRC`); `None` when absent and not
+/// required.
+pub fn llama_src() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LBRX_LLAMA_SRC").map(PathBuf::from) {
+        if p.join("convert_hf_to_gguf.py").is_file() {
+            return Some(p);
+        }
+    }
+    assert!(
+        !required(),
+        "LBRX_REQUIRE_REFERENCE=1 but LBRX_LLAMA_SRC does not hold llama.cpp's source"
+    );
+    eprintln!("SKIP: LBRX_LLAMA_SRC not set (scripts/build-llama-tools.sh fetches the source)");
+    None
+}

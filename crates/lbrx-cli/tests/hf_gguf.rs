@@ -1,0 +1,169 @@
+//! Hugging Face model directory -> GGUF against llama.cpp's own `convert_hf_to_gguf.py` (from the
+//! llama-cpp-python 0.3.36 sdist): for each architecture, a small model with a real tokenizer (rebuilt from
+//! llama.cpp's vocabulary files by `tests/oracle/make_hf_model.py`) converts to the same KV pairs and tensors,
+//! byte for byte, in F16, BF16, F32, Q8_0 and auto; llama.cpp loads and runs the result.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Env {
+    py: PathBuf,
+    src: PathBuf,
+}
+
+fn env() -> Option<Env> {
+    Some(Env {
+        py: python()?,
+        src: llama_src()?,
+    })
+}
+
+fn make_model(e: &Env, arch: &str, dir: &Path) {
+    run_oracle(
+        &e.py,
+        "make_hf_model.py",
+        &[&arch, &dir, &"--vocab-dir", &e.src.join("models")],
+    );
+}
+
+fn reference(e: &Env, model: &Path, out: &Path, outtype: &str) {
+    ok(Command::new(&e.py)
+        .arg(e.src.join("convert_hf_to_gguf.py"))
+        .arg(model)
+        .arg("--outfile")
+        .arg(out)
+        .args(["--outtype", outtype]));
+}
+
+/// Asserts our GGUF has the reference's KVs (types, values, order) and tensors (names, types, shapes, bytes,
+/// order), then that the files are identical.
+fn assert_same_gguf(e: &Env, ours: &Path, reference: &Path) {
+    let out = ok(Command::new(&e.py)
+        .arg(repo_root().join("crates/lbrx-cli/tests/oracle/gguf_compare.py"))
+        .arg(ours)
+        .arg(reference));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["kv"], serde_json::json!([]), "{}: KV differences", ours.display());
+    assert_eq!(r["tensors"], serde_json::json!([]), "{}: tensor differences", ours.display());
+    assert_eq!(r["kv_order_equal"], true, "{}", ours.display());
+    assert_eq!(r["tensor_order_equal"], true, "{}", ours.display());
+    assert!(
+        std::fs::read(ours).unwrap() == std::fs::read(reference).unwrap(),
+        "{}: same content but not the same bytes as {}",
+        ours.display(),
+        reference.display()
+    );
+}
+
+fn check_arch(arch: &str, outtypes: &[&str]) {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join(arch);
+    make_model(&e, arch, &model);
+    for t in outtypes {
+        let ours = d.path().join(format!("ours-{t}.gguf"));
+        let refp = d.path().join(format!("ref-{t}.gguf"));
+        reference(&e, &model, &refp, t);
+        let mut c = lbrx();
+        c.arg("convert").arg(&model).arg(&ours).arg("-q");
+        match *t {
+            "q8_0" => c.args(["--quant", "Q8_0"]),
+            "auto" => &mut c,
+            other => c.args(["--dtype", other]),
+        };
+        ok(&mut c);
+        assert_same_gguf(&e, &ours, &refp);
+    }
+}
+
+#[test]
+fn llama3_bpe_with_rope_scaling_equals_convert_hf_to_gguf() {
+    check_arch("llama3", &["f16", "bf16", "q8_0", "auto"]);
+}
+
+#[test]
+fn llama2_sentencepiece_equals_convert_hf_to_gguf() {
+    check_arch("llama2", &["f16", "q8_0", "f32"]);
+}
+
+#[test]
+fn mistral_equals_convert_hf_to_gguf() {
+    check_arch("mistral", &["bf16", "q8_0"]);
+}
+
+#[test]
+fn qwen2_equals_convert_hf_to_gguf() {
+    check_arch("qwen2", &["f16", "bf16", "q8_0"]);
+}
+
+#[test]
+fn qwen3_equals_convert_hf_to_gguf() {
+    check_arch("qwen3", &["f16", "bf16", "q8_0"]);
+}
+
+/// llama.cpp loads our GGUF of each decoder and generates the same greedy tokens as from its own converter's
+/// output.
+#[test]
+fn llama_cpp_runs_our_output() {
+    let Some(e) = env() else { return };
+    let Some(simple) = llama_tool("llama-simple") else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    for arch in ["llama3", "llama2", "qwen3"] {
+        let model = d.path().join(arch);
+        make_model(&e, arch, &model);
+        let ours = d.path().join(format!("{arch}-ours.gguf"));
+        let refp = d.path().join(format!("{arch}-ref.gguf"));
+        reference(&e, &model, &refp, "q8_0");
+        ok(lbrx()
+            .arg("convert")
+            .arg(&model)
+            .arg(&ours)
+            .args(["--quant", "Q8_0", "-q"]));
+        let gen = |m: &Path| {
+            let out = ok(Command::new(&simple)
+                .arg("-m")
+                .arg(m)
+                .args(["-n", "12", "The quick brown fox"]));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let (a, b) = (gen(&ours), gen(&refp));
+        let generated = a
+            .split_once("The quick brown fox")
+            .map(|(_, rest)| rest.trim())
+            .unwrap_or_else(|| panic!("{arch}: prompt not echoed: {a:?}"));
+        assert!(!generated.is_empty(), "{arch}: nothing generated: {a:?}");
+        assert_eq!(a, b, "{arch}: generation differs");
+    }
+}
+
+#[test]
+fn unsupported_architecture_names_the_supported_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("m");
+    std::fs::create_dir(&m).unwrap();
+    std::fs::copy(
+        repo_root().join("examples/tiny-llama/model-00001-of-00002.safetensors"),
+        m.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("config.json"),
+        r#"{"architectures": ["FalconMambaForCausalLM"], "num_hidden_layers": 2}"#,
+    )
+    .unwrap();
+    let out = lbrx()
+        .arg("convert")
+        .arg(&m)
+        .arg(d.path().join("o.gguf"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("FalconMambaForCausalLM"), "{err}");
+    assert!(err.contains("LlamaForCausalLM") && err.contains("Qwen3ForCausalLM"), "{err}");
+    assert!(!d.path().join("o.gguf").exists());
+}
