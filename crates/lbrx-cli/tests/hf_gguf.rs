@@ -45,8 +45,18 @@ fn assert_same_gguf(e: &Env, ours: &Path, reference: &Path) {
         .arg(ours)
         .arg(reference));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["kv"], serde_json::json!([]), "{}: KV differences", ours.display());
-    assert_eq!(r["tensors"], serde_json::json!([]), "{}: tensor differences", ours.display());
+    assert_eq!(
+        r["kv"],
+        serde_json::json!([]),
+        "{}: KV differences",
+        ours.display()
+    );
+    assert_eq!(
+        r["tensors"],
+        serde_json::json!([]),
+        "{}: tensor differences",
+        ours.display()
+    );
     assert_eq!(r["kv_order_equal"], true, "{}", ours.display());
     assert_eq!(r["tensor_order_equal"], true, "{}", ours.display());
     assert!(
@@ -124,10 +134,11 @@ fn llama_cpp_runs_our_output() {
             .arg(&ours)
             .args(["--quant", "Q8_0", "-q"]));
         let gen = |m: &Path| {
-            let out = ok(Command::new(&simple)
-                .arg("-m")
-                .arg(m)
-                .args(["-n", "12", "The quick brown fox"]));
+            let out = ok(Command::new(&simple).arg("-m").arg(m).args([
+                "-n",
+                "12",
+                "The quick brown fox",
+            ]));
             String::from_utf8_lossy(&out.stdout).into_owned()
         };
         let (a, b) = (gen(&ours), gen(&refp));
@@ -164,6 +175,19 @@ fn unsupported_architecture_names_the_supported_ones() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("FalconMambaForCausalLM"), "{err}");
-    assert!(err.contains("LlamaForCausalLM") && err.contains("Qwen3ForCausalLM"), "{err}");
+    assert!(
+        err.contains("LlamaForCausalLM") && err.contains("Qwen3ForCausalLM"),
+        "{err}"
+    );
     assert!(!d.path().join("o.gguf").exists());
+}
+
+#[test]
+fn mixtral_moe_equals_convert_hf_to_gguf() {
+    check_arch("mixtral", &["f16", "q8_0"]);
+}
+
+#[test]
+fn qwen3_moe_equals_convert_hf_to_gguf() {
+    check_arch("qwen3moe", &["bf16", "q8_0"]);
 }

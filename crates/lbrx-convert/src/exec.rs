@@ -106,8 +106,8 @@ pub(crate) fn permuted_row(r: u64, rows: u64, heads: u64) -> u64 {
     h * 2 * half + j * half + i
 }
 
-/// Source bytes for output elements `[elem, elem + count)` of `job`: a zero-copy range, or the permuted rows
-/// gathered into one buffer.
+/// Source bytes for output elements `[elem, elem + count)` of `job`: a zero-copy range, the permuted rows
+/// gathered into one buffer, or the stacked parts' ranges concatenated.
 fn source_bytes<'a>(
     job: &Job,
     src: &'a dyn Source,
@@ -115,6 +115,24 @@ fn source_bytes<'a>(
     count: u64,
 ) -> Result<std::borrow::Cow<'a, [u8]>> {
     let sdt = src_dtype(job, src);
+    if !job.parts.is_empty() {
+        let per = job.shape.iter().skip(1).product::<u64>();
+        let mut out = Vec::with_capacity(bytes_of(sdt, count) as usize);
+        let (mut e, end) = (elem, elem + count);
+        while e < end {
+            let (part, within) = ((e / per) as usize, e % per);
+            let n = (per - within).min(end - e);
+            let &p = job.parts.get(part).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "tensor '{}': stacked part {part} missing",
+                    job.name
+                ))
+            })?;
+            out.extend_from_slice(&src.view_range(p, bytes_of(sdt, within), bytes_of(sdt, n))?);
+            e += n;
+        }
+        return Ok(std::borrow::Cow::Owned(out));
+    }
     match job.permute_heads {
         None => src.view_range(job.src, bytes_of(sdt, elem), bytes_of(sdt, count)),
         Some(heads) => {
@@ -175,7 +193,7 @@ pub fn execute(
                         progress(out_len);
                         return Ok(());
                     }
-                    Transform::Copy if job.permute_heads.is_none() => {
+                    Transform::Copy if job.permute_heads.is_none() && job.parts.is_empty() => {
                         let info = &src.tensors()[job.src];
                         let copied = match src.raw_file(info.file) {
                             Some(f) => sink.copy_range(
@@ -254,8 +272,10 @@ pub fn execute(
                         }
                     }
                 }
-                let info = &src.tensors()[job.src];
-                src.release(info.file, info.offset + src_off, src_len);
+                if job.parts.is_empty() {
+                    let info = &src.tensors()[job.src];
+                    src.release(info.file, info.offset + src_off, src_len);
+                }
                 progress(out_len);
                 Ok::<(), Error>(())
             })

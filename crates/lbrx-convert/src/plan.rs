@@ -93,6 +93,9 @@ pub struct Job {
     /// Rows reordered from Hugging Face's rotary layout to ggml's: the head count the rows are grouped in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permute_heads: Option<u64>,
+    /// Source tensors stacked along a new first axis (MoE experts), in order; empty: `src` alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<usize>,
 }
 
 /// One output file.
@@ -317,6 +320,8 @@ pub(crate) struct GgufOut {
     pub transform: Transform,
     /// Q/K row permutation (head count).
     pub permute_heads: Option<u64>,
+    /// Source tensors stacked along a new first axis (see [`Job::parts`]).
+    pub parts: Vec<usize>,
 }
 
 /// Plans a single GGUF file at `dst`: tensor names kept, float tensors cast per `opts.dtype`, metadata kept.
@@ -339,6 +344,7 @@ pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<
             src: i,
             transform: tr,
             permute_heads: None,
+            parts: Vec::new(),
         });
     }
     let mut metadata = gguf_metadata(src);
@@ -416,6 +422,7 @@ pub(crate) fn layout_gguf(
                     len,
                     transform: o.transform,
                     permute_heads: o.permute_heads,
+                    parts: o.parts.clone(),
                 },
             ));
         }
@@ -551,6 +558,7 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
                 len: p.len,
                 transform: transforms[p.tensor],
                 permute_heads: None,
+                parts: Vec::new(),
             });
         }
         files.push(PlannedFile {

@@ -9,7 +9,7 @@ rebuilt BPE tokenizer tokenizes like the original is checked by convert_hf_to_gg
 pre-tokenizer whose token hash it does not know.
 
 Usage: make_hf_model.py ARCH OUT_DIR --vocab-dir LLAMA_CPP/models [--dtype bfloat16]
-ARCH: llama3 llama2 mistral qwen2 qwen3
+ARCH: llama3 llama2 mistral mixtral qwen2 qwen3 qwen3moe
 """
 import argparse
 import json
@@ -49,6 +49,15 @@ ARCHS = {
     "qwen2": dict(cls="Qwen2ForCausalLM", model_type="qwen2", vocab="qwen2", hidden=128, inter=352, heads=4, kv=2,
                   qkv_bias=True, tie=True, extra={"rope_theta": 1000000.0, "max_position_embeddings": 32768,
                   "sliding_window": 32768, "use_sliding_window": False, "max_window_layers": 21}),
+    "mixtral": dict(cls="MixtralForCausalLM", model_type="mixtral", vocab="llama-spm", hidden=128, inter=256,
+                    heads=4, kv=2, moe="mixtral", experts=4, experts_used=2,
+                    extra={"rope_theta": 1000000.0, "max_position_embeddings": 32768, "sliding_window": None,
+                           "num_local_experts": 4, "num_experts_per_tok": 2, "router_aux_loss_coef": 0.02}),
+    "qwen3moe": dict(cls="Qwen3MoeForCausalLM", model_type="qwen3_moe", vocab="qwen2", hidden=128, inter=384,
+                     heads=4, kv=2, head_dim=64, qk_norm=True, moe="qwen", experts=4, experts_used=2,
+                     extra={"rope_theta": 1000000.0, "max_position_embeddings": 40960, "attention_bias": False,
+                            "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 96,
+                            "norm_topk_prob": True, "decoder_sparse_step": 1, "mlp_only_layers": []}),
     "qwen3": dict(cls="Qwen3ForCausalLM", model_type="qwen3", vocab="qwen2", hidden=128, inter=384, heads=4, kv=2,
                   head_dim=64, qk_norm=True, tie=True, extra={"rope_theta": 1000000.0,
                   "max_position_embeddings": 40960, "attention_bias": False}),
@@ -153,8 +162,15 @@ def main():
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     ap.add_argument("--max-shard-size", type=int, default=20_000_000)
+    ap.add_argument("--hidden", type=int, help="override the architecture's small default sizes (benchmarks)")
+    ap.add_argument("--inter", type=int)
+    ap.add_argument("--heads", type=int)
+    ap.add_argument("--kv-heads", type=int)
     a = ap.parse_args()
-    spec = ARCHS[a.arch]
+    spec = dict(ARCHS[a.arch])
+    for k, v in (("hidden", a.hidden), ("inter", a.inter), ("heads", a.heads), ("kv", a.kv_heads)):
+        if v is not None:
+            spec[k] = v
     os.makedirs(a.out, exist_ok=True)
     v = read_vocab(os.path.join(a.vocab_dir, f"ggml-vocab-{spec['vocab']}.gguf"))
     n_vocab = len(v["tokens"])
@@ -174,7 +190,7 @@ def main():
                 " + m['content'] + '<|eot_id|>' }}{% endfor %}")
         else:
             tok_config["bos_token"] = None
-            tok_config["eos_token"] = "<|im_end|>" if a.arch == "qwen3" else "<|endoftext|>"
+            tok_config["eos_token"] = "<|im_end|>" if a.arch.startswith("qwen3") else "<|endoftext|>"
             tok_config["pad_token"] = "<|endoftext|>"
             tok_config["errors"] = "replace"
             tok_config["chat_template"] = CHATML
@@ -208,9 +224,25 @@ def main():
             state[p + "self_attn.q_norm.weight"] = tensor(p + "qn", (head_dim,), scale=0.1) + 1.0
             state[p + "self_attn.k_norm.weight"] = tensor(p + "kn", (head_dim,), scale=0.1) + 1.0
         state[p + "self_attn.o_proj.weight"] = tensor(p + "o", (h, heads * head_dim))
-        state[p + "mlp.gate_proj.weight"] = tensor(p + "gate", (inter, h))
-        state[p + "mlp.up_proj.weight"] = tensor(p + "up", (inter, h))
-        state[p + "mlp.down_proj.weight"] = tensor(p + "down", (h, inter))
+        if spec.get("moe") == "mixtral":
+            state[p + "block_sparse_moe.gate.weight"] = tensor(p + "router", (spec["experts"], h))
+            for x in range(spec["experts"]):
+                e = p + f"block_sparse_moe.experts.{x}."
+                state[e + "w1.weight"] = tensor(e + "w1", (inter, h))
+                state[e + "w2.weight"] = tensor(e + "w2", (h, inter))
+                state[e + "w3.weight"] = tensor(e + "w3", (inter, h))
+        elif spec.get("moe") == "qwen":
+            mi = spec["extra"]["moe_intermediate_size"]
+            state[p + "mlp.gate.weight"] = tensor(p + "router", (spec["experts"], h))
+            for x in range(spec["experts"]):
+                e = p + f"mlp.experts.{x}."
+                state[e + "gate_proj.weight"] = tensor(e + "gate", (mi, h))
+                state[e + "up_proj.weight"] = tensor(e + "up", (mi, h))
+                state[e + "down_proj.weight"] = tensor(e + "down", (h, mi))
+        else:
+            state[p + "mlp.gate_proj.weight"] = tensor(p + "gate", (inter, h))
+            state[p + "mlp.up_proj.weight"] = tensor(p + "up", (inter, h))
+            state[p + "mlp.down_proj.weight"] = tensor(p + "down", (h, inter))
         state[p + "input_layernorm.weight"] = tensor(p + "ln1", (h,), scale=0.1) + 1.0
         state[p + "post_attention_layernorm.weight"] = tensor(p + "ln2", (h,), scale=0.1) + 1.0
     state["model.norm.weight"] = tensor("model.norm.weight", (h,), scale=0.1) + 1.0

@@ -10,6 +10,8 @@ pub(crate) enum VocabOrder {
     Llama,
     /// `tokenizer.model` (SentencePiece), else a BPE `tokenizer.json`.
     SpmThenBpe,
+    /// A BPE `tokenizer.json` only.
+    Bpe,
 }
 
 /// A default `transformers` gives a config field that `config.json` omits.
@@ -40,7 +42,38 @@ pub(crate) struct ArchSpec {
     pub llama_params: bool,
     /// Config defaults, applied in order.
     pub defaults: &'static [(&'static str, ConfigDefault)],
+    /// Per-expert tensors stacked into one 3-D tensor per projection (MoE).
+    pub experts: Option<&'static Experts>,
+    /// Extra `{arch}.KEY` (u32) written after `general.file_type`: (key, config fields tried in order).
+    pub extra_u32: &'static [(&'static str, &'static [&'static str])],
 }
+
+/// How an MoE architecture names its experts.
+#[derive(Debug)]
+pub(crate) struct Experts {
+    /// One expert's projection: `{bid}` block, `{xid}` expert, `{w}` projection.
+    pub pattern: &'static str,
+    /// Projections, in the order llama.cpp emits the stacked tensors.
+    pub projections: &'static [&'static str],
+    /// The stacked tensor's HF-style name, looked up in [`TENSOR_MAP`].
+    pub merged: &'static str,
+    /// Config fields holding the expert count.
+    pub count_keys: &'static [&'static str],
+}
+
+const MIXTRAL_EXPERTS: Experts = Experts {
+    pattern: "model.layers.{bid}.block_sparse_moe.experts.{xid}.{w}.weight",
+    projections: &["w1", "w2", "w3"],
+    merged: "model.layers.{bid}.block_sparse_moe.experts.{w}.weight",
+    count_keys: &["num_local_experts"],
+};
+
+const QWEN_MOE_EXPERTS: Experts = Experts {
+    pattern: "model.layers.{bid}.mlp.experts.{xid}.{w}.weight",
+    projections: &["down_proj", "gate_proj", "up_proj"],
+    merged: "model.layers.{bid}.mlp.experts.{w}.weight",
+    count_keys: &["num_local_experts", "num_experts"],
+};
 
 use ConfigDefault::*;
 
@@ -59,6 +92,8 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
             ("rope_theta", Float(10000.0)),
             ("head_dim", HeadDim),
         ],
+        experts: None,
+        extra_u32: &[],
     },
     ArchSpec {
         hf: &["MistralForCausalLM"],
@@ -72,6 +107,25 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
             ("rms_norm_eps", Float(1e-6)),
             ("rope_theta", Float(10000.0)),
         ],
+        experts: None,
+        extra_u32: &[],
+    },
+    ArchSpec {
+        hf: &["MixtralForCausalLM"],
+        gguf: "llama",
+        permute_qk: true,
+        vocab: VocabOrder::Llama,
+        llama_params: true,
+        defaults: &[
+            ("num_key_value_heads", Int(8)),
+            ("max_position_embeddings", Int(131072)),
+            ("rms_norm_eps", Float(1e-5)),
+            ("rope_theta", Float(1e6)),
+            ("num_experts_per_tok", Int(2)),
+            ("num_local_experts", Int(8)),
+        ],
+        experts: Some(&MIXTRAL_EXPERTS),
+        extra_u32: &[],
     },
     ArchSpec {
         hf: &["Qwen2ForCausalLM", "Qwen2Model"],
@@ -85,6 +139,8 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
             ("rms_norm_eps", Float(1e-6)),
             ("rope_theta", Float(10000.0)),
         ],
+        experts: None,
+        extra_u32: &[],
     },
     ArchSpec {
         hf: &["Qwen3ForCausalLM", "Qwen3Model"],
@@ -98,6 +154,32 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
             ("rms_norm_eps", Float(1e-6)),
             ("rope_theta", Float(10000.0)),
             ("head_dim", Int(128)),
+        ],
+        experts: None,
+        extra_u32: &[],
+    },
+    ArchSpec {
+        hf: &["Qwen3MoeForCausalLM"],
+        gguf: "qwen3moe",
+        permute_qk: false,
+        vocab: VocabOrder::Bpe,
+        llama_params: false,
+        defaults: &[
+            ("num_key_value_heads", Int(4)),
+            ("max_position_embeddings", Int(32768)),
+            ("rms_norm_eps", Float(1e-6)),
+            ("rope_theta", Float(10000.0)),
+            ("moe_intermediate_size", Int(768)),
+            ("num_experts_per_tok", Int(8)),
+            ("num_experts", Int(128)),
+        ],
+        experts: Some(&QWEN_MOE_EXPERTS),
+        extra_u32: &[
+            ("expert_feed_forward_length", &["moe_intermediate_size"]),
+            (
+                "expert_shared_feed_forward_length",
+                &["shared_expert_intermediate_size"],
+            ),
         ],
     },
 ];
@@ -147,7 +229,38 @@ pub(crate) const TENSOR_MAP: &[(&str, &[&str])] = &[
     ("blk.{bid}.ffn_gate", &["model.layers.{bid}.mlp.gate_proj"]),
     ("blk.{bid}.ffn_up", &["model.layers.{bid}.mlp.up_proj"]),
     ("blk.{bid}.ffn_down", &["model.layers.{bid}.mlp.down_proj"]),
+    (
+        "blk.{bid}.ffn_gate_inp",
+        &[
+            "model.layers.{bid}.block_sparse_moe.gate",
+            "model.layers.{bid}.mlp.gate",
+        ],
+    ),
+    (
+        "blk.{bid}.ffn_gate_exps",
+        &[
+            "model.layers.{bid}.block_sparse_moe.experts.w1",
+            "model.layers.{bid}.mlp.experts.gate_proj",
+        ],
+    ),
+    (
+        "blk.{bid}.ffn_down_exps",
+        &[
+            "model.layers.{bid}.block_sparse_moe.experts.w2",
+            "model.layers.{bid}.mlp.experts.down_proj",
+        ],
+    ),
+    (
+        "blk.{bid}.ffn_up_exps",
+        &[
+            "model.layers.{bid}.block_sparse_moe.experts.w3",
+            "model.layers.{bid}.mlp.experts.up_proj",
+        ],
+    ),
 ];
+
+/// Names that llama.cpp keeps in F32 whatever the output type (besides vectors and norms).
+pub(crate) const ALWAYS_F32: &[&str] = &["ffn_gate_inp"];
 
 /// Maps an HF tensor name to its GGUF name (`None`: not in the table). `blocks` bounds the block number.
 pub(crate) fn map_name(name: &str, blocks: u64) -> Option<String> {

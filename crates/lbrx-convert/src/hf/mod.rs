@@ -143,6 +143,67 @@ fn llama3_rope_factors(h: &HParams, rope: &Map<String, Json>) -> Result<Vec<f32>
     Ok(out)
 }
 
+/// A regex capturing (block, expert, projection) from one expert's tensor name.
+fn expert_regex(x: &arch::Experts) -> regex::Regex {
+    let alts: Vec<String> = x.projections.iter().map(|p| regex::escape(p)).collect();
+    let pat = regex::escape(x.pattern)
+        .replace(r"\{bid\}", r"(\d+)")
+        .replace(r"\{xid\}", r"(\d+)")
+        .replace(r"\{w\}", &format!("({})", alts.join("|")));
+    regex::Regex::new(&format!("^{pat}$")).expect("expert pattern")
+}
+
+/// One GGUF tensor from HF tensor `hf_name`: mapped name, and the type llama.cpp gives it (F32 for vectors,
+/// norms, biases and routers; the weight type otherwise, F16 when rows are not whole blocks).
+#[allow(clippy::too_many_arguments)]
+fn weight_out(
+    hf_name: &str,
+    src: usize,
+    src_dtype: DType,
+    shape: Vec<u64>,
+    ftype: DType,
+    blocks: u64,
+    spec: &ArchSpec,
+    permute_heads: Option<u64>,
+    parts: Vec<usize>,
+) -> Result<GgufOut> {
+    let gguf_name = arch::map_name(hf_name, blocks).ok_or_else(|| {
+        Error::Invalid(format!(
+            "tensor '{hf_name}' has no GGUF name in the {} architecture map",
+            spec.gguf
+        ))
+    })?;
+    let always_f32 = arch::ALWAYS_F32
+        .iter()
+        .any(|k| gguf_name.rsplit('.').nth(1) == Some(*k));
+    let mut out_type = if shape.len() <= 1
+        || gguf_name.ends_with("_norm.weight")
+        || !gguf_name.ends_with(".weight")
+        || always_f32
+    {
+        DType::F32
+    } else {
+        ftype
+    };
+    // gguf-py refuses to quantize rows that are not whole blocks; llama.cpp then writes F16.
+    let block = out_type.info().block_size as u64;
+    if shape.last().is_some_and(|&c| c % block != 0) {
+        out_type = DType::F16;
+    }
+    let (dtype, transform) = transform_to(src_dtype, out_type);
+    Ok(GgufOut {
+        spec: GgufTensorSpec {
+            name: gguf_name,
+            dtype,
+            shape,
+        },
+        src,
+        transform,
+        permute_heads,
+        parts,
+    })
+}
+
 /// Plans HF directory -> GGUF.
 pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
     let dir = src.root();
@@ -254,10 +315,17 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
             src: 0,
             transform: Transform::Inline { index: 0 },
             permute_heads: None,
+            parts: Vec::new(),
         });
         inline.push(f.iter().flat_map(|x| x.to_le_bytes()).collect());
     }
     let prefix_model = hf_arch.ends_with("Model");
+    let experts = match spec.experts {
+        Some(x) => Some((x, expert_regex(x), h.require_u64(x.count_keys)?)),
+        None => None,
+    };
+    // per block: (projection, expert) -> source tensor
+    let mut pending: std::collections::BTreeMap<u64, Vec<(usize, u64, usize)>> = Default::default();
     for (i, t) in src.tensors().iter().enumerate() {
         let name = &t.name;
         if name.ends_with(".attention.masked_bias")
@@ -272,18 +340,60 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         } else {
             name.clone()
         };
-        let gguf_name = arch::map_name(&hf_name, blocks).ok_or_else(|| {
-            Error::Invalid(format!(
-                "{}: tensor '{name}' has no GGUF name in the {} architecture map",
-                dir.display(),
-                spec.gguf
-            ))
-        })?;
         if !t.dtype.is_castable_float() {
             return Err(Error::Invalid(format!(
                 "tensor '{name}': {} is not a float dtype lbrx can convert to GGUF",
                 t.dtype
             )));
+        }
+        if let Some((x, re, n_experts)) = &experts {
+            if let Some(c) = re.captures(&hf_name) {
+                let bid: u64 = c[1].parse().unwrap_or(u64::MAX);
+                let xid: u64 = c[2].parse().unwrap_or(u64::MAX);
+                let w = x.projections.iter().position(|p| *p == &c[3]).unwrap_or(0);
+                if bid >= blocks || xid >= *n_experts {
+                    return Err(Error::Invalid(format!(
+                        "tensor '{name}': expert or block number out of range"
+                    )));
+                }
+                let entry = pending.entry(bid).or_default();
+                entry.push((w, xid, i));
+                if entry.len() as u64 == n_experts * x.projections.len() as u64 {
+                    let mut members = pending.remove(&bid).unwrap_or_default();
+                    members.sort_unstable();
+                    for (w, proj) in x.projections.iter().enumerate() {
+                        let parts: Vec<usize> =
+                            members.iter().filter(|m| m.0 == w).map(|m| m.2).collect();
+                        let first = &src.tensors()[parts[0]];
+                        if parts.iter().any(|&p| {
+                            let o = &src.tensors()[p];
+                            o.shape != first.shape || o.dtype != first.dtype
+                        }) {
+                            return Err(Error::Invalid(format!(
+                                "block {bid}: experts of '{proj}' differ in shape or dtype"
+                            )));
+                        }
+                        let merged = x
+                            .merged
+                            .replace("{bid}", &bid.to_string())
+                            .replace("{w}", proj);
+                        let mut shape = vec![*n_experts];
+                        shape.extend_from_slice(&first.shape);
+                        outs.push(weight_out(
+                            &merged,
+                            parts[0],
+                            first.dtype,
+                            shape,
+                            ftype,
+                            blocks,
+                            spec,
+                            None,
+                            parts,
+                        )?);
+                    }
+                }
+                continue;
+            }
         }
         let permute_heads = if spec.permute_qk {
             if hf_name.ends_with("q_proj.weight") || hf_name.ends_with("q_proj.bias") {
@@ -299,41 +409,45 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         } else {
             None
         };
-        let n_dims = t.shape.len();
-        let mut out_type = if n_dims <= 1
-            || gguf_name.ends_with("_norm.weight")
-            || !gguf_name.ends_with(".weight")
-        {
-            DType::F32
-        } else {
-            ftype
-        };
-        // gguf-py refuses to quantize rows that are not whole blocks; llama.cpp then writes F16.
-        let block = out_type.info().block_size as u64;
-        if t.shape.last().is_some_and(|&c| c % block != 0) {
-            out_type = DType::F16;
-        }
-        let (dtype, transform) = transform_to(t.dtype, out_type);
-        outs.push(GgufOut {
-            spec: GgufTensorSpec {
-                name: gguf_name,
-                dtype,
-                shape: t.shape.clone(),
-            },
-            src: i,
-            transform,
+        outs.push(weight_out(
+            &hf_name,
+            i,
+            t.dtype,
+            t.shape.clone(),
+            ftype,
+            blocks,
+            spec,
             permute_heads,
-        });
+            Vec::new(),
+        )?);
+    }
+    if let Some((bid, _)) = pending.iter().next() {
+        return Err(Error::Invalid(format!(
+            "block {bid}: experts incomplete (some expert tensors are missing)"
+        )));
     }
 
     // Metadata, in llama.cpp's order.
     let mut meta = Metadata::new();
     meta.insert("general.architecture", Value::Str(spec.gguf.into()));
     meta.insert("general.type", Value::Str("model".into()));
-    let total: u64 = outs
-        .iter()
-        .map(|o| o.spec.shape.iter().product::<u64>())
-        .sum();
+    // gguf-py's get_total_parameter_count: expert tensors count once per expert for the size label.
+    let (mut total, mut shared, mut expert, mut expert_sum, mut n_exp) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    for o in &outs {
+        let size: u64 = o.spec.shape.iter().product();
+        let sh = &o.spec.shape;
+        if o.spec.name.contains("_exps.") && sh.len() >= 3 {
+            let count = sh[sh.len() - if o.spec.name.contains(".bias") { 2 } else { 3 }].max(1);
+            expert += size / count;
+            expert_sum += count;
+            n_exp += 1;
+        } else {
+            shared += size;
+        }
+        total += size;
+    }
+    let expert_count = if n_exp > 0 { expert_sum / n_exp } else { 0 };
     let gen_config = std::fs::read_to_string(dir.join("generation_config.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<Json>(&t).ok());
@@ -347,7 +461,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         gen_config.as_ref(),
         &dir_name,
         total as i64,
-        (total > 0).then(|| naming::size_label(total, total, 0, 0)),
+        (total > 0).then(|| naming::size_label(total, shared, expert, expert_count)),
     );
     let a = spec.gguf;
     let u32v = |v: u64| Value::U32(v as u32);
@@ -470,6 +584,11 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         meta.insert(format!("{a}.attention.value_length"), u32v(hd));
     }
     meta.insert("general.file_type", Value::U32(file_type));
+    for (key, fields) in spec.extra_u32 {
+        if let Some(v) = h.find_u64(fields) {
+            meta.insert(format!("{a}.{key}"), u32v(v));
+        }
+    }
     if spec.llama_params {
         meta.insert(
             format!("{a}.vocab_size"),
@@ -482,11 +601,6 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         meta.insert(format!("{a}.rope.dimension_count"), u32v(rope_dim));
     }
     meta.insert("general.quantization_version", Value::U32(2));
-    vocab::write_vocab(
-        dir,
-        h.find_u64(&["vocab_size"]),
-        spec.vocab == arch::VocabOrder::Llama,
-        &mut meta,
-    )?;
+    vocab::write_vocab(dir, h.find_u64(&["vocab_size"]), spec.vocab, &mut meta)?;
     layout_gguf(outs, &meta, dst, opts.max_shard_size, inline)
 }

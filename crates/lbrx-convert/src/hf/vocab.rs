@@ -2,6 +2,7 @@
 //! (`tokenizer.model`), byte-level BPE (`tokenizer.json`, with the pre-tokenizer named by the hash of its token
 //! ids on a check text), special token ids, add-BOS/EOS flags and the chat template (gguf-py's `SpecialVocab`).
 
+use super::arch::VocabOrder;
 use super::pre_hashes::{CHKTXT, PRE_HASHES};
 use lbrx_core::{Error, Metadata, Result, Value, ValueKind};
 use lbrx_formats::sentencepiece::{self, PieceType};
@@ -42,16 +43,16 @@ fn i32_array(v: &[i32]) -> Value {
     Value::Array(ValueKind::I32, v.iter().map(|&x| Value::I32(x)).collect())
 }
 
-/// Writes the tokenizer keys for the model in `dir` into `meta`. `vocab_size` is the config's, if any.
-/// `add_prefix_space_key`: the architecture copies `add_prefix_space` from tokenizer_config (Llama family).
+/// Writes the tokenizer keys for the model in `dir` into `meta`, looking for the tokenizer in `order`.
+/// `vocab_size` is the config's, if any.
 pub(crate) fn write_vocab(
     dir: &Path,
     vocab_size: Option<u64>,
-    add_prefix_space_key: bool,
+    order: VocabOrder,
     meta: &mut Metadata,
 ) -> Result<()> {
     let tok_config = read_json(&dir.join("tokenizer_config.json"))?;
-    if add_prefix_space_key {
+    if order == VocabOrder::Llama {
         if let Some(b) = tok_config
             .as_ref()
             .and_then(|c| c.get("add_prefix_space"))
@@ -60,7 +61,7 @@ pub(crate) fn write_vocab(
             meta.insert("tokenizer.ggml.add_space_prefix", Value::Bool(b));
         }
     }
-    if dir.join("tokenizer.model").is_file() {
+    if order != VocabOrder::Bpe && dir.join("tokenizer.model").is_file() {
         let (tokens, scores, types) = spm_vocab(dir, vocab_size, tok_config.as_ref())?;
         meta.insert("tokenizer.ggml.model", Value::Str("llama".into()));
         meta.insert("tokenizer.ggml.pre", Value::Str("default".into()));
