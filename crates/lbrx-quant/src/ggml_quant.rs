@@ -39,7 +39,16 @@ pub fn quantize(dtype: DType, src: &[f32], out: &mut [u8]) -> Result<()> {
         DType::Q4_1 => q4_1,
         DType::Q5_0 => q5_0,
         DType::Q5_1 => q5_1,
-        DType::Q8_0 => q8_0,
+        DType::Q8_0 => {
+            let done = crate::simd::q8_0_prefix(src, out);
+            for (x, y) in src[done * bs..]
+                .chunks_exact(bs)
+                .zip(out[done * ts..].chunks_exact_mut(ts))
+            {
+                q8_0_scalar(x, y);
+            }
+            return Ok(());
+        }
         DType::F32 | DType::F16 | DType::BF16 => {
             encode_f32(dtype, src, out);
             return Ok(());
@@ -155,12 +164,62 @@ fn q5_1(x: &[f32], y: &mut [u8]) {
     y[4..8].copy_from_slice(&qh.to_le_bytes());
 }
 
-fn q8_0(x: &[f32], y: &mut [u8]) {
+/// C's `roundf` (half away from zero) for |v| < 2^31, without a libm call: truncate (exact), then step away
+/// from zero when the exact remainder is at least one half.
+#[inline(always)]
+fn roundf_small(v: f32) -> i32 {
+    let t = v as i32;
+    let frac = v - t as f32;
+    if frac >= 0.5 {
+        t + 1
+    } else if frac <= -0.5 {
+        t - 1
+    } else {
+        t
+    }
+}
+
+/// The scalar reference Q8_0 block quantizer (`quantize_row_q8_0_ref`).
+pub(crate) fn q8_0_scalar(x: &[f32], y: &mut [u8]) {
     let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
     let id = inv(d);
     put_f16(y, 0, d);
     for j in 0..32 {
-        y[2 + j] = (x[j] * id).round() as i8 as u8; // roundf: half away from zero
+        // |x * id| <= 127 (plus rounding), so the small-range roundf applies; NaN inputs give 0 as in C.
+        y[2 + j] = roundf_small(x[j] * id) as i8 as u8;
+    }
+}
+
+#[cfg(test)]
+mod round_tests {
+    use super::roundf_small;
+
+    #[test]
+    fn roundf_small_is_c_roundf() {
+        let mut vals = vec![
+            0.5f32,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.49999997,
+            -0.49999997,
+            126.5,
+            -127.5,
+            0.0,
+            -0.0,
+        ];
+        let mut x = 0x2545f491u32;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            vals.push(f32::from_bits(x) % 128.0);
+            vals.push((x % 2560) as f32 / 10.0 - 128.0);
+        }
+        for v in vals.into_iter().filter(|v| v.is_finite()) {
+            assert_eq!(roundf_small(v), v.round() as i32, "{v}");
+        }
     }
 }

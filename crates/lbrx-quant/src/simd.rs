@@ -36,6 +36,21 @@ pub(crate) fn encode_prefix(to: DType, src: &[f32], dst: &mut [u8]) -> usize {
     0
 }
 
+/// Quantizes the leading whole Q8_0 blocks of `src` into `dst` with SIMD, lane for lane what the scalar
+/// reference does (the block maximum is order-free, each product and rounding is per element); returns the
+/// block count done (0 without a SIMD path).
+pub(crate) fn q8_0_prefix(src: &[f32], dst: &mut [u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 was checked at run time; `q8_0` stays inside both slices.
+            return unsafe { x86::q8_0(src, dst) };
+        }
+    }
+    let _ = (src, dst);
+    0
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use lbrx_core::DType;
@@ -148,6 +163,69 @@ mod x86 {
         n
     }
 
+    /// C's `roundf` on 8 lanes, then truncation to i32; NaN lanes give 0 (as Rust's `as i32`).
+    #[target_feature(enable = "avx2")]
+    unsafe fn roundf_epi32(v: __m256) -> __m256i {
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+        let frac = _mm256_sub_ps(v, t);
+        let up = _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5)),
+            _mm256_set1_ps(1.0),
+        );
+        let down = _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_LE_OQ>(frac, _mm256_set1_ps(-0.5)),
+            _mm256_set1_ps(1.0),
+        );
+        let r = _mm256_sub_ps(_mm256_add_ps(t, up), down);
+        let ordered = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_ORD_Q>(v, v));
+        _mm256_and_si256(_mm256_cvttps_epi32(r), ordered)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn q8_0(src: &[f32], dst: &mut [u8]) -> usize {
+        let n = (src.len() / 32).min(dst.len() / 34);
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        for b in 0..n {
+            let x = &src[b * 32..b * 32 + 32];
+            let y = &mut dst[b * 34..b * 34 + 34];
+            // SAFETY: x has 32 elements; four unaligned 8-lane loads read exactly x[0..32].
+            let v = unsafe {
+                [
+                    _mm256_loadu_ps(x.as_ptr()),
+                    _mm256_loadu_ps(x.as_ptr().add(8)),
+                    _mm256_loadu_ps(x.as_ptr().add(16)),
+                    _mm256_loadu_ps(x.as_ptr().add(24)),
+                ]
+            };
+            // max(|v|, acc) keeps acc when |v| is NaN, as the scalar f32::max fold does.
+            let mut m = _mm256_setzero_ps();
+            for q in v {
+                m = _mm256_max_ps(_mm256_and_ps(q, abs_mask), m);
+            }
+            let mut lanes = [0f32; 8];
+            // SAFETY: lanes has room for 8 f32.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
+            let amax = lanes.iter().fold(0f32, |a, &l| a.max(l));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            y[..2].copy_from_slice(&crate::cast::f16_bits(d).to_le_bytes());
+            let idv = _mm256_set1_ps(id);
+            let i: [__m256i; 4] = v.map(|q| {
+                // SAFETY: AVX2 is enabled for this function.
+                unsafe { roundf_epi32(_mm256_mul_ps(q, idv)) }
+            });
+            // i32 -> i16 -> i8 (values lie in [-127, 127]); packs interleave 128-bit halves, the permute restores order.
+            let p16a = _mm256_packs_epi32(i[0], i[1]);
+            let p16b = _mm256_packs_epi32(i[2], i[3]);
+            let p8 = _mm256_packs_epi16(p16a, p16b);
+            let ordered =
+                _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            // SAFETY: y[2..34] holds 32 bytes.
+            unsafe { _mm256_storeu_si256(y[2..].as_mut_ptr() as *mut __m256i, ordered) };
+        }
+        n
+    }
+
     pub(super) fn encode_prefix(to: DType, src: &[f32], dst: &mut [u8]) -> usize {
         // SAFETY: the caller checked AVX2 and F16C at run time; `encode` stays inside both slices.
         unsafe {
@@ -248,6 +326,41 @@ mod tests {
                 crate::cast::encode_f32(to, &vals[..n], &mut b);
                 assert!(a == b, "{to}, {n} values");
             }
+        }
+    }
+
+    #[test]
+    fn q8_0_simd_equals_scalar() {
+        let bytes = random_f32(1 << 16);
+        let mut vals: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) % 1000.0)
+            .collect();
+        // edge blocks: zeros, constant, ties at .5 after scaling, huge and tiny magnitudes, NaN and infinities
+        let mut edge = vec![0f32; 32];
+        edge.extend(vec![3.25f32; 32]);
+        edge.extend((0..32).map(|i| (i as f32 - 16.0) * 127.0 / 16.0 + 0.5));
+        edge.extend((0..32).map(|i| if i == 3 { 1e30 } else { 1e-30 * i as f32 }));
+        edge.extend((0..32).map(|i| f32::from_bits(i as u32 + 1)));
+        edge.extend((0..32).map(|i| match i {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            _ => i as f32,
+        }));
+        vals.extend(edge);
+        vals.truncate(vals.len() / 32 * 32);
+        let mut simd = vec![0u8; vals.len() / 32 * 34];
+        let done = super::q8_0_prefix(&vals, &mut simd);
+        if done == 0 {
+            return; // no SIMD on this CPU: nothing to compare
+        }
+        assert_eq!(done, vals.len() / 32);
+        let mut scalar = vec![0u8; simd.len()];
+        for (x, y) in vals.chunks_exact(32).zip(scalar.chunks_exact_mut(34)) {
+            crate::ggml_quant::q8_0_scalar(x, y);
+        }
+        for (b, (a, s)) in simd.chunks(34).zip(scalar.chunks(34)).enumerate() {
+            assert_eq!(a, s, "block {b}: {:?}", &vals[b * 32..b * 32 + 32]);
         }
     }
 

@@ -447,7 +447,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         }
         total += size;
     }
-    let expert_count = if n_exp > 0 { expert_sum / n_exp } else { 0 };
+    let expert_count = expert_sum.checked_div(n_exp).unwrap_or(0);
     let gen_config = std::fs::read_to_string(dir.join("generation_config.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<Json>(&t).ok());
