@@ -180,6 +180,22 @@ pub fn execute(
                 let out_off = job.offset + bytes_of(job.dtype, item.elem);
                 let out_len = bytes_of(job.dtype, item.count);
                 let name = &job.name;
+                if let Some(add) = job.shift {
+                    // Shifted values: decode to f32, add in f32, encode the output type.
+                    let bytes = source_bytes(job, src, item.elem, item.count)?;
+                    let n = item.count as usize;
+                    let mut floats = vec![0f32; n];
+                    lbrx_quant::cast::decode_f32(sdt, &bytes, &mut floats);
+                    for v in &mut floats {
+                        *v += add;
+                    }
+                    buf.resize(out_len as usize, 0);
+                    lbrx_quant::ggml_quant::quantize(job.dtype, &floats, buf)
+                        .map_err(|e| context(e, name))?;
+                    sink.write_at(job.file, out_off, buf)?;
+                    progress(out_len);
+                    return Ok(());
+                }
                 match job.transform {
                     Transform::Inline { index } => {
                         let data = plan

@@ -96,6 +96,9 @@ pub struct Job {
     /// Source tensors stacked along a new first axis (MoE experts), in order; empty: `src` alone.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<usize>,
+    /// Added to every value (in f32) before the output is encoded (Gemma's norm weights).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift: Option<f32>,
 }
 
 /// One output file.
@@ -322,6 +325,8 @@ pub(crate) struct GgufOut {
     pub permute_heads: Option<u64>,
     /// Source tensors stacked along a new first axis (see [`Job::parts`]).
     pub parts: Vec<usize>,
+    /// Added to every value (see [`Job::shift`]).
+    pub shift: Option<f32>,
 }
 
 /// Plans a single GGUF file at `dst`: tensor names kept, float tensors cast per `opts.dtype`, metadata kept.
@@ -345,6 +350,7 @@ pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<
             transform: tr,
             permute_heads: None,
             parts: Vec::new(),
+            shift: None,
         });
     }
     let mut metadata = gguf_metadata(src);
@@ -423,6 +429,7 @@ pub(crate) fn layout_gguf(
                     transform: o.transform,
                     permute_heads: o.permute_heads,
                     parts: o.parts.clone(),
+                    shift: o.shift,
                 },
             ));
         }
@@ -559,6 +566,7 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
                 transform: transforms[p.tensor],
                 permute_heads: None,
                 parts: Vec::new(),
+                shift: None,
             });
         }
         files.push(PlannedFile {

@@ -9,7 +9,7 @@ rebuilt BPE tokenizer tokenizes like the original is checked by convert_hf_to_gg
 pre-tokenizer whose token hash it does not know.
 
 Usage: make_hf_model.py ARCH OUT_DIR --vocab-dir LLAMA_CPP/models [--dtype bfloat16]
-ARCH: llama3 llama2 mistral mixtral qwen2 qwen3 qwen3moe
+ARCH: llama3 llama2 mistral mixtral qwen2 qwen3 qwen3moe gemma2 gemma3
 """
 import argparse
 import json
@@ -58,6 +58,17 @@ ARCHS = {
                      extra={"rope_theta": 1000000.0, "max_position_embeddings": 40960, "attention_bias": False,
                             "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 96,
                             "norm_topk_prob": True, "decoder_sparse_step": 1, "mlp_only_layers": []}),
+    "gemma2": dict(cls="Gemma2ForCausalLM", model_type="gemma2", vocab="llama-spm", hidden=128, inter=256, heads=4,
+                   kv=2, head_dim=64, tie=True, gemma=True,
+                   extra={"rope_theta": 10000.0, "max_position_embeddings": 8192, "attn_logit_softcapping": 50.0,
+                          "final_logit_softcapping": 30.0, "sliding_window": 4096, "query_pre_attn_scalar": 64,
+                          "hidden_activation": "gelu_pytorch_tanh", "cache_implementation": "hybrid"}),
+    "gemma3": dict(cls="Gemma3ForCausalLM", model_type="gemma3_text", vocab="llama-spm", hidden=128, inter=256,
+                   heads=4, kv=1, head_dim=64, tie=True, gemma=True, qk_norm=True,
+                   extra={"rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "max_position_embeddings": 32768,
+                          "sliding_window": 512, "sliding_window_pattern": 6, "query_pre_attn_scalar": 64,
+                          "final_logit_softcapping": None, "attn_logit_softcapping": None,
+                          "rope_scaling": None, "hidden_activation": "gelu_pytorch_tanh"}),
     "qwen3": dict(cls="Qwen3ForCausalLM", model_type="qwen3", vocab="qwen2", hidden=128, inter=384, heads=4, kv=2,
                   head_dim=64, qk_norm=True, tie=True, extra={"rope_theta": 1000000.0,
                   "max_position_embeddings": 40960, "attention_bias": False}),
@@ -245,6 +256,9 @@ def main():
             state[p + "mlp.down_proj.weight"] = tensor(p + "down", (h, inter))
         state[p + "input_layernorm.weight"] = tensor(p + "ln1", (h,), scale=0.1) + 1.0
         state[p + "post_attention_layernorm.weight"] = tensor(p + "ln2", (h,), scale=0.1) + 1.0
+        if spec.get("gemma"):
+            state[p + "pre_feedforward_layernorm.weight"] = tensor(p + "ln3", (h,), scale=0.1)
+            state[p + "post_feedforward_layernorm.weight"] = tensor(p + "ln4", (h,), scale=0.1)
     state["model.norm.weight"] = tensor("model.norm.weight", (h,), scale=0.1) + 1.0
     if not spec.get("tie"):
         state["lm_head.weight"] = tensor("lm_head.weight", (n_vocab, h))
@@ -271,7 +285,7 @@ def main():
         "attention_dropout": 0.0,
         "bos_token_id": v["bos"],
         "eos_token_id": v["eos"],
-        "hidden_act": "silu",
+        "hidden_act": "gelu_pytorch_tanh" if spec.get("gemma") else "silu",
         "hidden_size": h,
         "initializer_range": 0.02,
         "intermediate_size": inter,

@@ -12,6 +12,19 @@ pub(crate) enum VocabOrder {
     SpmThenBpe,
     /// A BPE `tokenizer.json` only.
     Bpe,
+    /// Gemma: `tokenizer.model` (then `add_space_prefix = false`), else a BPE `tokenizer.json`.
+    Gemma,
+}
+
+/// Which hyper-parameter recipe (llama.cpp's `set_gguf_parameters`) an architecture follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Params {
+    /// `TextModel`: the generic keys.
+    Text,
+    /// Gemma 2's own list (no RoPE base; soft-capping and sliding window).
+    Gemma2,
+    /// The generic keys, then Gemma 3's overrides.
+    Gemma3,
 }
 
 /// A default `transformers` gives a config field that `config.json` omits.
@@ -46,7 +59,30 @@ pub(crate) struct ArchSpec {
     pub experts: Option<&'static Experts>,
     /// Extra `{arch}.KEY` (u32) written after `general.file_type`: (key, config fields tried in order).
     pub extra_u32: &'static [(&'static str, &'static [&'static str])],
+    /// Hyper-parameter recipe.
+    pub params: Params,
+    /// Added to every `*norm.weight` (Gemma stores norm weights as offsets from 1).
+    pub norm_shift: f32,
+    /// HF tensors this architecture leaves out.
+    pub skip: &'static [&'static str],
+    /// Name mappings that take precedence over [`TENSOR_MAP`] for this architecture.
+    pub tensor_overrides: &'static [(&'static str, &'static [&'static str])],
 }
+
+const GEMMA_NORMS: &[(&str, &[&str])] = &[
+    (
+        "blk.{bid}.post_attention_norm",
+        &["model.layers.{bid}.post_attention_layernorm"],
+    ),
+    (
+        "blk.{bid}.ffn_norm",
+        &["model.layers.{bid}.pre_feedforward_layernorm"],
+    ),
+    (
+        "blk.{bid}.post_ffw_norm",
+        &["model.layers.{bid}.post_feedforward_layernorm"],
+    ),
+];
 
 /// How an MoE architecture names its experts.
 #[derive(Debug)]
@@ -94,6 +130,10 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         ],
         experts: None,
         extra_u32: &[],
+        params: Params::Text,
+        norm_shift: 0.0,
+        skip: &[],
+        tensor_overrides: &[],
     },
     ArchSpec {
         hf: &["MistralForCausalLM"],
@@ -109,6 +149,10 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         ],
         experts: None,
         extra_u32: &[],
+        params: Params::Text,
+        norm_shift: 0.0,
+        skip: &[],
+        tensor_overrides: &[],
     },
     ArchSpec {
         hf: &["MixtralForCausalLM"],
@@ -126,6 +170,10 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         ],
         experts: Some(&MIXTRAL_EXPERTS),
         extra_u32: &[],
+        params: Params::Text,
+        norm_shift: 0.0,
+        skip: &[],
+        tensor_overrides: &[],
     },
     ArchSpec {
         hf: &["Qwen2ForCausalLM", "Qwen2Model"],
@@ -141,6 +189,10 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         ],
         experts: None,
         extra_u32: &[],
+        params: Params::Text,
+        norm_shift: 0.0,
+        skip: &[],
+        tensor_overrides: &[],
     },
     ArchSpec {
         hf: &["Qwen3ForCausalLM", "Qwen3Model"],
@@ -157,6 +209,10 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         ],
         experts: None,
         extra_u32: &[],
+        params: Params::Text,
+        norm_shift: 0.0,
+        skip: &[],
+        tensor_overrides: &[],
     },
     ArchSpec {
         hf: &["Qwen3MoeForCausalLM"],
@@ -181,6 +237,55 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
                 &["shared_expert_intermediate_size"],
             ),
         ],
+        params: Params::Text,
+        norm_shift: 0.0,
+        skip: &[],
+        tensor_overrides: &[],
+    },
+    ArchSpec {
+        hf: &["Gemma2ForCausalLM"],
+        gguf: "gemma2",
+        permute_qk: false,
+        vocab: VocabOrder::Gemma,
+        llama_params: false,
+        defaults: &[
+            ("num_key_value_heads", Int(4)),
+            ("max_position_embeddings", Int(8192)),
+            ("rms_norm_eps", Float(1e-6)),
+            ("rope_theta", Float(10000.0)),
+            ("head_dim", Int(256)),
+            ("attn_logit_softcapping", Float(50.0)),
+            ("final_logit_softcapping", Float(30.0)),
+            ("sliding_window", Int(4096)),
+        ],
+        experts: None,
+        extra_u32: &[],
+        params: Params::Gemma2,
+        norm_shift: 1.0,
+        skip: &["lm_head.weight"],
+        tensor_overrides: GEMMA_NORMS,
+    },
+    ArchSpec {
+        hf: &["Gemma3ForCausalLM"],
+        gguf: "gemma3",
+        permute_qk: false,
+        vocab: VocabOrder::Gemma,
+        llama_params: false,
+        defaults: &[
+            ("num_key_value_heads", Int(4)),
+            ("max_position_embeddings", Int(131072)),
+            ("rms_norm_eps", Float(1e-6)),
+            ("rope_theta", Float(1e6)),
+            ("rope_local_base_freq", Float(10000.0)),
+            ("head_dim", Int(256)),
+            ("sliding_window", Int(4096)),
+        ],
+        experts: None,
+        extra_u32: &[],
+        params: Params::Gemma3,
+        norm_shift: 1.0,
+        skip: &[],
+        tensor_overrides: GEMMA_NORMS,
     },
 ];
 
@@ -262,8 +367,23 @@ pub(crate) const TENSOR_MAP: &[(&str, &[&str])] = &[
 /// Names that llama.cpp keeps in F32 whatever the output type (besides vectors and norms).
 pub(crate) const ALWAYS_F32: &[&str] = &["ffn_gate_inp"];
 
-/// Maps an HF tensor name to its GGUF name (`None`: not in the table). `blocks` bounds the block number.
+/// Maps an HF tensor name to its GGUF name through `overrides`, then [`TENSOR_MAP`] (`None`: in neither).
+/// `blocks` bounds the block number.
+pub(crate) fn map_name_for(
+    name: &str,
+    blocks: u64,
+    overrides: &[(&str, &[&str])],
+) -> Option<String> {
+    map_in(name, blocks, overrides).or_else(|| map_in(name, blocks, TENSOR_MAP))
+}
+
+/// Maps an HF tensor name through [`TENSOR_MAP`] alone.
+#[cfg(test)]
 pub(crate) fn map_name(name: &str, blocks: u64) -> Option<String> {
+    map_in(name, blocks, TENSOR_MAP)
+}
+
+fn map_in(name: &str, blocks: u64, table: &[(&str, &[&str])]) -> Option<String> {
     let (base, suffix) = ["weight", "bias"]
         .iter()
         .find_map(|s| {
@@ -272,7 +392,7 @@ pub(crate) fn map_name(name: &str, blocks: u64) -> Option<String> {
                 .map(|b| (b, *s))
         })
         .unwrap_or((name, ""));
-    for (gguf, hfs) in TENSOR_MAP {
+    for (gguf, hfs) in table {
         for hf in *hfs {
             let bid = match hf.split_once("{bid}") {
                 None if *hf == base => None,

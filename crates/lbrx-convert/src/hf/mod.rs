@@ -167,12 +167,13 @@ fn weight_out(
     permute_heads: Option<u64>,
     parts: Vec<usize>,
 ) -> Result<GgufOut> {
-    let gguf_name = arch::map_name(hf_name, blocks).ok_or_else(|| {
-        Error::Invalid(format!(
-            "tensor '{hf_name}' has no GGUF name in the {} architecture map",
-            spec.gguf
-        ))
-    })?;
+    let gguf_name =
+        arch::map_name_for(hf_name, blocks, spec.tensor_overrides).ok_or_else(|| {
+            Error::Invalid(format!(
+                "tensor '{hf_name}' has no GGUF name in the {} architecture map",
+                spec.gguf
+            ))
+        })?;
     let always_f32 = arch::ALWAYS_F32
         .iter()
         .any(|k| gguf_name.rsplit('.').nth(1) == Some(*k));
@@ -191,6 +192,8 @@ fn weight_out(
         out_type = DType::F16;
     }
     let (dtype, transform) = transform_to(src_dtype, out_type);
+    let shift =
+        (spec.norm_shift != 0.0 && hf_name.ends_with("norm.weight")).then_some(spec.norm_shift);
     Ok(GgufOut {
         spec: GgufTensorSpec {
             name: gguf_name,
@@ -201,6 +204,7 @@ fn weight_out(
         transform,
         permute_heads,
         parts,
+        shift,
     })
 }
 
@@ -316,6 +320,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
             transform: Transform::Inline { index: 0 },
             permute_heads: None,
             parts: Vec::new(),
+            shift: None,
         });
         inline.push(f.iter().flat_map(|x| x.to_le_bytes()).collect());
     }
@@ -331,6 +336,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         if name.ends_with(".attention.masked_bias")
             || name.ends_with(".attention.bias")
             || name.ends_with(".rotary_emb.inv_freq")
+            || spec.skip.contains(&name.as_str())
         {
             continue;
         }
@@ -409,11 +415,18 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         } else {
             None
         };
+        let mut shape = t.shape.clone();
+        if spec.params == arch::Params::Gemma3 && hf_name.contains("embed_tokens.weight") {
+            // llama.cpp drops the rows past the real vocabulary
+            if let Some(n) = vocab::real_vocab_size(dir, h.find_u64(&["vocab_size"]))? {
+                shape[0] = shape[0].min(n);
+            }
+        }
         outs.push(weight_out(
             &hf_name,
             i,
             t.dtype,
-            t.shape.clone(),
+            shape,
             ftype,
             blocks,
             spec,
@@ -465,125 +478,214 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
     );
     let a = spec.gguf;
     let u32v = |v: u64| Value::U32(v as u32);
-    meta.insert(format!("{a}.block_count"), u32v(blocks));
-    if let Some(v) = h.find_u64(&[
-        "max_position_embeddings",
-        "n_ctx",
-        "n_positions",
-        "max_length",
-        "max_sequence_length",
-        "model_max_length",
-    ]) {
-        meta.insert(format!("{a}.context_length"), u32v(v));
-    }
-    if let Some(v) = h.find_u64(&["hidden_size", "n_embd", "dim"]) {
-        meta.insert(format!("{a}.embedding_length"), u32v(v));
-    }
-    if let Some(v) = h.find_u64(&[
-        "prefix_dense_intermediate_size",
-        "dense_intermediate_size",
-        "intermediate_size",
-        "n_inner",
-        "hidden_dim",
-    ]) {
-        meta.insert(format!("{a}.feed_forward_length"), u32v(v));
-    }
-    if let Some(v) = n_head {
-        meta.insert(format!("{a}.attention.head_count"), u32v(v));
-    }
-    if let Some(v) = n_kv_head {
-        meta.insert(format!("{a}.attention.head_count_kv"), u32v(v));
-    }
-    if h.0.get("is_causal") == Some(&Json::Bool(false)) {
-        meta.insert(format!("{a}.attention.causal"), Value::Bool(false));
-    }
-    if let Some(rt) = &rope_type {
-        let factor = rope_params.get("factor").and_then(Json::as_f64);
-        match (rt.as_str(), factor) {
-            ("linear", Some(f)) => {
-                meta.insert(
-                    format!("{a}.rope.scaling.type"),
-                    Value::Str("linear".into()),
-                );
-                meta.insert(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
-            }
-            ("yarn", Some(f)) => {
-                meta.insert(format!("{a}.rope.scaling.type"), Value::Str("yarn".into()));
-                meta.insert(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
-                let orig = rope_params
-                    .get("original_max_position_embeddings")
-                    .and_then(Json::as_u64)
-                    .ok_or_else(|| {
-                        Error::Invalid(
-                            "yarn rope scaling without original_max_position_embeddings".into(),
-                        )
-                    })?;
-                meta.insert(
-                    format!("{a}.rope.scaling.original_context_length"),
-                    u32v(orig),
-                );
-                for (k, key) in [
-                    ("extrapolation_factor", "yarn_ext_factor"),
-                    ("attention_factor", "yarn_attn_factor"),
-                    ("beta_fast", "yarn_beta_fast"),
-                    ("beta_slow", "yarn_beta_slow"),
-                ] {
-                    let v = rope_params.get(k).or_else(|| {
-                        (k == "attention_factor")
-                            .then(|| rope_params.get("attn_factor"))
-                            .flatten()
-                    });
-                    if let Some(v) = v.and_then(Json::as_f64) {
-                        meta.insert(format!("{a}.rope.scaling.{key}"), Value::F32(v as f32));
-                    }
-                }
-            }
-            ("su" | "longrope", _) => {
-                meta.insert(
-                    format!("{a}.rope.scaling.type"),
-                    Value::Str("longrope".into()),
-                );
-            }
-            _ => {}
-        }
-    }
-    if let Some(t) = rope_params.get("rope_theta").and_then(Json::as_f64) {
-        meta.insert(format!("{a}.rope.freq_base"), Value::F32(t as f32));
-    }
-    if let Some(t) = rope
-        .get("sliding_attention")
-        .and_then(|s| s.get("rope_theta"))
-        .and_then(Json::as_f64)
-    {
-        meta.insert(format!("{a}.rope.freq_base_swa"), Value::F32(t as f32));
-    }
-    if let Some(v) = h.find_f64(&["rms_norm_eps", "norm_eps"]) {
+    if spec.params == arch::Params::Gemma2 {
+        // llama.cpp's Gemma2Model.set_gguf_parameters, in its order
+        let req = |k: &str| h.require_u64(&[k]);
+        meta.insert(
+            format!("{a}.context_length"),
+            u32v(req("max_position_embeddings")?),
+        );
+        meta.insert(format!("{a}.embedding_length"), u32v(req("hidden_size")?));
+        meta.insert(format!("{a}.block_count"), u32v(blocks));
+        meta.insert(
+            format!("{a}.feed_forward_length"),
+            u32v(req("intermediate_size")?),
+        );
+        meta.insert(
+            format!("{a}.attention.head_count"),
+            u32v(req("num_attention_heads")?),
+        );
+        meta.insert(
+            format!("{a}.attention.head_count_kv"),
+            u32v(h.require_u64(&["num_key_value_heads", "num_attention_heads"])?),
+        );
+        let f = |k: &str| -> Result<Value> {
+            h.find_f64(&[k])
+                .map(|v| Value::F32(v as f32))
+                .ok_or_else(|| Error::Invalid(format!("config.json: {k} is not set")))
+        };
         meta.insert(
             format!("{a}.attention.layer_norm_rms_epsilon"),
-            Value::F32(v as f32),
+            f("rms_norm_eps")?,
         );
-    }
-    if let Some(v) = h.find_f64(&["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"]) {
+        meta.insert(format!("{a}.attention.key_length"), u32v(req("head_dim")?));
         meta.insert(
-            format!("{a}.attention.layer_norm_epsilon"),
-            Value::F32(v as f32),
+            format!("{a}.attention.value_length"),
+            u32v(req("head_dim")?),
         );
+        meta.insert("general.file_type", Value::U32(file_type));
+        meta.insert(
+            format!("{a}.attn_logit_softcapping"),
+            f("attn_logit_softcapping")?,
+        );
+        meta.insert(
+            format!("{a}.final_logit_softcapping"),
+            f("final_logit_softcapping")?,
+        );
+        meta.insert(
+            format!("{a}.attention.sliding_window"),
+            u32v(req("sliding_window")?),
+        );
+    } else {
+        meta.insert(format!("{a}.block_count"), u32v(blocks));
+        if let Some(v) = h.find_u64(&[
+            "max_position_embeddings",
+            "n_ctx",
+            "n_positions",
+            "max_length",
+            "max_sequence_length",
+            "model_max_length",
+        ]) {
+            meta.insert(format!("{a}.context_length"), u32v(v));
+        }
+        if let Some(v) = h.find_u64(&["hidden_size", "n_embd", "dim"]) {
+            meta.insert(format!("{a}.embedding_length"), u32v(v));
+        }
+        if let Some(v) = h.find_u64(&[
+            "prefix_dense_intermediate_size",
+            "dense_intermediate_size",
+            "intermediate_size",
+            "n_inner",
+            "hidden_dim",
+        ]) {
+            meta.insert(format!("{a}.feed_forward_length"), u32v(v));
+        }
+        if let Some(v) = n_head {
+            meta.insert(format!("{a}.attention.head_count"), u32v(v));
+        }
+        if let Some(v) = n_kv_head {
+            meta.insert(format!("{a}.attention.head_count_kv"), u32v(v));
+        }
+        if h.0.get("is_causal") == Some(&Json::Bool(false)) {
+            meta.insert(format!("{a}.attention.causal"), Value::Bool(false));
+        }
+        if let Some(rt) = &rope_type {
+            let factor = rope_params.get("factor").and_then(Json::as_f64);
+            match (rt.as_str(), factor) {
+                ("linear", Some(f)) => {
+                    meta.insert(
+                        format!("{a}.rope.scaling.type"),
+                        Value::Str("linear".into()),
+                    );
+                    meta.insert(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
+                }
+                ("yarn", Some(f)) => {
+                    meta.insert(format!("{a}.rope.scaling.type"), Value::Str("yarn".into()));
+                    meta.insert(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
+                    let orig = rope_params
+                        .get("original_max_position_embeddings")
+                        .and_then(Json::as_u64)
+                        .ok_or_else(|| {
+                            Error::Invalid(
+                                "yarn rope scaling without original_max_position_embeddings".into(),
+                            )
+                        })?;
+                    meta.insert(
+                        format!("{a}.rope.scaling.original_context_length"),
+                        u32v(orig),
+                    );
+                    for (k, key) in [
+                        ("extrapolation_factor", "yarn_ext_factor"),
+                        ("attention_factor", "yarn_attn_factor"),
+                        ("beta_fast", "yarn_beta_fast"),
+                        ("beta_slow", "yarn_beta_slow"),
+                    ] {
+                        let v = rope_params.get(k).or_else(|| {
+                            (k == "attention_factor")
+                                .then(|| rope_params.get("attn_factor"))
+                                .flatten()
+                        });
+                        if let Some(v) = v.and_then(Json::as_f64) {
+                            meta.insert(format!("{a}.rope.scaling.{key}"), Value::F32(v as f32));
+                        }
+                    }
+                }
+                ("su" | "longrope", _) => {
+                    meta.insert(
+                        format!("{a}.rope.scaling.type"),
+                        Value::Str("longrope".into()),
+                    );
+                }
+                _ => {}
+            }
+        }
+        if let Some(t) = rope_params.get("rope_theta").and_then(Json::as_f64) {
+            meta.insert(format!("{a}.rope.freq_base"), Value::F32(t as f32));
+        }
+        if let Some(t) = rope
+            .get("sliding_attention")
+            .and_then(|s| s.get("rope_theta"))
+            .and_then(Json::as_f64)
+        {
+            meta.insert(format!("{a}.rope.freq_base_swa"), Value::F32(t as f32));
+        }
+        if let Some(v) = h.find_f64(&["rms_norm_eps", "norm_eps"]) {
+            meta.insert(
+                format!("{a}.attention.layer_norm_rms_epsilon"),
+                Value::F32(v as f32),
+            );
+        }
+        if let Some(v) = h.find_f64(&["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"]) {
+            meta.insert(
+                format!("{a}.attention.layer_norm_epsilon"),
+                Value::F32(v as f32),
+            );
+        }
+        if let Some(v) = h.find_u64(&["num_local_experts", "num_experts", "n_routed_experts"]) {
+            meta.insert(format!("{a}.expert_count"), u32v(v));
+        }
+        if let Some(v) = h.find_u64(&[
+            "num_experts_per_tok",
+            "num_experts_per_token",
+            "top_k_experts",
+        ]) {
+            meta.insert(format!("{a}.expert_used_count"), u32v(v));
+        }
+        if let Some(hd) = h.0.get("head_dim").and_then(Json::as_u64) {
+            meta.insert(format!("{a}.attention.key_length"), u32v(hd));
+            meta.insert(format!("{a}.attention.value_length"), u32v(hd));
+        }
+        meta.insert("general.file_type", Value::U32(file_type));
     }
-    if let Some(v) = h.find_u64(&["num_local_experts", "num_experts", "n_routed_experts"]) {
-        meta.insert(format!("{a}.expert_count"), u32v(v));
-    }
-    if let Some(v) = h.find_u64(&[
-        "num_experts_per_tok",
-        "num_experts_per_token",
-        "top_k_experts",
-    ]) {
-        meta.insert(format!("{a}.expert_used_count"), u32v(v));
-    }
-    if let Some(hd) = h.0.get("head_dim").and_then(Json::as_u64) {
+    if spec.params == arch::Params::Gemma3 {
+        // llama.cpp's Gemma3Model overrides, after the generic keys
+        meta.insert(
+            format!("{a}.context_length"),
+            u32v(h.find_u64(&["max_position_embeddings"]).unwrap_or(131072)),
+        );
+        meta.insert(
+            format!("{a}.attention.head_count"),
+            u32v(h.find_u64(&["num_attention_heads"]).unwrap_or(8)),
+        );
+        meta.insert(
+            format!("{a}.attention.layer_norm_rms_epsilon"),
+            Value::F32(h.find_f64(&["rms_norm_eps"]).unwrap_or(1e-6) as f32),
+        );
+        let hd = h.find_u64(&["head_dim"]).unwrap_or(256);
         meta.insert(format!("{a}.attention.key_length"), u32v(hd));
         meta.insert(format!("{a}.attention.value_length"), u32v(hd));
+        let theta = rope_params
+            .get("rope_theta")
+            .and_then(Json::as_f64)
+            .unwrap_or(1_000_000.0);
+        meta.insert(format!("{a}.rope.freq_base"), Value::F32(theta as f32));
+        if let Some(c) = h
+            .find_f64(&["final_logit_softcapping"])
+            .filter(|c| *c != 0.0)
+        {
+            meta.insert(format!("{a}.final_logit_softcapping"), Value::F32(c as f32));
+        }
+        if h.0.get("sliding_window_pattern").and_then(Json::as_u64) != Some(1) {
+            meta.insert(
+                format!("{a}.attention.sliding_window"),
+                u32v(h.require_u64(&["sliding_window"])?),
+            );
+        }
+        meta.insert(
+            format!("{a}.attention.head_count_kv"),
+            u32v(h.find_u64(&["num_key_value_heads"]).unwrap_or(4)),
+        );
     }
-    meta.insert("general.file_type", Value::U32(file_type));
     for (key, fields) in spec.extra_u32 {
         if let Some(v) = h.find_u64(fields) {
             meta.insert(format!("{a}.{key}"), u32v(v));

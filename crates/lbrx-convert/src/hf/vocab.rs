@@ -72,7 +72,11 @@ pub(crate) fn write_vocab(
             Value::Array(ValueKind::F32, scores.into_iter().map(Value::F32).collect()),
         );
         meta.insert("tokenizer.ggml.token_type", i32_array(&types));
-        special_vocab(dir, false, Some(n), meta)
+        special_vocab(dir, false, Some(n), meta)?;
+        if order == VocabOrder::Gemma {
+            meta.insert("tokenizer.ggml.add_space_prefix", Value::Bool(false));
+        }
+        Ok(())
     } else if dir.join("tokenizer.json").is_file() {
         let (tokens, types, pre) = bpe_vocab(dir, vocab_size, tok_config.as_ref())?;
         meta.insert("tokenizer.ggml.model", Value::Str("gpt2".into()));
@@ -89,6 +93,28 @@ pub(crate) fn write_vocab(
 }
 
 type SpmVocab = (Vec<String>, Vec<f32>, Vec<i32>);
+
+/// The vocabulary size llama.cpp's Gemma 3 converter keeps rows for: the SentencePiece vocabulary (padded to
+/// `vocab_size`), else the `tokenizer.json` vocabulary plus its added tokens.
+pub(crate) fn real_vocab_size(dir: &Path, vocab_size: Option<u64>) -> Result<Option<u64>> {
+    if dir.join("tokenizer.model").is_file() {
+        let tc = read_json(&dir.join("tokenizer_config.json"))?;
+        return Ok(Some(spm_vocab(dir, vocab_size, tc.as_ref())?.0.len() as u64));
+    }
+    let Some(tj) = read_json(&dir.join("tokenizer.json"))? else {
+        return Ok(None);
+    };
+    let n = |v: Option<&Json>| {
+        v.map_or(0, |v| {
+            v.as_object()
+                .map_or(0, Map::len)
+                .max(v.as_array().map_or(0, Vec::len))
+        })
+    };
+    Ok(Some(
+        (n(tj.get("model").and_then(|m| m.get("vocab"))) + n(tj.get("added_tokens"))) as u64,
+    ))
+}
 
 /// llama.cpp's `_create_vocab_sentencepiece`.
 fn spm_vocab(dir: &Path, vocab_size: Option<u64>, tok_config: Option<&Json>) -> Result<SpmVocab> {
