@@ -122,7 +122,7 @@ fn llama_cpp_runs_our_output() {
         return;
     };
     let d = tempfile::tempdir().unwrap();
-    for arch in ["llama3", "llama2", "qwen3", "gemma3", "mixtral"] {
+    for arch in ["llama3", "llama2", "qwen3", "gemma3", "mixtral", "phi3"] {
         let model = d.path().join(arch);
         make_model(&e, arch, &model);
         let ours = d.path().join(format!("{arch}-ours.gguf"));
@@ -200,4 +200,9 @@ fn gemma2_equals_convert_hf_to_gguf() {
 #[test]
 fn gemma3_equals_convert_hf_to_gguf() {
     check_arch("gemma3", &["bf16", "q8_0"]);
+}
+
+#[test]
+fn phi3_longrope_equals_convert_hf_to_gguf() {
+    check_arch("phi3", &["f16", "q8_0"]);
 }

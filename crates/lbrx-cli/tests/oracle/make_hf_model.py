@@ -9,7 +9,7 @@ rebuilt BPE tokenizer tokenizes like the original is checked by convert_hf_to_gg
 pre-tokenizer whose token hash it does not know.
 
 Usage: make_hf_model.py ARCH OUT_DIR --vocab-dir LLAMA_CPP/models [--dtype bfloat16]
-ARCH: llama3 llama2 mistral mixtral qwen2 qwen3 qwen3moe gemma2 gemma3
+ARCH: llama3 llama2 mistral mixtral qwen2 qwen3 qwen3moe gemma2 gemma3 phi3
 """
 import argparse
 import json
@@ -69,6 +69,14 @@ ARCHS = {
                           "sliding_window": 512, "sliding_window_pattern": 6, "query_pre_attn_scalar": 64,
                           "final_logit_softcapping": None, "attn_logit_softcapping": None,
                           "rope_scaling": None, "hidden_activation": "gelu_pytorch_tanh"}),
+    "phi3": dict(cls="Phi3ForCausalLM", model_type="phi3", vocab="phi-3", hidden=128, inter=256, heads=4, kv=4,
+                 phi3=True, spm_size=32000,
+                 extra={"rope_theta": 10000.0, "max_position_embeddings": 131072,
+                        "original_max_position_embeddings": 4096, "sliding_window": 262144,
+                        "rope_scaling": {"type": "longrope",
+                                         "long_factor": [1.0 + 0.25 * i for i in range(16)],
+                                         "short_factor": [1.0 + 0.01 * i for i in range(16)]},
+                        "partial_rotary_factor": 1.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0}),
     "qwen3": dict(cls="Qwen3ForCausalLM", model_type="qwen3", vocab="qwen2", hidden=128, inter=384, heads=4, kv=2,
                   head_dim=64, qk_norm=True, tie=True, extra={"rope_theta": 1000000.0,
                   "max_position_embeddings": 40960, "attention_bias": False}),
@@ -141,17 +149,20 @@ def split_regex_pattern(regex):
     return Regex(regex)
 
 
-def write_spm(out, v):
+def write_spm(out, v, size=None):
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     m = pb.ModelProto()
-    for t, s, ty in zip(v["tokens"], v["scores"], v["types"]):
+    size = size or len(v["tokens"])
+    unk = v["unk"] if v["unk"] is not None else 0
+    for i, (t, s, ty) in enumerate(list(zip(v["tokens"], v["scores"], v["types"]))[:size]):
         p = m.pieces.add()
         p.piece = t
         p.score = float(s)
-        p.type = int(ty)
+        # exactly one UNKNOWN piece; other "unknown" entries of a llama.cpp vocab are padding
+        p.type = 2 if i == unk else (5 if ty == 2 else int(ty))
     m.trainer_spec.model_type = pb.TrainerSpec.BPE
-    m.trainer_spec.vocab_size = len(v["tokens"])
+    m.trainer_spec.vocab_size = size
     m.trainer_spec.byte_fallback = True
     m.trainer_spec.unk_id = v["unk"] if v["unk"] is not None else 0
     m.trainer_spec.bos_id = v["bos"]
@@ -206,7 +217,7 @@ def main():
             tok_config["errors"] = "replace"
             tok_config["chat_template"] = CHATML
     else:
-        write_spm(a.out, v)
+        write_spm(a.out, v, spec.get("spm_size"))
         tok_config["tokenizer_class"] = "LlamaTokenizer"
         tok_config["add_bos_token"] = True
         tok_config["add_eos_token"] = False
@@ -214,9 +225,13 @@ def main():
         tok_config["eos_token"] = "</s>"
         tok_config["unk_token"] = "<unk>"
         tok_config["legacy"] = False
+        spm_size = spec.get("spm_size", n_vocab)
+        extra_ids = [i for i, ty in enumerate(v["types"]) if i >= 3 and ty in (3, 4)]
         tok_config["added_tokens_decoder"] = {
             str(i): {"content": v["tokens"][i], "lstrip": False, "normalized": False, "rstrip": False,
-                     "single_word": False, "special": True} for i in (0, 1, 2)}
+                     "single_word": False, "special": i < 3 or v["types"][i] == 3} for i in [0, 1, 2] + extra_ids}
+        if v["chat_template"]:
+            tok_config["chat_template"] = v["chat_template"]
     dump(a.out, "tokenizer_config.json", tok_config)
 
     h, inter, L, heads, kv = spec["hidden"], spec["inter"], a.layers, spec["heads"], spec["kv"]
@@ -224,9 +239,12 @@ def main():
     state = {"model.embed_tokens.weight": tensor("model.embed_tokens.weight", (n_vocab, h))}
     for i in range(L):
         p = f"model.layers.{i}."
-        state[p + "self_attn.q_proj.weight"] = tensor(p + "q", (heads * head_dim, h))
-        state[p + "self_attn.k_proj.weight"] = tensor(p + "k", (kv * head_dim, h))
-        state[p + "self_attn.v_proj.weight"] = tensor(p + "v", (kv * head_dim, h))
+        if spec.get("phi3"):
+            state[p + "self_attn.qkv_proj.weight"] = tensor(p + "qkv", ((heads + 2 * kv) * head_dim, h))
+        else:
+            state[p + "self_attn.q_proj.weight"] = tensor(p + "q", (heads * head_dim, h))
+            state[p + "self_attn.k_proj.weight"] = tensor(p + "k", (kv * head_dim, h))
+            state[p + "self_attn.v_proj.weight"] = tensor(p + "v", (kv * head_dim, h))
         if spec.get("qkv_bias"):
             state[p + "self_attn.q_proj.bias"] = tensor(p + "qb", (heads * head_dim,))
             state[p + "self_attn.k_proj.bias"] = tensor(p + "kb", (kv * head_dim,))
@@ -242,6 +260,9 @@ def main():
                 state[e + "w1.weight"] = tensor(e + "w1", (inter, h))
                 state[e + "w2.weight"] = tensor(e + "w2", (h, inter))
                 state[e + "w3.weight"] = tensor(e + "w3", (inter, h))
+        elif spec.get("phi3"):
+            state[p + "mlp.gate_up_proj.weight"] = tensor(p + "gate_up", (2 * inter, h))
+            state[p + "mlp.down_proj.weight"] = tensor(p + "down", (h, inter))
         elif spec.get("moe") == "qwen":
             mi = spec["extra"]["moe_intermediate_size"]
             state[p + "mlp.gate.weight"] = tensor(p + "router", (spec["experts"], h))

@@ -14,6 +14,9 @@ pub(crate) enum VocabOrder {
     Bpe,
     /// Gemma: `tokenizer.model` (then `add_space_prefix = false`), else a BPE `tokenizer.json`.
     Gemma,
+    /// Phi-3: its own SentencePiece reading (added tokens from tokenizer_config and tokenizer.json), or BPE
+    /// when `tokenizer_class` is `GPT2Tokenizer` (Phi-4).
+    Phi3,
 }
 
 /// Which hyper-parameter recipe (llama.cpp's `set_gguf_parameters`) an architecture follows.
@@ -25,6 +28,8 @@ pub(crate) enum Params {
     Gemma2,
     /// The generic keys, then Gemma 3's overrides.
     Gemma3,
+    /// Phi-3's own list (original context, rotary dimensions, sliding window) and LongRoPE factors.
+    Phi3,
 }
 
 /// A default `transformers` gives a config field that `config.json` omits.
@@ -287,6 +292,26 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         skip: &[],
         tensor_overrides: GEMMA_NORMS,
     },
+    ArchSpec {
+        hf: &["Phi3ForCausalLM"],
+        gguf: "phi3",
+        permute_qk: false,
+        vocab: VocabOrder::Phi3,
+        llama_params: false,
+        defaults: &[
+            ("num_key_value_heads", Same("num_attention_heads")),
+            ("max_position_embeddings", Int(4096)),
+            ("original_max_position_embeddings", Int(4096)),
+            ("rms_norm_eps", Float(1e-5)),
+            ("rope_theta", Float(10000.0)),
+        ],
+        experts: None,
+        extra_u32: &[],
+        params: Params::Phi3,
+        norm_shift: 0.0,
+        skip: &[],
+        tensor_overrides: &[],
+    },
 ];
 
 /// The architecture for an HF class name.
@@ -320,6 +345,10 @@ pub(crate) const TENSOR_MAP: &[(&str, &[&str])] = &[
         &["model.layers.{bid}.self_attn.o_proj"],
     ),
     (
+        "blk.{bid}.attn_qkv",
+        &["model.layers.{bid}.self_attn.qkv_proj"],
+    ),
+    (
         "blk.{bid}.attn_q_norm",
         &["model.layers.{bid}.self_attn.q_norm"],
     ),
@@ -332,7 +361,13 @@ pub(crate) const TENSOR_MAP: &[(&str, &[&str])] = &[
         &["model.layers.{bid}.post_attention_layernorm"],
     ),
     ("blk.{bid}.ffn_gate", &["model.layers.{bid}.mlp.gate_proj"]),
-    ("blk.{bid}.ffn_up", &["model.layers.{bid}.mlp.up_proj"]),
+    (
+        "blk.{bid}.ffn_up",
+        &[
+            "model.layers.{bid}.mlp.up_proj",
+            "model.layers.{bid}.mlp.gate_up_proj",
+        ],
+    ),
     ("blk.{bid}.ffn_down", &["model.layers.{bid}.mlp.down_proj"]),
     (
         "blk.{bid}.ffn_gate_inp",

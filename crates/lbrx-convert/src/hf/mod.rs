@@ -324,6 +324,94 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         });
         inline.push(f.iter().flat_map(|x| x.to_le_bytes()).collect());
     }
+    let mut phi3_attn_factor = None;
+    if spec.params == arch::Params::Phi3 {
+        if let Some(Json::Array(long)) = rope_params.get("long_factor") {
+            let short = match rope_params.get("short_factor") {
+                Some(Json::Array(s)) => s.clone(),
+                _ => {
+                    return Err(Error::Invalid(
+                        "config.json: rope_scaling has long_factor but no short_factor".into(),
+                    ))
+                }
+            };
+            let n_embd = h.require_u64(&["hidden_size", "n_embd"])?;
+            let heads = h.require_u64(&["num_attention_heads", "n_head"])?.max(1);
+            let rot = rope
+                .get("partial_rotary_factor")
+                .and_then(Json::as_f64)
+                .unwrap_or(1.0);
+            let rope_dims = (rot * n_embd as f64) as u64 / heads;
+            let max_pos = h.require_u64(&["n_positions", "max_position_embeddings"])? as f64;
+            let orig = rope
+                .get("original_max_position_embeddings")
+                .and_then(Json::as_f64)
+                .ok_or_else(|| {
+                    Error::Invalid(
+                        "config.json: original_max_position_embeddings is not set".into(),
+                    )
+                })?;
+            let scale = max_pos / orig;
+            let kind = rope_type.clone().unwrap_or_default().to_lowercase();
+            let factor = match kind.as_str() {
+                "su" | "longrope" => {
+                    if scale > 1.0 {
+                        (1.0 + scale.ln() / orig.ln()).sqrt()
+                    } else {
+                        1.0
+                    }
+                }
+                "yarn" => {
+                    if scale > 1.0 {
+                        0.1 * scale.ln() + 1.0
+                    } else {
+                        1.0
+                    }
+                }
+                "" => {
+                    return Err(Error::Invalid(
+                        "config.json: rope_scaling has no type".into(),
+                    ))
+                }
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "config.json: rope scaling type '{other}' is not supported"
+                    )))
+                }
+            };
+            phi3_attn_factor = Some(factor);
+            if long.len() != short.len() || long.len() as u64 * 2 != rope_dims {
+                return Err(Error::Invalid(format!(
+                    "config.json: long/short rope factors must have {} entries",
+                    rope_dims / 2
+                )));
+            }
+            for (name, list) in [
+                ("rope_factors_long.weight", long.clone()),
+                ("rope_factors_short.weight", short),
+            ] {
+                let vals: Vec<f32> = list
+                    .iter()
+                    .map(|v| v.as_f64().unwrap_or(f64::NAN) as f32)
+                    .collect();
+                outs.push(GgufOut {
+                    spec: GgufTensorSpec {
+                        name: name.into(),
+                        dtype: DType::F32,
+                        shape: vec![vals.len() as u64],
+                    },
+                    src: 0,
+                    transform: Transform::Inline {
+                        index: inline.len(),
+                    },
+                    permute_heads: None,
+                    parts: Vec::new(),
+                    shift: None,
+                });
+                inline.push(vals.iter().flat_map(|x| x.to_le_bytes()).collect());
+            }
+        }
+    }
     let prefix_model = hf_arch.ends_with("Model");
     let experts = match spec.experts {
         Some(x) => Some((x, expert_regex(x), h.require_u64(x.count_keys)?)),
@@ -443,6 +531,12 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
     // Metadata, in llama.cpp's order.
     let mut meta = Metadata::new();
     meta.insert("general.architecture", Value::Str(spec.gguf.into()));
+    if let Some(f) = phi3_attn_factor {
+        meta.insert(
+            format!("{}.rope.scaling.attn_factor", spec.gguf),
+            Value::F32(f as f32),
+        );
+    }
     meta.insert("general.type", Value::Str("model".into()));
     // gguf-py's get_total_parameter_count: expert tensors count once per expert for the size label.
     let (mut total, mut shared, mut expert, mut expert_sum, mut n_exp) =
@@ -478,7 +572,55 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
     );
     let a = spec.gguf;
     let u32v = |v: u64| Value::U32(v as u32);
-    if spec.params == arch::Params::Gemma2 {
+    if spec.params == arch::Params::Phi3 {
+        // llama.cpp's Phi3MiniModel.set_gguf_parameters, in its order
+        let n_embd = h.require_u64(&["hidden_size", "n_embd"])?;
+        let heads = h.require_u64(&["num_attention_heads", "n_head"])?;
+        let kv = h.require_u64(&["num_key_value_heads", "n_head_kv"])?;
+        let rms = h
+            .find_f64(&["rms_norm_eps"])
+            .ok_or_else(|| Error::Invalid("config.json: rms_norm_eps is not set".into()))?;
+        let max_pos = h.require_u64(&["n_positions", "max_position_embeddings"])?;
+        let orig = rope
+            .get("original_max_position_embeddings")
+            .and_then(Json::as_u64)
+            .ok_or_else(|| {
+                Error::Invalid("config.json: original_max_position_embeddings is not set".into())
+            })?;
+        let rot = rope
+            .get("partial_rotary_factor")
+            .and_then(Json::as_f64)
+            .unwrap_or(1.0);
+        let rope_dims = (rot * n_embd as f64) as u64 / heads.max(1);
+        let theta = rope_params
+            .get("rope_theta")
+            .and_then(Json::as_f64)
+            .ok_or_else(|| Error::Invalid("config.json: rope_theta is not set".into()))?;
+        meta.insert(format!("{a}.context_length"), u32v(max_pos));
+        meta.insert(
+            format!("{a}.rope.scaling.original_context_length"),
+            u32v(orig),
+        );
+        meta.insert(format!("{a}.embedding_length"), u32v(n_embd));
+        meta.insert(
+            format!("{a}.feed_forward_length"),
+            u32v(h.require_u64(&["intermediate_size"])?),
+        );
+        meta.insert(format!("{a}.block_count"), u32v(blocks));
+        meta.insert(format!("{a}.attention.head_count"), u32v(heads));
+        meta.insert(format!("{a}.attention.head_count_kv"), u32v(kv));
+        meta.insert(
+            format!("{a}.attention.layer_norm_rms_epsilon"),
+            Value::F32(rms as f32),
+        );
+        meta.insert(format!("{a}.rope.dimension_count"), u32v(rope_dims));
+        meta.insert(format!("{a}.rope.freq_base"), Value::F32(theta as f32));
+        meta.insert("general.file_type", Value::U32(file_type));
+        meta.insert(
+            format!("{a}.attention.sliding_window"),
+            u32v(h.find_u64(&["sliding_window"]).unwrap_or(0)),
+        );
+    } else if spec.params == arch::Params::Gemma2 {
         // llama.cpp's Gemma2Model.set_gguf_parameters, in its order
         let req = |k: &str| h.require_u64(&[k]);
         meta.insert(

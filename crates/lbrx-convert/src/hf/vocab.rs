@@ -61,8 +61,25 @@ pub(crate) fn write_vocab(
             meta.insert("tokenizer.ggml.add_space_prefix", Value::Bool(b));
         }
     }
-    if order != VocabOrder::Bpe && dir.join("tokenizer.model").is_file() {
-        let (tokens, scores, types) = spm_vocab(dir, vocab_size, tok_config.as_ref())?;
+    let gpt2_class = tok_config
+        .as_ref()
+        .and_then(|c| c.get("tokenizer_class"))
+        .and_then(Json::as_str)
+        == Some("GPT2Tokenizer");
+    let phi3 = order == VocabOrder::Phi3 && !gpt2_class;
+    if phi3 && !dir.join("tokenizer.model").is_file() {
+        return Err(Error::Invalid(format!(
+            "{}: Phi-3 needs tokenizer.model",
+            dir.display()
+        )));
+    }
+    let spm = match order {
+        VocabOrder::Bpe => false,
+        VocabOrder::Phi3 => phi3,
+        _ => true,
+    };
+    if spm && dir.join("tokenizer.model").is_file() {
+        let (tokens, scores, types) = spm_vocab(dir, vocab_size, tok_config.as_ref(), phi3)?;
         meta.insert("tokenizer.ggml.model", Value::Str("llama".into()));
         meta.insert("tokenizer.ggml.pre", Value::Str("default".into()));
         let n = tokens.len() as u64;
@@ -99,7 +116,9 @@ type SpmVocab = (Vec<String>, Vec<f32>, Vec<i32>);
 pub(crate) fn real_vocab_size(dir: &Path, vocab_size: Option<u64>) -> Result<Option<u64>> {
     if dir.join("tokenizer.model").is_file() {
         let tc = read_json(&dir.join("tokenizer_config.json"))?;
-        return Ok(Some(spm_vocab(dir, vocab_size, tc.as_ref())?.0.len() as u64));
+        return Ok(Some(
+            spm_vocab(dir, vocab_size, tc.as_ref(), false)?.0.len() as u64,
+        ));
     }
     let Some(tj) = read_json(&dir.join("tokenizer.json"))? else {
         return Ok(None);
@@ -116,8 +135,14 @@ pub(crate) fn real_vocab_size(dir: &Path, vocab_size: Option<u64>) -> Result<Opt
     ))
 }
 
-/// llama.cpp's `_create_vocab_sentencepiece`.
-fn spm_vocab(dir: &Path, vocab_size: Option<u64>, tok_config: Option<&Json>) -> Result<SpmVocab> {
+/// llama.cpp's `_create_vocab_sentencepiece`, or with `phi3` its Phi-3 variant (added tokens taken as they
+/// are, also from tokenizer.json, control only when marked special).
+fn spm_vocab(
+    dir: &Path,
+    vocab_size: Option<u64>,
+    tok_config: Option<&Json>,
+    phi3: bool,
+) -> Result<SpmVocab> {
     let path = dir.join("tokenizer.model");
     let model = sentencepiece::read_model(&path)?;
     let n = vocab_size.unwrap_or(model.pieces.len() as u64) as usize;
@@ -148,24 +173,48 @@ fn spm_vocab(dir: &Path, vocab_size: Option<u64>, tok_config: Option<&Json>) -> 
             types[id] = USER_DEFINED;
         }
     }
+    let mut added: Vec<(usize, String, bool)> = Vec::new();
     if let Some(Json::Object(dec)) = tok_config.and_then(|c| c.get("added_tokens_decoder")) {
         for (id, data) in dec {
-            let Some(id) = id.parse::<usize>().ok().filter(|&i| i < n) else {
-                continue;
-            };
-            let Some(content) = data.get("content").and_then(Json::as_str) else {
-                continue;
-            };
-            let special = data.get("special").and_then(Json::as_bool).unwrap_or(false);
-            if special || looks_special(content) {
-                types[id] = CONTROL;
-                tokens[id] = content.to_string();
-            } else {
-                types[id] = USER_DEFINED;
-                tokens[id] = content.replace('\u{2581}', " ");
+            if let (Ok(id), Some(content)) = (
+                id.parse::<usize>(),
+                data.get("content").and_then(Json::as_str),
+            ) {
+                let special = data.get("special").and_then(Json::as_bool).unwrap_or(false);
+                added.push((id, content.to_string(), special));
             }
-            scores[id] = -1000.0;
         }
+    }
+    if phi3 {
+        if let Some(Json::Array(a)) =
+            read_json(&dir.join("tokenizer.json"))?.and_then(|t| t.get("added_tokens").cloned())
+        {
+            for data in a {
+                if let (Some(id), Some(content)) = (
+                    data.get("id").and_then(Json::as_u64),
+                    data.get("content").and_then(Json::as_str),
+                ) {
+                    let special = data.get("special").and_then(Json::as_bool).unwrap_or(false);
+                    added.push((id as usize, content.to_string(), special));
+                }
+            }
+        }
+    }
+    for (id, content, special) in added {
+        if id >= n {
+            continue;
+        }
+        if phi3 {
+            types[id] = if special { CONTROL } else { USER_DEFINED };
+            tokens[id] = content;
+        } else if special || looks_special(&content) {
+            types[id] = CONTROL;
+            tokens[id] = content;
+        } else {
+            types[id] = USER_DEFINED;
+            tokens[id] = content.replace('\u{2581}', " ");
+        }
+        scores[id] = -1000.0;
     }
     Ok((tokens, scores, types))
 }
