@@ -24,6 +24,10 @@ pub(crate) struct Args {
     /// and biases stay float (F32 for a Hugging Face model, as llama.cpp writes them).
     #[arg(long, value_parser = parse_quant)]
     quant: Option<DType>,
+    /// Write this model layout: `hf` turns a GGUF into a Hugging Face model directory (transformers names,
+    /// config.json, tokenizer files). By default the destination's extension decides and names are kept.
+    #[arg(long, value_parser = ["hf"])]
+    to: Option<String>,
     /// Largest output shard, e.g. 5GB or 2GiB: SafeTensors shards of a directory output, or GGUF split files
     /// (NAME-00001-of-0000N.gguf); by default a directory keeps the source's sharding and a .gguf is one file.
     #[arg(long, value_parser = parse_size)]
@@ -128,6 +132,7 @@ pub(crate) fn run(a: Args) -> CliResult {
     let opts = ConvertOptions {
         dtype: a.dtype,
         quant: a.quant,
+        target: a.to.as_deref().map(|_| lbrx_convert::Target::Hf),
         max_shard_size: a.max_shard_size,
         ..a.write.options()
     };

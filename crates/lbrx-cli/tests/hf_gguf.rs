@@ -85,7 +85,38 @@ fn check_arch(arch: &str, outtypes: &[&str]) {
         };
         ok(&mut c);
         assert_same_gguf(&e, &ours, &refp);
+        if *t == "f16" {
+            round_trip(&e, arch, &model, &refp, d.path());
+        }
     }
+}
+
+/// GGUF -> HF -> GGUF gives the same tensors and keys (the name, taken from the directory, aside), and
+/// transformers loads the HF directory with the original's weights (through F16) and tokenization.
+fn round_trip(e: &Env, arch: &str, model: &Path, gguf: &Path, tmp: &Path) {
+    let hf = tmp.join(format!("{arch}-hf"));
+    let back = tmp.join(format!("{arch}-back.gguf"));
+    ok(lbrx().arg("convert").arg(gguf).arg(&hf).args(["--to", "hf", "-q"]));
+    ok(lbrx().arg("convert").arg(&hf).arg(&back).arg("-q"));
+    let out = ok(Command::new(&e.py)
+        .arg(repo_root().join("crates/lbrx-cli/tests/oracle/gguf_compare.py"))
+        .arg(&back)
+        .arg(gguf)
+        .args(["--ignore-key", "general.name"]));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["kv"], serde_json::json!([]), "{arch}: round-trip KV differences");
+    assert_eq!(r["tensors"], serde_json::json!([]), "{arch}: round-trip tensor differences");
+    let vocab = match arch {
+        "llama3" => "llama-bpe",
+        "qwen2" | "qwen3" | "qwen3moe" => "qwen2",
+        "phi3" => "phi-3",
+        _ => "llama-spm",
+    };
+    run_oracle(
+        &e.py,
+        "hf_load_check.py",
+        &[&model, &hf, &e.src.join(format!("models/ggml-vocab-{vocab}.gguf.inp"))],
+    );
 }
 
 #[test]

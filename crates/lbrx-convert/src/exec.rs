@@ -98,12 +98,17 @@ fn work_items(plan: &Plan, src: &dyn Source, chunk_bytes: u64) -> Vec<Item> {
 }
 
 /// The source row that lands at output row `r` when a Q/K projection of `rows` rows in `heads` heads is
-/// permuted from Hugging Face's rotary layout (halves) to ggml's (interleaved pairs).
-pub(crate) fn permuted_row(r: u64, rows: u64, heads: u64) -> u64 {
+/// permuted from Hugging Face's rotary layout (halves) to ggml's (interleaved pairs), or back (`inverse`).
+pub(crate) fn permuted_row(r: u64, rows: u64, heads: u64, inverse: bool) -> u64 {
     let half = rows / heads / 2;
     let (h, rem) = (r / (2 * half), r % (2 * half));
-    let (i, j) = (rem / 2, rem % 2);
-    h * 2 * half + j * half + i
+    if inverse {
+        let (j, i) = (rem / half, rem % half);
+        h * 2 * half + i * 2 + j
+    } else {
+        let (i, j) = (rem / 2, rem % 2);
+        h * 2 * half + j * half + i
+    }
 }
 
 /// Source bytes for output elements `[elem, elem + count)` of `job`: a zero-copy range, the permuted rows
@@ -133,8 +138,9 @@ fn source_bytes<'a>(
         }
         return Ok(std::borrow::Cow::Owned(out));
     }
+    let base = job.src_start;
     match job.permute_heads {
-        None => src.view_range(job.src, bytes_of(sdt, elem), bytes_of(sdt, count)),
+        None => src.view_range(job.src, bytes_of(sdt, base + elem), bytes_of(sdt, count)),
         Some(heads) => {
             let rows = job.shape[0];
             let cols = row_elems(&job.shape);
@@ -147,8 +153,12 @@ fn source_bytes<'a>(
             let row_bytes = bytes_of(sdt, cols);
             let mut out = Vec::with_capacity(bytes_of(sdt, count) as usize);
             for r in elem / cols..(elem + count) / cols {
-                let s = permuted_row(r, rows, heads);
-                out.extend_from_slice(&src.view_range(job.src, s * row_bytes, row_bytes)?);
+                let s = permuted_row(r, rows, heads, job.unpermute);
+                out.extend_from_slice(&src.view_range(
+                    job.src,
+                    bytes_of(sdt, base) + s * row_bytes,
+                    row_bytes,
+                )?);
             }
             Ok(std::borrow::Cow::Owned(out))
         }
@@ -185,7 +195,12 @@ pub fn execute(
                     let bytes = source_bytes(job, src, item.elem, item.count)?;
                     let n = item.count as usize;
                     let mut floats = vec![0f32; n];
-                    lbrx_quant::cast::decode_f32(sdt, &bytes, &mut floats);
+                    if sdt.is_castable_float() {
+                        lbrx_quant::cast::decode_f32(sdt, &bytes, &mut floats);
+                    } else {
+                        lbrx_quant::ggml::dequantize(sdt, &bytes, &mut floats)
+                            .map_err(|e| context(e, name))?;
+                    }
                     for v in &mut floats {
                         *v += add;
                     }
@@ -210,6 +225,7 @@ pub fn execute(
                         return Ok(());
                     }
                     Transform::Copy if job.permute_heads.is_none() && job.parts.is_empty() => {
+                        let src_off = src_off + bytes_of(sdt, job.src_start);
                         let info = &src.tensors()[job.src];
                         let copied = match src.raw_file(info.file) {
                             Some(f) => sink.copy_range(
@@ -290,7 +306,8 @@ pub fn execute(
                 }
                 if job.parts.is_empty() {
                     let info = &src.tensors()[job.src];
-                    src.release(info.file, info.offset + src_off, src_len);
+                    let at = info.offset + bytes_of(sdt, job.src_start) + src_off;
+                    src.release(info.file, at, src_len);
                 }
                 progress(out_len);
                 Ok::<(), Error>(())

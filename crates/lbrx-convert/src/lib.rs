@@ -12,7 +12,7 @@ pub mod workspace;
 pub use atomic::{AtomicOutput, OutputKind, Placement};
 pub use exec::{execute, ExecOptions};
 pub use plan::{
-    plan, plan_gguf, plan_safetensors, ConvertOptions, Job, Plan, PlannedFile, Transform,
+    plan, plan_gguf, plan_safetensors, ConvertOptions, Job, Plan, PlannedFile, Target, Transform,
     GGUF_TYPES_KEY,
 };
 pub use workspace::{read_workspace, WorkspaceInfo, SENTINEL};

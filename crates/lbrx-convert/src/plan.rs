@@ -24,6 +24,15 @@ pub struct ConvertOptions {
     /// Quantize weight matrices to this ggml block type (GGUF outputs); vectors and tensors whose rows are
     /// not a whole number of blocks stay float.
     pub quant: Option<DType>,
+    /// The model layout to write, when the destination's name does not say it.
+    pub target: Option<Target>,
+}
+
+/// A model layout a directory destination can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A Hugging Face model directory (`transformers` names, config.json, tokenizer) from a GGUF.
+    Hf,
 }
 
 /// How one output tensor is made from its source tensor.
@@ -99,6 +108,16 @@ pub struct Job {
     /// Added to every value (in f32) before the output is encoded (Gemma's norm weights).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shift: Option<f32>,
+    /// With `permute_heads`: undo the permutation (ggml's layout back to Hugging Face's).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unpermute: bool,
+    /// First source element this tensor reads (one expert of a stacked tensor).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub src_start: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// One output file.
@@ -327,6 +346,10 @@ pub(crate) struct GgufOut {
     pub parts: Vec<usize>,
     /// Added to every value (see [`Job::shift`]).
     pub shift: Option<f32>,
+    /// Undo the row permutation (see [`Job::unpermute`]).
+    pub unpermute: bool,
+    /// First source element read (see [`Job::src_start`]).
+    pub src_start: u64,
 }
 
 /// Plans a single GGUF file at `dst`: tensor names kept, float tensors cast per `opts.dtype`, metadata kept.
@@ -351,6 +374,8 @@ pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<
             permute_heads: None,
             parts: Vec::new(),
             shift: None,
+            unpermute: false,
+            src_start: 0,
         });
     }
     let mut metadata = gguf_metadata(src);
@@ -430,6 +455,8 @@ pub(crate) fn layout_gguf(
                     permute_heads: o.permute_heads,
                     parts: o.parts.clone(),
                     shift: o.shift,
+                    unpermute: o.unpermute,
+                    src_start: o.src_start,
                 },
             ));
         }
@@ -468,6 +495,77 @@ pub(crate) fn layout_gguf(
     })
 }
 
+/// Lays planned tensors out as a SafeTensors model directory at `dst`: `model.safetensors`, or shards of at
+/// most `max_shard_size` (default 5 GB, as `transformers` saves) with their index; `small_files` are written
+/// beside them (config, tokenizer ...).
+pub(crate) fn layout_safetensors_dir(
+    outs: Vec<GgufOut>,
+    dst: &Path,
+    max_shard_size: Option<u64>,
+    mut small_files: Vec<(String, Vec<u8>)>,
+    metadata: Option<BTreeMap<String, String>>,
+) -> Result<Plan> {
+    let st: Vec<OutTensor> = outs
+        .iter()
+        .map(|o| OutTensor {
+            name: o.spec.name.clone(),
+            dtype: o.spec.dtype,
+            shape: o.spec.shape.clone(),
+        })
+        .collect();
+    let sizes: Vec<u64> = st.iter().map(OutTensor::byte_len).collect::<Result<_>>()?;
+    let groups = plan_shards(&sizes, Some(max_shard_size.unwrap_or(5_000_000_000)));
+    let names = shard_file_names(groups.len(), "model");
+    let mut files = Vec::with_capacity(groups.len());
+    let mut jobs: Vec<Option<Job>> = vec![None; st.len()];
+    let mut weight_map = BTreeMap::new();
+    for (fi, (members, name)) in groups.iter().zip(&names).enumerate() {
+        let layout = header_bytes(&st, members, metadata.as_ref())?;
+        for p in &layout.tensors {
+            let o = &outs[p.tensor];
+            weight_map.insert(o.spec.name.clone(), name.clone());
+            jobs[p.tensor] = Some(Job {
+                src: o.src,
+                name: o.spec.name.clone(),
+                dtype: o.spec.dtype,
+                shape: o.spec.shape.clone(),
+                file: fi,
+                offset: p.offset,
+                len: p.len,
+                transform: o.transform,
+                permute_heads: o.permute_heads,
+                parts: o.parts.clone(),
+                shift: o.shift,
+                unpermute: o.unpermute,
+                src_start: o.src_start,
+            });
+        }
+        files.push(PlannedFile {
+            name: name.clone(),
+            size: layout.size,
+            header: layout.header,
+        });
+    }
+    let jobs: Vec<Job> = jobs.into_iter().flatten().collect();
+    let data_bytes = sizes.iter().sum();
+    if files.len() > 1 {
+        small_files.push((
+            format!("model{INDEX_SUFFIX}"),
+            index_json(data_bytes, &weight_map),
+        ));
+    }
+    Ok(Plan {
+        dst: dst.to_path_buf(),
+        kind: OutputKind::Dir,
+        files,
+        jobs,
+        small_files,
+        assets: Vec::new(),
+        data_bytes,
+        inline: Vec::new(),
+    })
+}
+
 /// Plans a conversion to the format `dst` names: `.gguf` for GGUF, else SafeTensors (file or directory).
 pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
     if dst
@@ -478,6 +576,8 @@ pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan>
             return crate::hf::plan_hf_gguf(src, dst, opts);
         }
         plan_gguf(src, dst, opts)
+    } else if opts.target == Some(Target::Hf) {
+        crate::hf::to_hf::plan_gguf_hf(src, dst, opts)
     } else {
         plan_safetensors(src, dst, opts)
     }
@@ -567,6 +667,8 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
                 permute_heads: None,
                 parts: Vec::new(),
                 shift: None,
+                unpermute: false,
+                src_start: 0,
             });
         }
         files.push(PlannedFile {

@@ -149,7 +149,7 @@ def split_regex_pattern(regex):
     return Regex(regex)
 
 
-def write_spm(out, v, size=None):
+def write_spm(out, v, size=None, dummy_prefix=True):
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     m = pb.ModelProto()
@@ -169,7 +169,7 @@ def write_spm(out, v, size=None):
     m.trainer_spec.eos_id = v["eos"]
     m.trainer_spec.pad_id = -1
     m.normalizer_spec.name = "identity"
-    m.normalizer_spec.add_dummy_prefix = True
+    m.normalizer_spec.add_dummy_prefix = dummy_prefix
     m.normalizer_spec.remove_extra_whitespaces = False
     m.normalizer_spec.escape_whitespaces = True
     with open(os.path.join(out, "tokenizer.model"), "wb") as f:
@@ -217,8 +217,8 @@ def main():
             tok_config["errors"] = "replace"
             tok_config["chat_template"] = CHATML
     else:
-        write_spm(a.out, v, spec.get("spm_size"))
-        tok_config["tokenizer_class"] = "LlamaTokenizer"
+        write_spm(a.out, v, spec.get("spm_size"), dummy_prefix=not spec.get("gemma"))
+        tok_config["tokenizer_class"] = "GemmaTokenizer" if spec.get("gemma") else "LlamaTokenizer"
         tok_config["add_bos_token"] = True
         tok_config["add_eos_token"] = False
         tok_config["bos_token"] = "<s>"

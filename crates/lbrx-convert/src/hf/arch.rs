@@ -310,7 +310,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         params: Params::Phi3,
         norm_shift: 0.0,
         skip: &[],
-        tensor_overrides: &[],
+        tensor_overrides: &[("blk.{bid}.ffn_up", &["model.layers.{bid}.mlp.gate_up_proj"])],
     },
 ];
 
@@ -361,13 +361,7 @@ pub(crate) const TENSOR_MAP: &[(&str, &[&str])] = &[
         &["model.layers.{bid}.post_attention_layernorm"],
     ),
     ("blk.{bid}.ffn_gate", &["model.layers.{bid}.mlp.gate_proj"]),
-    (
-        "blk.{bid}.ffn_up",
-        &[
-            "model.layers.{bid}.mlp.up_proj",
-            "model.layers.{bid}.mlp.gate_up_proj",
-        ],
-    ),
+    ("blk.{bid}.ffn_up", &["model.layers.{bid}.mlp.up_proj"]),
     ("blk.{bid}.ffn_down", &["model.layers.{bid}.mlp.down_proj"]),
     (
         "blk.{bid}.ffn_gate_inp",

@@ -6,7 +6,9 @@
 mod arch;
 mod naming;
 mod pre_hashes;
+pub mod to_hf;
 mod vocab;
+mod vocab_out;
 
 use crate::plan::{layout_gguf, llama_file_type, transform_to, ConvertOptions, GgufOut, Plan};
 use crate::plan::{Transform, GGUF_TYPES_KEY};
@@ -42,7 +44,7 @@ fn read_config(dir: &Path) -> Result<Map<String, Json>> {
 
 /// The model's hyper-parameters: `config.json` (with `text_config` lifted to the top) plus the defaults
 /// `transformers` would fill in.
-struct HParams(Map<String, Json>);
+struct HParams(pub(crate) Map<String, Json>);
 
 impl HParams {
     fn load(dir: &Path, spec: &ArchSpec) -> Result<Self> {
@@ -205,6 +207,8 @@ fn weight_out(
         permute_heads,
         parts,
         shift,
+        unpermute: false,
+        src_start: 0,
     })
 }
 
@@ -321,6 +325,8 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
             permute_heads: None,
             parts: Vec::new(),
             shift: None,
+            unpermute: false,
+            src_start: 0,
         });
         inline.push(f.iter().flat_map(|x| x.to_le_bytes()).collect());
     }
@@ -407,6 +413,8 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
                     permute_heads: None,
                     parts: Vec::new(),
                     shift: None,
+                    unpermute: false,
+                    src_start: 0,
                 });
                 inline.push(vals.iter().flat_map(|x| x.to_le_bytes()).collect());
             }

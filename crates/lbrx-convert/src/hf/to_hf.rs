@@ -1,0 +1,545 @@
+//! GGUF -> Hugging Face model directory, the inverse of [`super::plan_hf_gguf`] for the same architecture
+//! table: tensor names mapped back, Q/K rows un-permuted, MoE experts unstacked, Gemma's norm shift undone,
+//! weights dequantized or cast to the chosen dtype, and `config.json`, `generation_config.json` and a
+//! tokenizer (`tokenizer.json` for BPE, `tokenizer.model` for SentencePiece, plus `tokenizer_config.json`)
+//! rebuilt from the GGUF keys, so that `transformers` loads the directory.
+
+use super::arch::{ArchSpec, Params, ARCHS, TENSOR_MAP};
+use crate::plan::{layout_safetensors_dir, transform_to, ConvertOptions, GgufOut, Plan, Transform};
+use lbrx_core::{DType, Error, Metadata, Result, Source, Value};
+use lbrx_formats::gguf::GgufTensorSpec;
+use serde_json::{json, Map, Value as Json};
+use std::path::Path;
+
+fn f64_of(v: &Value) -> Option<f64> {
+    match v {
+        Value::F32(x) => Some(f64::from(*x)),
+        Value::F64(x) => Some(*x),
+        other => other.as_u64().map(|u| u as f64),
+    }
+}
+
+/// An f32 key as the short decimal a config carries (`1e-05`, not `9.999999747378752e-06`).
+fn f32_json(v: f64) -> Json {
+    let short: f64 = format!("{}", v as f32).parse().unwrap_or(v);
+    json!(short)
+}
+
+struct Keys<'a> {
+    m: &'a Metadata,
+    arch: String,
+}
+
+impl Keys<'_> {
+    fn get(&self, k: &str) -> Option<&Value> {
+        self.m
+            .get(&format!("{}.{k}", self.arch))
+            .or_else(|| self.m.get(k))
+    }
+    fn u64(&self, k: &str) -> Option<u64> {
+        self.get(k).and_then(Value::as_u64)
+    }
+    fn f64(&self, k: &str) -> Option<f64> {
+        self.get(k).and_then(f64_of)
+    }
+    fn need_u64(&self, k: &str) -> Result<u64> {
+        self.u64(k)
+            .ok_or_else(|| Error::Invalid(format!("GGUF key {}.{k} is missing", self.arch)))
+    }
+}
+
+/// The HF name a GGUF tensor came from, for `spec`; `None` for tensors HF does not store (rope factors).
+fn reverse_name(gguf: &str, spec: &ArchSpec) -> Option<String> {
+    let (base, suffix) = match gguf.rsplit_once('.') {
+        Some((b, s)) if s == "weight" || s == "bias" => (b, s),
+        _ => (gguf, ""),
+    };
+    let expert_key = spec.experts.map(|x| {
+        x.merged
+            .split("{bid}.")
+            .nth(1)
+            .and_then(|r| r.split('.').next())
+            .unwrap_or("")
+    });
+    for table in [spec.tensor_overrides, TENSOR_MAP] {
+        for (tmpl, hfs) in table {
+            let bid = match tmpl.split_once("{bid}") {
+                None if *tmpl == base => None,
+                None => continue,
+                Some((pre, post)) => {
+                    let Some(mid) = base
+                        .strip_prefix(pre)
+                        .and_then(|r| r.strip_suffix(post))
+                        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+                    else {
+                        continue;
+                    };
+                    Some(mid)
+                }
+            };
+            let pick = hfs
+                .iter()
+                .find(|h| expert_key.is_some_and(|k| h.contains(&format!(".{k}."))))
+                .or_else(|| {
+                    hfs.iter()
+                        .find(|h| h.starts_with("model.") || h.starts_with("lm_head"))
+                })
+                .or(hfs.first())?;
+            if *pick == "rope.freqs" {
+                return None;
+            }
+            let mut out = match bid {
+                Some(b) => pick.replace("{bid}", b),
+                None => pick.to_string(),
+            };
+            if !suffix.is_empty() {
+                out.push('.');
+                out.push_str(suffix);
+            }
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// The architecture entry a GGUF file converts back through.
+fn find_spec(src: &dyn Source, arch: &str) -> Result<&'static ArchSpec> {
+    let moe = src.tensors().iter().any(|t| t.name.contains("_exps."));
+    ARCHS
+        .iter()
+        .filter(|a| a.gguf == arch)
+        .find(|a| a.experts.is_some() == moe || arch != "llama")
+        .ok_or_else(|| Error::Unsupported {
+            path: src.root().to_path_buf(),
+            what: format!(
+                "GGUF architecture '{arch}' cannot be converted to a Hugging Face directory yet; supported: {}",
+                supported_ggufs()
+            ),
+        })
+}
+
+fn supported_ggufs() -> String {
+    let mut v: Vec<&str> = ARCHS.iter().map(|a| a.gguf).collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join(", ")
+}
+
+/// The dtype HF weights get by default: the GGUF's own float type when its matrices are all one of
+/// F32/F16/BF16, else F16 (quantized sources).
+fn default_dtype(src: &dyn Source) -> DType {
+    let mut kinds = src
+        .tensors()
+        .iter()
+        .filter(|t| t.shape.len() >= 2)
+        .map(|t| t.dtype);
+    let first = kinds.next().unwrap_or(DType::F16);
+    if matches!(first, DType::F32 | DType::F16 | DType::BF16) && kinds.all(|d| d == first) {
+        first
+    } else {
+        DType::F16
+    }
+}
+
+fn torch_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "float32",
+        DType::BF16 => "bfloat16",
+        _ => "float16",
+    }
+}
+
+/// Plans GGUF -> HF directory.
+pub fn plan_gguf_hf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    let m = src.metadata();
+    let arch = m
+        .get("general.architecture")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::Invalid(format!("{}: no general.architecture", src.root().display()))
+        })?
+        .to_string();
+    let spec = find_spec(src, &arch)?;
+    let k = Keys {
+        m,
+        arch: arch.clone(),
+    };
+    let n_head = k.u64("attention.head_count");
+    let n_kv = k.u64("attention.head_count_kv");
+    let dtype = opts.dtype.unwrap_or_else(|| default_dtype(src));
+
+    let mut outs = Vec::new();
+    let mut has_output = false;
+    for (i, t) in src.tensors().iter().enumerate() {
+        if t.name == "output.weight" {
+            has_output = true;
+        }
+        let Some(hf) = reverse_name(&t.name, spec) else {
+            continue;
+        };
+        // Vectors and tensors GGUF keeps in F32 stay F32 unless a dtype was asked for, so that the round trip
+        // back to GGUF is exact; transformers casts them on load.
+        let out_dtype = if opts.dtype.is_none() && t.dtype == DType::F32 {
+            DType::F32
+        } else {
+            dtype
+        };
+        let (out_dtype, transform) = transform_to(t.dtype, out_dtype);
+        let shift =
+            (spec.norm_shift != 0.0 && hf.ends_with("norm.weight")).then_some(-spec.norm_shift);
+        if let (Some(x), true) = (spec.experts, t.name.contains("_exps.")) {
+            // one HF tensor per expert: a slice of the stacked tensor
+            let proj = x
+                .projections
+                .iter()
+                .find(|p| hf.contains(&format!(".{p}.")))
+                .ok_or_else(|| {
+                    Error::Invalid(format!("tensor '{}': unknown expert projection", t.name))
+                })?;
+            let bid = t.name.split('.').nth(1).unwrap_or("0");
+            let n = t.shape.first().copied().unwrap_or(0);
+            let per: u64 = t.shape.iter().skip(1).product();
+            for xid in 0..n {
+                let name = x
+                    .pattern
+                    .replace("{bid}", bid)
+                    .replace("{xid}", &xid.to_string())
+                    .replace("{w}", proj);
+                outs.push(GgufOut {
+                    spec: GgufTensorSpec {
+                        name,
+                        dtype: out_dtype,
+                        shape: t.shape[1..].to_vec(),
+                    },
+                    src: i,
+                    transform,
+                    permute_heads: None,
+                    parts: Vec::new(),
+                    shift: None,
+                    unpermute: false,
+                    src_start: xid * per,
+                });
+            }
+            continue;
+        }
+        let permute_heads = if spec.permute_qk {
+            if t.name.starts_with("blk.") && t.name.contains(".attn_q.") {
+                n_head
+            } else if t.name.starts_with("blk.") && t.name.contains(".attn_k.") {
+                match (n_head, n_kv) {
+                    (Some(a), Some(b)) if a != b => Some(b),
+                    (a, _) => a,
+                }
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        outs.push(GgufOut {
+            spec: GgufTensorSpec {
+                name: hf,
+                dtype: out_dtype,
+                shape: t.shape.clone(),
+            },
+            src: i,
+            transform: if shift.is_some() && transform == Transform::Copy {
+                Transform::Cast {
+                    from: t.dtype,
+                    to: out_dtype,
+                }
+            } else {
+                transform
+            },
+            permute_heads,
+            parts: Vec::new(),
+            shift,
+            unpermute: permute_heads.is_some(),
+            src_start: 0,
+        });
+    }
+
+    let mut small = Vec::new();
+    let config = config_json(src, spec, &k, dtype, !has_output)?;
+    small.push(("config.json".to_string(), pretty(&config)));
+    let mut gen = Map::new();
+    for (key, name) in [
+        ("bos_token_id", "bos_token_id"),
+        ("eos_token_id", "eos_token_id"),
+    ] {
+        if let Some(v) = m
+            .get(&format!("tokenizer.ggml.{name}"))
+            .and_then(Value::as_u64)
+        {
+            gen.insert(key.into(), json!(v));
+        }
+    }
+    small.push((
+        "generation_config.json".to_string(),
+        pretty(&Json::Object(gen)),
+    ));
+    small.extend(super::vocab_out::tokenizer_files(m, spec)?);
+    let meta = std::collections::BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    layout_safetensors_dir(outs, dst, opts.max_shard_size, small, Some(meta))
+}
+
+fn pretty(v: &Json) -> Vec<u8> {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s.into_bytes()
+}
+
+/// `config.json` from the GGUF keys.
+fn config_json(
+    src: &dyn Source,
+    spec: &ArchSpec,
+    k: &Keys<'_>,
+    dtype: DType,
+    tied: bool,
+) -> Result<Json> {
+    let m = k.m;
+    let model_type = match (spec.hf[0], spec.gguf) {
+        ("MixtralForCausalLM", _) => "mixtral",
+        (_, "llama") => "llama",
+        (_, "qwen3moe") => "qwen3_moe",
+        (_, "gemma3") => "gemma3_text",
+        (_, g) => g,
+    };
+    let hidden = k.need_u64("embedding_length")?;
+    let heads = k.need_u64("attention.head_count")?;
+    let vocab = m
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| match v {
+            Value::Array(_, a) => Some(a.len() as u64),
+            _ => None,
+        })
+        .or_else(|| k.u64("vocab_size"))
+        .ok_or_else(|| Error::Invalid("GGUF has no tokenizer.ggml.tokens".into()))?;
+    let mut c = Map::new();
+    c.insert("architectures".into(), json!([spec.hf[0]]));
+    c.insert("model_type".into(), json!(model_type));
+    c.insert("hidden_size".into(), json!(hidden));
+    c.insert(
+        "intermediate_size".into(),
+        json!(k.need_u64("feed_forward_length")?),
+    );
+    c.insert(
+        "num_hidden_layers".into(),
+        json!(k.need_u64("block_count")?),
+    );
+    c.insert("num_attention_heads".into(), json!(heads));
+    c.insert(
+        "num_key_value_heads".into(),
+        json!(k.u64("attention.head_count_kv").unwrap_or(heads)),
+    );
+    if let Some(v) = k.u64("context_length") {
+        c.insert("max_position_embeddings".into(), json!(v));
+    }
+    if let Some(v) = k.f64("attention.layer_norm_rms_epsilon") {
+        c.insert("rms_norm_eps".into(), f32_json(v));
+    }
+    if let Some(v) = k.f64("rope.freq_base") {
+        c.insert("rope_theta".into(), f32_json(v));
+    }
+    if let Some(v) = k.u64("attention.key_length") {
+        c.insert("head_dim".into(), json!(v));
+    }
+    c.insert("vocab_size".into(), json!(vocab));
+    c.insert("tie_word_embeddings".into(), json!(tied));
+    c.insert("torch_dtype".into(), json!(torch_name(dtype)));
+    let gemma = matches!(spec.params, Params::Gemma2 | Params::Gemma3);
+    c.insert(
+        "hidden_act".into(),
+        json!(if gemma { "gelu_pytorch_tanh" } else { "silu" }),
+    );
+    for (key, name) in [
+        ("bos_token_id", "bos_token_id"),
+        ("eos_token_id", "eos_token_id"),
+        ("pad_token_id", "padding_token_id"),
+    ] {
+        if let Some(v) = m
+            .get(&format!("tokenizer.ggml.{name}"))
+            .and_then(Value::as_u64)
+        {
+            c.insert(key.into(), json!(v));
+        }
+    }
+    let has = |name: &str| src.tensors().iter().any(|t| t.name.contains(name));
+    if spec.gguf == "qwen2" {
+        c.insert("attention_bias".into(), json!(has(".attn_q.bias")));
+    }
+    if let Some(x) = spec.experts {
+        let n = k.need_u64("expert_count")?;
+        c.insert(x.count_keys[x.count_keys.len() - 1].into(), json!(n));
+        c.insert(
+            "num_experts_per_tok".into(),
+            json!(k.need_u64("expert_used_count")?),
+        );
+        if let Some(v) = k.u64("expert_feed_forward_length") {
+            c.insert("moe_intermediate_size".into(), json!(v));
+            c.insert("norm_topk_prob".into(), json!(true));
+        }
+    }
+    match spec.params {
+        Params::Gemma2 => {
+            for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
+                if let Some(v) = k.f64(key) {
+                    c.insert(key.into(), f32_json(v));
+                }
+            }
+            if let Some(v) = k.u64("attention.sliding_window") {
+                c.insert("sliding_window".into(), json!(v));
+            }
+            if let Some(v) = k.u64("attention.key_length") {
+                c.insert("query_pre_attn_scalar".into(), json!(v));
+            }
+        }
+        Params::Gemma3 => {
+            if let Some(v) = k.u64("attention.sliding_window") {
+                c.insert("sliding_window".into(), json!(v));
+            }
+            if let Some(v) = k.f64("rope.freq_base_swa") {
+                c.insert("rope_local_base_freq".into(), f32_json(v));
+            }
+            if let Some(v) = k.f64("final_logit_softcapping") {
+                c.insert("final_logit_softcapping".into(), f32_json(v));
+            }
+            if let Some(v) = k.u64("attention.key_length") {
+                c.insert("query_pre_attn_scalar".into(), json!(v));
+            }
+        }
+        Params::Phi3 => {
+            let orig = k.u64("rope.scaling.original_context_length");
+            if let Some(v) = orig {
+                c.insert("original_max_position_embeddings".into(), json!(v));
+            }
+            let sw = k.u64("attention.sliding_window").unwrap_or(0);
+            c.insert(
+                "sliding_window".into(),
+                if sw == 0 { Json::Null } else { json!(sw) },
+            );
+            if let Some(rd) = k.u64("rope.dimension_count") {
+                c.insert(
+                    "partial_rotary_factor".into(),
+                    f32_json((rd * heads) as f64 / hidden as f64),
+                );
+            }
+            let long = tensor_f32(src, "rope_factors_long.weight")?;
+            let short = tensor_f32(src, "rope_factors_short.weight")?;
+            if let (Some(l), Some(s)) = (long, short) {
+                let to = |v: Vec<f32>| {
+                    v.into_iter()
+                        .map(|x| f32_json(f64::from(x)))
+                        .collect::<Vec<_>>()
+                };
+                c.insert(
+                    "rope_scaling".into(),
+                    json!({"type": "longrope", "long_factor": to(l), "short_factor": to(s)}),
+                );
+            }
+        }
+        Params::Text => {
+            if let Some(freqs) = tensor_f32(src, "rope_freqs.weight")? {
+                c.insert("rope_scaling".into(), llama3_scaling(&c, &freqs)?);
+            }
+        }
+    }
+    Ok(Json::Object(c))
+}
+
+/// A small F32 tensor's values, if the GGUF has it.
+fn tensor_f32(src: &dyn Source, name: &str) -> Result<Option<Vec<f32>>> {
+    let Some(i) = src.tensors().iter().position(|t| t.name == name) else {
+        return Ok(None);
+    };
+    let t = &src.tensors()[i];
+    if t.dtype != DType::F32 || t.elements() > 1 << 20 {
+        return Err(Error::Invalid(format!(
+            "tensor '{name}' is not a small F32 vector"
+        )));
+    }
+    let v = src.view(i)?;
+    Ok(Some(
+        v.bytes()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    ))
+}
+
+/// Recovers Llama 3's `rope_scaling` from llama.cpp's `rope_freqs`: the factors are recomputed from the
+/// standard parameters (low 1, high 4, original context 8192, factor = the largest value) and must match.
+fn llama3_scaling(c: &Map<String, Json>, freqs: &[f32]) -> Result<Json> {
+    let factor = freqs.iter().fold(1f32, |a, &b| a.max(b));
+    let rope = json!({
+        "factor": f32_json(f64::from(factor)),
+        "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+        "rope_theta": c.get("rope_theta").cloned().unwrap_or(json!(500000.0)),
+    });
+    let mut cfg = c.clone();
+    cfg.insert("rope_scaling".into(), rope.clone());
+    let h = super::HParams(cfg);
+    let again = super::llama3_rope_factors(&h, rope.as_object().expect("object"))?;
+    if again != freqs {
+        return Err(Error::Unsupported {
+            path: "rope_freqs.weight".into(),
+            what: "the Llama 3 RoPE factors do not follow the standard parameters; rope_scaling cannot be rebuilt".into(),
+        });
+    }
+    let mut r = rope;
+    r.as_object_mut().expect("object").remove("rope_theta");
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::arch;
+    use super::*;
+
+    #[test]
+    fn names_reverse_through_the_table() {
+        let llama = arch::find("LlamaForCausalLM").unwrap();
+        assert_eq!(
+            reverse_name("blk.3.attn_q.weight", llama).as_deref(),
+            Some("model.layers.3.self_attn.q_proj.weight")
+        );
+        assert_eq!(
+            reverse_name("token_embd.weight", llama).as_deref(),
+            Some("model.embed_tokens.weight")
+        );
+        assert_eq!(reverse_name("rope_freqs.weight", llama), None);
+        let mixtral = arch::find("MixtralForCausalLM").unwrap();
+        assert_eq!(
+            reverse_name("blk.0.ffn_gate_inp.weight", mixtral).as_deref(),
+            Some("model.layers.0.block_sparse_moe.gate.weight")
+        );
+        let qmoe = arch::find("Qwen3MoeForCausalLM").unwrap();
+        assert_eq!(
+            reverse_name("blk.0.ffn_gate_inp.weight", qmoe).as_deref(),
+            Some("model.layers.0.mlp.gate.weight")
+        );
+        let gemma = arch::find("Gemma2ForCausalLM").unwrap();
+        assert_eq!(
+            reverse_name("blk.1.post_attention_norm.weight", gemma).as_deref(),
+            Some("model.layers.1.post_attention_layernorm.weight")
+        );
+        // every forward mapping reverses to itself
+        for a in ARCHS {
+            for (tmpl, hfs) in TENSOR_MAP.iter().chain(a.tensor_overrides) {
+                let g = format!("{}.weight", tmpl.replace("{bid}", "2"));
+                if let Some(h) = reverse_name(&g, a) {
+                    assert_eq!(
+                        arch::map_name_for(&h, 4, a.tensor_overrides).as_deref(),
+                        Some(g.as_str()),
+                        "{} {h}",
+                        a.gguf
+                    );
+                    let _ = hfs;
+                }
+            }
+        }
+    }
+}
