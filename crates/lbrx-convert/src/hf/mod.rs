@@ -212,6 +212,55 @@ fn weight_out(
     })
 }
 
+/// llama.cpp's `_try_set_pooling_type`: the pooling of a sentence-transformers model (`modules.json` and the
+/// pooling module's config) as llama.cpp numbers it (1 mean, 2 CLS, 3 last token).
+fn pooling_type(dir: &Path) -> Result<Option<u64>> {
+    let read = |p: &Path| -> Result<Option<Json>> {
+        if !p.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, "read", e))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Invalid(format!("{}: invalid JSON: {e}", p.display())))
+    };
+    let Some(Json::Array(mods)) = read(&dir.join("modules.json"))? else {
+        return Ok(None);
+    };
+    let Some(path) = mods.iter().find_map(|m| {
+        m.get("type")
+            .and_then(Json::as_str)
+            .filter(|t| t.ends_with("Pooling"))
+            .and(m.get("path").and_then(Json::as_str))
+    }) else {
+        return Ok(None);
+    };
+    let cfg_path = dir.join(path).join("config.json");
+    let cfg = read(&cfg_path)?
+        .ok_or_else(|| Error::io(&cfg_path, "read", std::io::ErrorKind::NotFound.into()))?;
+    let on = |k: &str| cfg.get(k).and_then(Json::as_bool).unwrap_or(false);
+    let t = if on("pooling_mode_mean_tokens") {
+        1
+    } else if on("pooling_mode_cls_token") {
+        2
+    } else if on("pooling_mode_lasttoken") {
+        3
+    } else {
+        match cfg.get("pooling_mode").and_then(Json::as_str) {
+            Some("mean") => 1,
+            Some("cls") => 2,
+            Some("lasttoken") => 3,
+            _ => {
+                return Err(Error::Unsupported {
+                    path: cfg_path,
+                    what: "only mean, CLS and last-token pooling are supported".into(),
+                })
+            }
+        }
+    };
+    Ok(Some(t))
+}
+
 /// Plans HF directory -> GGUF.
 pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
     let dir = src.root();
@@ -420,7 +469,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
             }
         }
     }
-    let prefix_model = hf_arch.ends_with("Model");
+    let prefix_model = hf_arch.ends_with("Model") && spec.vocab != arch::VocabOrder::Bert;
     let experts = match spec.experts {
         Some(x) => Some((x, expert_regex(x), h.require_u64(x.count_keys)?)),
         None => None,
@@ -428,7 +477,24 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
     // per block: (projection, expert) -> source tensor
     let mut pending: std::collections::BTreeMap<u64, Vec<(usize, u64, usize)>> = Default::default();
     for (i, t) in src.tensors().iter().enumerate() {
-        let name = &t.name;
+        let mut norm_name = t.name.clone();
+        if spec.vocab == arch::VocabOrder::Bert {
+            // llama.cpp's BertModel.filter_tensors
+            if let Some(r) = norm_name.strip_prefix("bert.") {
+                norm_name = r.to_string();
+            }
+            if let Some(r) = norm_name.strip_suffix(".gamma") {
+                norm_name = format!("{r}.weight");
+            } else if let Some(r) = norm_name.strip_suffix(".beta") {
+                norm_name = format!("{r}.bias");
+            }
+            if norm_name.starts_with("cls.predictions")
+                || norm_name.starts_with("cls.seq_relationship")
+            {
+                continue;
+            }
+        }
+        let name = &norm_name;
         if name.ends_with(".attention.masked_bias")
             || name.ends_with(".attention.bias")
             || name.ends_with(".rotary_emb.inv_freq")
@@ -572,6 +638,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         .unwrap_or_default();
     naming::write_general(
         &mut meta,
+        dir,
         &Json::Object(config.clone()),
         gen_config.as_ref(),
         &dir_name,
@@ -841,6 +908,14 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
             meta.insert(format!("{a}.{key}"), u32v(v));
         }
     }
+    if spec.pooling == arch::Pooling::Encoder {
+        meta.insert(format!("{a}.attention.causal"), Value::Bool(false));
+    }
+    if spec.pooling != arch::Pooling::None {
+        if let Some(p) = pooling_type(dir)? {
+            meta.insert(format!("{a}.pooling_type"), u32v(p));
+        }
+    }
     if spec.llama_params {
         meta.insert(
             format!("{a}.vocab_size"),
@@ -853,6 +928,12 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         meta.insert(format!("{a}.rope.dimension_count"), u32v(rope_dim));
     }
     meta.insert("general.quantization_version", Value::U32(2));
-    vocab::write_vocab(dir, h.find_u64(&["vocab_size"]), spec.vocab, &mut meta)?;
+    vocab::write_vocab(
+        dir,
+        h.find_u64(&["vocab_size"]),
+        h.find_u64(&["type_vocab_size"]),
+        spec.vocab,
+        &mut meta,
+    )?;
     layout_gguf(outs, &meta, dst, opts.max_shard_size, inline)
 }

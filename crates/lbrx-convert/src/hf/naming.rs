@@ -5,7 +5,8 @@
 
 use lbrx_core::{Metadata, Value, ValueKind};
 use regex::Regex;
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
+use std::path::Path;
 use std::sync::LazyLock;
 
 static VERSION: LazyLock<Regex> =
@@ -234,28 +235,256 @@ pub(crate) fn size_label(total: u64, shared: u64, expert: u64, expert_count: u64
     }
 }
 
-/// Writes the naming and provenance keys (everything from `general.sampling.*` to `general.size_label`).
+/// The model card's YAML front matter (`README.md` between `---` lines), as gguf-py reads it; `{}` when there
+/// is none or it does not parse.
+pub(crate) fn model_card(dir: &Path) -> Map<String, Json> {
+    let Ok(text) = std::fs::read_to_string(dir.join("README.md")) else {
+        return Map::new();
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some("---") {
+        return Map::new();
+    }
+    let mut yaml = String::new();
+    for l in lines {
+        if l == "---" {
+            break;
+        }
+        yaml.push_str(l);
+        yaml.push('\n');
+    }
+    // gguf-py's fixes: the "Norway problem" and tabs
+    let yaml = yaml.replace("- no\n", "- \"no\"\n").replace('\t', "  ");
+    match serde_yaml_ng::from_str::<Json>(&yaml) {
+        Ok(Json::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The text of a scalar card value (strings as they are, numbers and booleans printed).
+fn text(v: &Json) -> Option<String> {
+    match v {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(if *b { "True" } else { "False" }.to_string()),
+        _ => None,
+    }
+}
+
+/// A base model or dataset entry from a model card id, URL or mapping (gguf-py's heuristics).
+fn source_entry(v: &Json, total_params: i64) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    match v {
+        Json::String(id) => {
+            let from_id = |id: &str, out: &mut Vec<(String, String)>, repo: bool| {
+                let p = id_components(id, total_params);
+                if let Some(n) = &p.name {
+                    out.push(("name".into(), id_to_title(n)));
+                }
+                if let Some(o) = &p.org {
+                    out.push(("organization".into(), id_to_title(o)));
+                }
+                if let Some(v) = p.version {
+                    out.push(("version".into(), v));
+                }
+                if repo {
+                    if let (Some(o), Some(n)) = (&p.org, &p.name) {
+                        out.push(("repo_url".into(), format!("https://huggingface.co/{o}/{n}")));
+                    }
+                }
+            };
+            if id.starts_with("http://") || id.starts_with("https://") || id.starts_with("ssh://") {
+                out.push(("repo_url".into(), id.clone()));
+                if id.contains("huggingface.co") {
+                    static HF: LazyLock<Regex> = LazyLock::new(|| {
+                        Regex::new(r"^https?://huggingface.co/([^/]+/[^/]+)$").expect("regex")
+                    });
+                    if let Some(c) = HF.captures(id) {
+                        let mut parts = Vec::new();
+                        from_id(&c[1], &mut parts, false);
+                        // the repo_url stays first, as gguf-py builds the dict
+                        out.extend(parts);
+                    }
+                }
+            } else {
+                from_id(id, &mut out, true);
+            }
+        }
+        Json::Object(m) => {
+            for (k, v) in m {
+                if let Some(t) = text(v) {
+                    out.push((k.clone(), t));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn list(v: Option<&Json>) -> Vec<Json> {
+    match v {
+        Some(Json::Array(a)) => a.clone(),
+        Some(Json::Null) | None => Vec::new(),
+        Some(other) => vec![other.clone()],
+    }
+}
+
+/// Writes the naming and provenance keys (everything from `general.sampling.*` to `general.languages`), as
+/// gguf-py's `Metadata.load` + `set_gguf_meta_model` derive them from the model card, `config.json`'s
+/// `_name_or_path`, the directory name and `generation_config.json`.
 pub(crate) fn write_general(
     meta: &mut Metadata,
+    dir: &Path,
     config: &Json,
     gen_config: Option<&Json>,
     dir_name: &str,
     total_params: i64,
     computed_size_label: Option<String>,
 ) {
-    let mut m = IdParts::default();
+    let card = model_card(dir);
+    // scalar fields, set once (first source wins)
+    let mut f: Vec<(&str, Option<String>)> = [
+        "name",
+        "author",
+        "version",
+        "organization",
+        "finetune",
+        "basename",
+        "description",
+        "quantized_by",
+        "size_label",
+        "license",
+        "license_name",
+        "license_link",
+        "url",
+        "doi",
+        "uuid",
+        "repo_url",
+        "source_url",
+        "source_doi",
+        "source_uuid",
+        "source_repo_url",
+    ]
+    .iter()
+    .map(|k| (*k, None))
+    .collect();
+    fn set(f: &mut [(&str, Option<String>)], key: &str, v: Option<String>, only_if_none: bool) {
+        if let Some(e) = f.iter_mut().find(|e| e.0 == key) {
+            if !only_if_none || e.1.is_none() {
+                e.1 = v;
+            }
+        }
+    }
+    fn get(f: &[(&str, Option<String>)], key: &str) -> Option<String> {
+        f.iter().find(|e| e.0 == key).and_then(|e| e.1.clone())
+    }
+    let use_card = |f: &mut Vec<(&str, Option<String>)>, key: &str, card_key: &str| {
+        if let Some(v) = card.get(card_key) {
+            let is_none = f.iter().find(|e| e.0 == key).is_some_and(|e| e.1.is_none());
+            if is_none {
+                let t = match v {
+                    Json::Array(a) if key == "license" => {
+                        Some(a.iter().filter_map(text).collect::<Vec<_>>().join(","))
+                    }
+                    other => text(other),
+                };
+                set(f, key, t, true);
+            }
+        }
+    };
+    for (k, c) in [
+        ("name", "name"),
+        ("author", "author"),
+        ("version", "version"),
+        ("organization", "organization"),
+        ("description", "description"),
+        ("finetune", "finetune"),
+        ("basename", "basename"),
+        ("size_label", "size_label"),
+        ("source_url", "url"),
+        ("source_doi", "doi"),
+        ("source_uuid", "uuid"),
+        ("source_repo_url", "repo_url"),
+        ("name", "model_name"),
+        ("author", "model_author"),
+        ("version", "model_version"),
+        ("organization", "model_organization"),
+        ("description", "model_description"),
+        ("finetune", "model_finetune"),
+        ("basename", "model_basename"),
+        ("size_label", "model_size_label"),
+        ("source_url", "model_url"),
+        ("source_doi", "model_doi"),
+        ("source_uuid", "model_uuid"),
+        ("source_repo_url", "model_repo_url"),
+        ("author", "model_creator"),
+        ("basename", "model_type"),
+    ] {
+        use_card(&mut f, k, c);
+    }
+    let base_src = card
+        .get("base_model")
+        .or_else(|| card.get("base_models"))
+        .or_else(|| card.get("base_model_sources"));
+    let base_models: Option<Vec<Vec<(String, String)>>> = (card.contains_key("base_model")
+        || card.contains_key("base_models")
+        || card.contains_key("base_model_sources"))
+    .then(|| {
+        list(base_src)
+            .iter()
+            .map(|v| source_entry(v, total_params))
+            .collect()
+    });
+    let ds_src = card
+        .get("datasets")
+        .or_else(|| card.get("dataset"))
+        .or_else(|| card.get("dataset_sources"));
+    let datasets: Option<Vec<Vec<(String, String)>>> = (card.contains_key("datasets")
+        || card.contains_key("dataset")
+        || card.contains_key("dataset_sources"))
+    .then(|| {
+        list(ds_src)
+            .iter()
+            .map(|v| source_entry(v, total_params))
+            .collect()
+    });
+    use_card(&mut f, "license", "license");
+    use_card(&mut f, "license_name", "license_name");
+    use_card(&mut f, "license_link", "license_link");
+    let mut tags: Option<Vec<String>> = None;
+    for key in ["tags", "pipeline_tag"] {
+        if let Some(v) = card.get(key).filter(|v| !v.is_null()) {
+            tags.get_or_insert_with(Vec::new)
+                .extend(list(Some(v)).iter().filter_map(text));
+        }
+    }
+    let mut languages: Option<Vec<String>> = None;
+    for key in ["languages", "language"] {
+        if let Some(v) = card.get(key).filter(|v| !v.is_null()) {
+            languages
+                .get_or_insert_with(Vec::new)
+                .extend(list(Some(v)).iter().filter_map(text));
+        }
+    }
+
     let mut fill = |p: IdParts| {
-        let title = |s: Option<String>| s.map(|s| id_to_title(&s));
-        if m.name.is_none() {
-            m.name = title(p.name);
+        if get(&f, "name").is_none() {
+            set(&mut f, "name", p.name.map(|s| id_to_title(&s)), true);
         }
-        if m.org.is_none() {
-            m.org = title(p.org);
+        if get(&f, "organization").is_none() {
+            set(&mut f, "organization", p.org.map(|s| id_to_title(&s)), true);
         }
-        m.basename = m.basename.take().or(p.basename);
-        m.finetune = m.finetune.take().or(p.finetune);
-        m.version = m.version.take().or(p.version);
-        m.size_label = m.size_label.take().or(p.size_label);
+        for (k, v) in [
+            ("basename", p.basename),
+            ("finetune", p.finetune),
+            ("version", p.version),
+            ("size_label", p.size_label),
+        ] {
+            if v.is_some() {
+                set(&mut f, k, v, true);
+            }
+        }
     };
     if let Some(id) = config.get("_name_or_path").and_then(Json::as_str) {
         if id.matches('/').count() <= 1 {
@@ -263,8 +492,8 @@ pub(crate) fn write_general(
         }
     }
     fill(id_components(dir_name, total_params));
-    if m.size_label.is_none() && total_params > 0 {
-        m.size_label = computed_size_label;
+    if get(&f, "size_label").is_none() && total_params > 0 {
+        set(&mut f, "size_label", computed_size_label, true);
     }
     if let Some(g) = gen_config {
         let f32_key = |k: &str| {
@@ -305,21 +534,67 @@ pub(crate) fn write_general(
             }
         }
     }
-    let s = |v: Option<String>| v.map(Value::Str);
-    if let Some(n) = s(m.name.clone()) {
-        meta.insert("general.name", n);
-    }
-    for (k, v) in [
-        ("general.organization", m.org),
-        ("general.finetune", m.finetune),
-        ("general.basename", m.basename),
-        ("general.size_label", m.size_label),
+    // set_gguf_meta_model's order
+    for k in [
+        "name",
+        "author",
+        "version",
+        "organization",
+        "finetune",
+        "basename",
+        "description",
+        "quantized_by",
+        "size_label",
+        "license",
+        "license_name",
+        "license_link",
+        "url",
+        "doi",
+        "uuid",
+        "repo_url",
+        "source_url",
+        "source_doi",
+        "source_uuid",
+        "source_repo_url",
     ] {
-        if let Some(v) = v {
-            meta.insert(k, Value::Str(v));
+        if let Some(v) = get(&f, k) {
+            meta.insert(format!("general.{k}"), Value::Str(v));
         }
     }
-    let _ = ValueKind::Str;
+    const ENTRY_KEYS: [&str; 9] = [
+        "name",
+        "author",
+        "version",
+        "organization",
+        "description",
+        "url",
+        "doi",
+        "uuid",
+        "repo_url",
+    ];
+    for (group, entries) in [("base_model", &base_models), ("dataset", &datasets)] {
+        if let Some(entries) = entries {
+            meta.insert(
+                format!("general.{group}.count"),
+                Value::U32(entries.len() as u32),
+            );
+            for (i, e) in entries.iter().enumerate() {
+                for k in ENTRY_KEYS {
+                    if let Some((_, v)) = e.iter().find(|(ek, _)| ek == k) {
+                        meta.insert(format!("general.{group}.{i}.{k}"), Value::Str(v.clone()));
+                    }
+                }
+            }
+        }
+    }
+    for (key, v) in [("general.tags", tags), ("general.languages", languages)] {
+        if let Some(v) = v {
+            meta.insert(
+                key,
+                Value::Array(ValueKind::Str, v.into_iter().map(Value::Str).collect()),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

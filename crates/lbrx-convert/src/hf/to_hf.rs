@@ -107,7 +107,7 @@ fn find_spec(src: &dyn Source, arch: &str) -> Result<&'static ArchSpec> {
     let moe = src.tensors().iter().any(|t| t.name.contains("_exps."));
     ARCHS
         .iter()
-        .filter(|a| a.gguf == arch)
+        .filter(|a| a.gguf == arch && a.vocab != super::arch::VocabOrder::Bert)
         .find(|a| a.experts.is_some() == moe || arch != "llama")
         .ok_or_else(|| Error::Unsupported {
             path: src.root().to_path_buf(),
@@ -119,7 +119,11 @@ fn find_spec(src: &dyn Source, arch: &str) -> Result<&'static ArchSpec> {
 }
 
 fn supported_ggufs() -> String {
-    let mut v: Vec<&str> = ARCHS.iter().map(|a| a.gguf).collect();
+    let mut v: Vec<&str> = ARCHS
+        .iter()
+        .filter(|a| a.vocab != super::arch::VocabOrder::Bert)
+        .map(|a| a.gguf)
+        .collect();
     v.sort_unstable();
     v.dedup();
     v.join(", ")

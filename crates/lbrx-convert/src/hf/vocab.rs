@@ -48,10 +48,38 @@ fn i32_array(v: &[i32]) -> Value {
 pub(crate) fn write_vocab(
     dir: &Path,
     vocab_size: Option<u64>,
+    type_vocab_size: Option<u64>,
     order: VocabOrder,
     meta: &mut Metadata,
 ) -> Result<()> {
     let tok_config = read_json(&dir.join("tokenizer_config.json"))?;
+    if order == VocabOrder::Bert {
+        let (tokens, types, pre) = bpe_vocab(dir, vocab_size, tok_config.as_ref())?;
+        meta.insert(
+            "tokenizer.ggml.token_type_count",
+            Value::U32(type_vocab_size.unwrap_or(1) as u32),
+        );
+        // llama.cpp's phantom-space form: "##x" continues a word, anything else starts one
+        let tokens: Vec<String> = tokens
+            .into_iter()
+            .zip(&types)
+            .map(|(t, &ty)| {
+                if ty == CONTROL {
+                    t
+                } else if let Some(rest) = t.strip_prefix("##") {
+                    rest.to_string()
+                } else {
+                    format!("\u{2581}{t}")
+                }
+            })
+            .collect();
+        let n = tokens.len() as u64;
+        meta.insert("tokenizer.ggml.model", Value::Str("bert".into()));
+        meta.insert("tokenizer.ggml.pre", Value::Str(pre));
+        meta.insert("tokenizer.ggml.tokens", str_array(tokens));
+        meta.insert("tokenizer.ggml.token_type", i32_array(&types));
+        return special_vocab(dir, false, Some(n), meta);
+    }
     if order == VocabOrder::Llama {
         if let Some(b) = tok_config
             .as_ref()
@@ -226,8 +254,12 @@ fn bpe_vocab(
     tok_config: Option<&Json>,
 ) -> Result<(Vec<String>, Vec<i32>, String)> {
     let path = dir.join("tokenizer.json");
-    let tok = tokenizers::Tokenizer::from_file(&path)
+    let mut tok = tokenizers::Tokenizer::from_file(&path)
         .map_err(|e| Error::Invalid(format!("{}: cannot load tokenizer: {e}", path.display())))?;
+    // transformers ignores the file's padding and truncation settings unless a call asks for them
+    tok.with_padding(None);
+    tok.with_truncation(None)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
     let terr = |e: tokenizers::Error| Error::Invalid(format!("{}: {e}", path.display()));
     let vocab = tok.get_vocab(true);
     let max_id = vocab.values().copied().max().unwrap_or(0) as u64;
@@ -619,6 +651,9 @@ fn special_vocab(
         meta.insert("tokenizer.ggml.merges", str_array(merges));
     }
     for (typ, id) in ids {
+        if typ == "cls" {
+            continue; // gguf-py's writer has no handler for it
+        }
         let key = match typ.as_str() {
             "sep" => "tokenizer.ggml.seperator_token_id".to_string(),
             "pad" => "tokenizer.ggml.padding_token_id".to_string(),

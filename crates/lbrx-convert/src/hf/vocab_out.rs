@@ -240,12 +240,14 @@ pub(crate) fn tokenizer_files(m: &Metadata, spec: &ArchSpec) -> Result<Vec<(Stri
                 json!(tokens.get(unk).cloned().unwrap_or_default()),
             );
         }
-        other => return Err(Error::Unsupported {
-            path: "tokenizer.ggml.model".into(),
-            what: format!(
+        other => {
+            return Err(Error::Unsupported {
+                path: "tokenizer.ggml.model".into(),
+                what: format!(
                 "rebuilding a '{other}' tokenizer is not supported yet (supported: gpt2, llama)"
             ),
-        }),
+            })
+        }
     }
     tc.insert("added_tokens_decoder".into(), Json::Object(decoder));
     for (key, name) in [
