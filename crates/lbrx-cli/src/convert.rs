@@ -17,9 +17,10 @@ pub(crate) struct Args {
     /// Destination: a `.gguf` file, a `.safetensors` file, or a directory (SafeTensors shards + index).
     dst: PathBuf,
     /// Cast float tensors to this dtype: f32, f16, bf16, f8_e4m3, f8_e5m2; quantized (GGUF) tensors are
-    /// dequantized to it; integer tensors are kept.
+    /// dequantized to it; integer tensors are kept. `auto` (the default) keeps the source's type (for a Hugging
+    /// Face model going to GGUF: BF16 stays BF16, anything else becomes F16, as llama.cpp's `--outtype auto`).
     #[arg(long, value_parser = parse_dtype)]
-    dtype: Option<DType>,
+    dtype: Option<Auto>,
     /// Quantize weight matrices to this ggml type (GGUF output): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1. Vectors, norms
     /// and biases stay float (F32 for a Hugging Face model, as llama.cpp writes them).
     #[arg(long, value_parser = parse_quant)]
@@ -48,11 +49,18 @@ pub(crate) struct Args {
     json: bool,
 }
 
-fn parse_dtype(s: &str) -> Result<DType, String> {
+/// A `--dtype` value: a dtype, or `auto`.
+#[derive(Clone, Copy)]
+struct Auto(Option<DType>);
+
+fn parse_dtype(s: &str) -> Result<Auto, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(Auto(None));
+    }
     match DType::parse_user(s) {
-        Some(d) if d.is_castable_float() => Ok(d),
+        Some(d) if d.is_castable_float() => Ok(Auto(Some(d))),
         _ => Err(format!(
-            "'{s}' is not a target dtype (use f32, f16, bf16, f8_e4m3, f8_e5m2, f64)"
+            "'{s}' is not a target dtype (use auto, f32, f16, bf16, f8_e4m3, f8_e5m2, f64)"
         )),
     }
 }
@@ -130,7 +138,7 @@ fn print_plan(plan: &Plan, json: bool) -> CliResult {
 pub(crate) fn run(a: Args) -> CliResult {
     let src = lbrx_formats::open(&a.src)?;
     let opts = ConvertOptions {
-        dtype: a.dtype,
+        dtype: a.dtype.and_then(|d| d.0),
         quant: a.quant,
         target: a.to.as_deref().map(|_| lbrx_convert::Target::Hf),
         max_shard_size: a.max_shard_size,

@@ -80,7 +80,7 @@ fn check_arch(arch: &str, outtypes: &[&str]) {
         c.arg("convert").arg(&model).arg(&ours).arg("-q");
         match *t {
             "q8_0" => c.args(["--quant", "Q8_0"]),
-            "auto" => &mut c,
+            "auto" => c.args(["--dtype", "auto"]),
             other => c.args(["--dtype", other]),
         };
         ok(&mut c);
@@ -137,17 +137,17 @@ fn round_trip(e: &Env, arch: &str, model: &Path, gguf: &Path, tmp: &Path) {
 
 #[test]
 fn llama3_bpe_with_rope_scaling_equals_convert_hf_to_gguf() {
-    check_arch("llama3", &["f16", "bf16", "q8_0", "auto"]);
+    check_arch("llama3", &["f16", "bf16", "q8_0", "auto", "f32"]);
 }
 
 #[test]
 fn llama2_sentencepiece_equals_convert_hf_to_gguf() {
-    check_arch("llama2", &["f16", "q8_0", "f32"]);
+    check_arch("llama2", &["f16", "bf16", "q8_0", "auto"]);
 }
 
 #[test]
 fn mistral_equals_convert_hf_to_gguf() {
-    check_arch("mistral", &["bf16", "q8_0"]);
+    check_arch("mistral", &["f16", "bf16", "q8_0"]);
 }
 
 #[test]
@@ -169,7 +169,10 @@ fn llama_cpp_runs_our_output() {
         return;
     };
     let d = tempfile::tempdir().unwrap();
-    for arch in ["llama3", "llama2", "qwen3", "gemma3", "mixtral", "phi3"] {
+    for arch in [
+        "llama3", "llama2", "mistral", "mixtral", "qwen2", "qwen3", "qwen3moe", "gemma2", "gemma3",
+        "phi3",
+    ] {
         let model = d.path().join(arch);
         make_model(&e, arch, &model);
         let ours = d.path().join(format!("{arch}-ours.gguf"));
@@ -231,27 +234,27 @@ fn unsupported_architecture_names_the_supported_ones() {
 
 #[test]
 fn mixtral_moe_equals_convert_hf_to_gguf() {
-    check_arch("mixtral", &["f16", "q8_0"]);
+    check_arch("mixtral", &["f16", "bf16", "q8_0"]);
 }
 
 #[test]
 fn qwen3_moe_equals_convert_hf_to_gguf() {
-    check_arch("qwen3moe", &["bf16", "q8_0"]);
+    check_arch("qwen3moe", &["f16", "bf16", "q8_0"]);
 }
 
 #[test]
 fn gemma2_equals_convert_hf_to_gguf() {
-    check_arch("gemma2", &["f16", "q8_0"]);
+    check_arch("gemma2", &["f16", "bf16", "q8_0"]);
 }
 
 #[test]
 fn gemma3_equals_convert_hf_to_gguf() {
-    check_arch("gemma3", &["bf16", "q8_0"]);
+    check_arch("gemma3", &["f16", "bf16", "q8_0"]);
 }
 
 #[test]
 fn phi3_longrope_equals_convert_hf_to_gguf() {
-    check_arch("phi3", &["f16", "q8_0"]);
+    check_arch("phi3", &["f16", "bf16", "q8_0"]);
 }
 
 /// A real model from PyPI (sentence-transformers' all-MiniLM-L6-v2: BERT, WordPiece, a model card with

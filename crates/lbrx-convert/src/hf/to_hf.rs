@@ -105,10 +105,22 @@ fn reverse_name(gguf: &str, spec: &ArchSpec) -> Option<String> {
 /// The architecture entry a GGUF file converts back through.
 fn find_spec(src: &dyn Source, arch: &str) -> Result<&'static ArchSpec> {
     let moe = src.tensors().iter().any(|t| t.name.contains("_exps."));
+    // A dense `llama` GGUF without attention.key_length did not come from LlamaForCausalLM (whose config
+    // always has head_dim): Mistral's class converts back to the same keys.
+    let key_length = src
+        .metadata()
+        .get(&format!("{arch}.attention.key_length"))
+        .is_some();
+    let want = match (arch, moe, key_length) {
+        ("llama", true, _) => Some("MixtralForCausalLM"),
+        ("llama", false, true) => Some("LlamaForCausalLM"),
+        ("llama", false, false) => Some("MistralForCausalLM"),
+        _ => None,
+    };
     ARCHS
         .iter()
         .filter(|a| a.gguf == arch && a.vocab != super::arch::VocabOrder::Bert)
-        .find(|a| a.experts.is_some() == moe || arch != "llama")
+        .find(|a| want.is_none_or(|w| a.hf[0] == w))
         .ok_or_else(|| Error::Unsupported {
             path: src.root().to_path_buf(),
             what: format!(
@@ -304,6 +316,7 @@ fn config_json(
     let m = k.m;
     let model_type = match (spec.hf[0], spec.gguf) {
         ("MixtralForCausalLM", _) => "mixtral",
+        ("MistralForCausalLM", _) => "mistral",
         (_, "llama") => "llama",
         (_, "qwen3moe") => "qwen3_moe",
         (_, "gemma3") => "gemma3_text",
