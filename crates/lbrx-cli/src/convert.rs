@@ -21,8 +21,9 @@ pub(crate) struct Args {
     /// Face model going to GGUF: BF16 stays BF16, anything else becomes F16, as llama.cpp's `--outtype auto`).
     #[arg(long, value_parser = parse_dtype)]
     dtype: Option<Auto>,
-    /// Quantize weight matrices to this ggml type (GGUF output): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1. Vectors, norms
-    /// and biases stay float (F32 for a Hugging Face model, as llama.cpp writes them).
+    /// Quantize weight matrices to this ggml type (GGUF output): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
+    /// Q4_K, Q5_K, Q6_K (every matrix the same type; ggml's reference quantizers). Vectors, norms and biases
+    /// stay float (F32 for a Hugging Face model, as llama.cpp writes them).
     #[arg(long, value_parser = parse_quant)]
     quant: Option<DType>,
     /// Write this model layout: `hf` turns a GGUF into a Hugging Face model directory (transformers names,
@@ -67,9 +68,16 @@ fn parse_dtype(s: &str) -> Result<Auto, String> {
 
 fn parse_quant(s: &str) -> Result<DType, String> {
     match DType::from_name(s.trim()) {
-        Some(d) if lbrx_quant::ggml_quant::can_quantize(d) && d.info().block_size > 1 => Ok(d),
+        Some(d)
+            if lbrx_quant::ggml_quant::can_quantize(d)
+                && d.info().block_size > 1
+                && d != DType::Q8K =>
+        {
+            Ok(d)
+        }
         _ => Err(format!(
-            "'{s}' is not a quantization type lbrx writes yet (use Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1)"
+            "'{s}' is not a quantization type lbrx writes yet (use Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, \
+             Q4_K, Q5_K or Q6_K)"
         )),
     }
 }

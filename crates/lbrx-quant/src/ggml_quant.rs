@@ -2,8 +2,8 @@
 //! takes without an importance matrix), bit-exact: same operation order, C's truncating float -> int casts,
 //! `roundf` (half away from zero) where ggml uses it, and round-to-nearest-even f16 scales.
 //!
-//! So far: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (and the float types). The K-, IQ- and TQ-quantizers and the
-//! importance-matrix paths are still to come.
+//! So far: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, the K-quants Q2_K..Q6_K and Q8_K (in `ggml_kquant`), and the float
+//! types. The IQ- and TQ-quantizers and the importance-matrix paths are still to come.
 
 use crate::cast::{encode_f32, f16_bits};
 use lbrx_core::{DType, Error, Result};
@@ -17,6 +17,12 @@ pub fn can_quantize(dtype: DType) -> bool {
             | DType::Q5_0
             | DType::Q5_1
             | DType::Q8_0
+            | DType::Q2K
+            | DType::Q3K
+            | DType::Q4K
+            | DType::Q5K
+            | DType::Q6K
+            | DType::Q8K
             | DType::F32
             | DType::F16
             | DType::BF16
@@ -39,6 +45,12 @@ pub fn quantize(dtype: DType, src: &[f32], out: &mut [u8]) -> Result<()> {
         DType::Q4_1 => q4_1,
         DType::Q5_0 => q5_0,
         DType::Q5_1 => q5_1,
+        DType::Q2K => crate::ggml_kquant::q2_k,
+        DType::Q3K => crate::ggml_kquant::q3_k,
+        DType::Q4K => crate::ggml_kquant::q4_k,
+        DType::Q5K => crate::ggml_kquant::q5_k,
+        DType::Q6K => crate::ggml_kquant::q6_k,
+        DType::Q8K => crate::ggml_kquant::q8_k,
         DType::Q8_0 => {
             let done = crate::simd::q8_0_prefix(src, out);
             for (x, y) in src[done * bs..]

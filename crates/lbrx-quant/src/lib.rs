@@ -2,6 +2,7 @@
 
 pub mod cast;
 pub mod ggml;
+pub mod ggml_kquant;
 pub mod ggml_quant;
 mod ggml_tables;
 pub mod mlx;
