@@ -96,7 +96,7 @@ fn transform_name(j: &lbrx_convert::Job) -> String {
     }
 }
 
-fn print_plan(plan: &Plan, json: bool) -> CliResult {
+pub(crate) fn print_plan(plan: &Plan, json: bool) -> CliResult {
     if json {
         return out_json(&serde_json::to_value(plan)?);
     }
@@ -156,7 +156,19 @@ pub(crate) fn run(a: Args) -> CliResult {
     if a.dry_run {
         return print_plan(&plan, a.json);
     }
-    let bar = if !a.quiet && std::io::stderr().is_terminal() {
+    execute_plan(&plan, &*src, &opts, a.threads, a.quiet, a.json)
+}
+
+/// Runs a plan with a progress bar (on a terminal) and prints the summary.
+pub(crate) fn execute_plan(
+    plan: &Plan,
+    src: &dyn lbrx_core::Source,
+    opts: &ConvertOptions,
+    threads: usize,
+    quiet: bool,
+    json: bool,
+) -> CliResult {
+    let bar = if !quiet && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(plan.data_bytes);
         b.set_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
@@ -168,7 +180,7 @@ pub(crate) fn run(a: Args) -> CliResult {
     };
     let start = Instant::now();
     let exec = ExecOptions {
-        threads: a.threads,
+        threads,
         ..ExecOptions::default()
     };
     let progress = |n: u64| {
@@ -176,19 +188,19 @@ pub(crate) fn run(a: Args) -> CliResult {
             b.inc(n);
         }
     };
-    let result = lbrx_convert::run(&plan, &*src, &opts, exec, &progress);
+    let result = lbrx_convert::run(plan, src, opts, exec, &progress);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
     result?;
     let secs = start.elapsed().as_secs_f64();
-    if a.json {
+    if json {
         return out_json(&json!({
             "dst": plan.dst, "tensors": plan.jobs.len(), "files": plan.files.iter().map(|f| &f.name).collect::<Vec<_>>(),
             "tensor_bytes": plan.data_bytes, "seconds": secs,
         }));
     }
-    if !a.quiet {
+    if !quiet {
         let rate = plan.data_bytes as f64 / secs.max(1e-9);
         out(&format!(
             "wrote {}: {} tensors in {} file{}, {} in {:.2}s ({}/s)\n",

@@ -3,6 +3,7 @@
 mod convert;
 mod health;
 mod inspect;
+mod quantize;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Convert a model to another format, dtype or sharding, streaming with bounded memory.
     Convert(convert::Args),
+    /// Quantize a GGUF with a llama.cpp recipe (Q4_K_M, Q8_0 ...), as llama-quantize does.
+    Quantize(quantize::Args),
     /// Check a model thoroughly and report every problem (exit 0 healthy, 1 unhealthy, 2 could not check).
     Health(health::HealthArgs),
     /// Rebuild a model's shard index from its shards' headers into a new workspace, then check it.
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a).map(|()| ExitCode::SUCCESS),
         Command::Convert(a) => convert::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Quantize(a) => quantize::run(a).map(|()| ExitCode::SUCCESS),
         Command::Health(a) => health::run_health(a),
         Command::RepairIndex(a) => health::run_repair(a),
         Command::Clone(a) => health::run_clone(a),

@@ -285,16 +285,25 @@ pub fn execute(
                     }
                     Transform::Quant { from, to } => {
                         let bytes = source_bytes(job, src, item.elem, item.count)?;
-                        // Whole output blocks at a time: decode to f32, then ggml's reference quantizer.
+                        // Whole output blocks at a time: decode (or dequantize) to f32, then ggml's reference
+                        // quantizer.
                         let (bs, bts) =
                             (to.info().block_size as usize, to.info().type_size as usize);
-                        let fs = from.info().type_size as usize;
+                        let (fbs, fts) = (
+                            from.info().block_size as usize,
+                            from.info().type_size as usize,
+                        );
                         let blocks = (PIECE_BYTES / (bs * 4)).max(1);
                         let mut floats = vec![0f32; blocks * bs];
                         let mut at = out_off;
-                        for s in bytes.chunks(blocks * bs * fs) {
-                            let n = s.len() / fs;
-                            lbrx_quant::cast::decode_f32(from, s, &mut floats[..n]);
+                        for s in bytes.chunks(blocks * bs / fbs * fts) {
+                            let n = s.len() / fts * fbs;
+                            if from.is_castable_float() {
+                                lbrx_quant::cast::decode_f32(from, s, &mut floats[..n]);
+                            } else {
+                                lbrx_quant::ggml::dequantize(from, s, &mut floats[..n])
+                                    .map_err(|e| context(e, name))?;
+                            }
                             let nb = n / bs * bts;
                             buf.resize(nb, 0);
                             lbrx_quant::ggml_quant::quantize(to, &floats[..n], &mut buf[..nb])

@@ -7,6 +7,7 @@ pub mod health;
 pub mod hf;
 pub mod hfcache;
 pub mod plan;
+pub mod recipe;
 pub mod workspace;
 
 pub use atomic::{AtomicOutput, OutputKind, Placement};

@@ -1,0 +1,80 @@
+//! `lbrx quantize`: llama-quantize's job (GGUF in, GGUF out, a llama.cpp recipe such as Q4_K_M), streaming
+//! through the executor.
+
+use crate::convert::{execute_plan, print_plan};
+use crate::util::{parse_size, CliResult, WriteArgs};
+use lbrx_convert::recipe::{plan_quantize, Recipe};
+use lbrx_convert::ConvertOptions;
+use lbrx_core::DType;
+use std::path::PathBuf;
+
+/// Arguments of `lbrx quantize`.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Source GGUF (F32, F16, BF16 or already quantized).
+    src: PathBuf,
+    /// Destination `.gguf`.
+    dst: PathBuf,
+    /// llama.cpp file type: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M,
+    /// Q5_K_S, Q5_K_M, Q6_K, F16, BF16, F32.
+    #[arg(value_name = "TYPE")]
+    kind: String,
+    /// Every quantizable tensor in the default type of TYPE (no per-tensor promotions).
+    #[arg(long)]
+    pure: bool,
+    /// Keep output.weight as it is.
+    #[arg(long)]
+    leave_output_tensor: bool,
+    /// Override the type of tensors whose name matches a regular expression: PATTERN=TYPE (repeatable; the
+    /// first match wins).
+    #[arg(long = "tensor-type", value_name = "PATTERN=TYPE")]
+    tensor_type: Vec<String>,
+    /// Split the output like llama-gguf-split (e.g. 2GB).
+    #[arg(long, value_parser = parse_size)]
+    max_shard_size: Option<u64>,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print the plan (every tensor's new type) and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    write: WriteArgs,
+    /// No progress bar and no summary.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Print the plan (with --dry-run) or the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(a: Args) -> CliResult {
+    let mut recipe = Recipe::named(&a.kind)?;
+    recipe.pure = a.pure;
+    recipe.leave_output = a.leave_output_tensor;
+    for o in &a.tensor_type {
+        let (pat, ty) = o
+            .rsplit_once('=')
+            .ok_or_else(|| format!("--tensor-type '{o}': expected PATTERN=TYPE"))?;
+        let dtype = DType::from_name(ty)
+            .filter(|d| lbrx_quant::ggml_quant::can_quantize(*d))
+            .ok_or_else(|| {
+                format!("--tensor-type '{o}': '{ty}' is not a type lbrx quantizes to")
+            })?;
+        let re = regex_lite(pat)?;
+        recipe.overrides.push((re, dtype));
+    }
+    let src = lbrx_formats::open(&a.src)?;
+    let plan = plan_quantize(&*src, &a.dst, &recipe, a.max_shard_size)?;
+    if a.dry_run {
+        return print_plan(&plan, a.json);
+    }
+    let opts = ConvertOptions {
+        ..a.write.options()
+    };
+    execute_plan(&plan, &*src, &opts, a.threads, a.quiet, a.json)
+}
+
+fn regex_lite(p: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(p).map_err(|e| format!("--tensor-type pattern '{p}': {e}"))
+}

@@ -1,0 +1,530 @@
+//! Quantization recipes: llama.cpp's file types (`Q4_K_M`, `Q5_K_S`, `Q8_0` ...) and the per-tensor type
+//! choices `llama-quantize` makes for them (src/llama-quant.cpp: `llama_tensor_get_type`): which tensors are
+//! quantized at all, attention-V and FFN-down promotions by layer, output and token-embedding rules, and the
+//! fallbacks when a row is not a whole number of blocks. Tensors are visited in llama.cpp's loader order
+//! (layer number, then name; non-layer tensors first), because its layer counters depend on that order.
+
+use lbrx_core::{DType, Error, Metadata, Result, Value};
+
+/// A llama.cpp file type: (name, `general.file_type` id, default weight type).
+pub const FTYPES: &[(&str, u32, DType)] = &[
+    ("F32", 0, DType::F32),
+    ("F16", 1, DType::F16),
+    ("Q4_0", 2, DType::Q4_0),
+    ("Q4_1", 3, DType::Q4_1),
+    ("Q8_0", 7, DType::Q8_0),
+    ("Q5_0", 8, DType::Q5_0),
+    ("Q5_1", 9, DType::Q5_1),
+    ("Q2_K", 10, DType::Q2K),
+    ("Q3_K_S", 11, DType::Q3K),
+    ("Q3_K_M", 12, DType::Q3K),
+    ("Q3_K_L", 13, DType::Q3K),
+    ("Q4_K_S", 14, DType::Q4K),
+    ("Q4_K_M", 15, DType::Q4K),
+    ("Q5_K_S", 16, DType::Q5K),
+    ("Q5_K_M", 17, DType::Q5K),
+    ("Q6_K", 18, DType::Q6K),
+    ("Q2_K_S", 21, DType::Q2K),
+    ("BF16", 32, DType::BF16),
+];
+
+/// A parsed recipe.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// Its llama.cpp name.
+    pub name: &'static str,
+    /// `general.file_type`.
+    pub ftype: u32,
+    /// The weight type most tensors get.
+    pub default: DType,
+    /// Every quantizable tensor gets `default` (llama-quantize `--pure`).
+    pub pure: bool,
+    /// Keep `output.weight` as it is (`--leave-output-tensor`).
+    pub leave_output: bool,
+    /// User overrides: (substring or regex, type), first match wins (`--tensor-type PATTERN=TYPE`).
+    pub overrides: Vec<(regex::Regex, DType)>,
+}
+
+impl Recipe {
+    /// Looks a recipe up by its llama.cpp name (case-insensitive).
+    pub fn named(name: &str) -> Result<Recipe> {
+        let &(n, ftype, default) = FTYPES
+            .iter()
+            .find(|f| f.0.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown quantization '{name}'; known: {}",
+                    FTYPES.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+        Ok(Recipe {
+            name: n,
+            ftype,
+            default,
+            pure: false,
+            leave_output: false,
+            overrides: Vec::new(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cat {
+    TokenEmbd,
+    AttnQ,
+    AttnV,
+    AttnK,
+    AttnQkv,
+    AttnKvB,
+    AttnOutput,
+    FfnUp,
+    FfnGate,
+    FfnDown,
+    Output,
+    Other,
+}
+
+fn category(name: &str) -> Cat {
+    if name == "output.weight" {
+        Cat::Output
+    } else if name == "token_embd.weight" || name == "per_layer_token_embd.weight" {
+        Cat::TokenEmbd
+    } else if name.contains("attn_qkv.weight") {
+        Cat::AttnQkv
+    } else if name.contains("attn_kv_b.weight") {
+        Cat::AttnKvB
+    } else if name.contains("attn_v.weight") {
+        Cat::AttnV
+    } else if name.contains("attn_k.weight") {
+        Cat::AttnK
+    } else if name.contains("attn_q.weight") {
+        Cat::AttnQ
+    } else if name.contains("attn_output.weight") {
+        Cat::AttnOutput
+    } else if name.contains("ffn_up") {
+        Cat::FfnUp
+    } else if name.contains("ffn_gate") {
+        Cat::FfnGate
+    } else if name.contains("ffn_down") {
+        Cat::FfnDown
+    } else {
+        Cat::Other
+    }
+}
+
+fn is_attn_v(c: Cat) -> bool {
+    matches!(c, Cat::AttnV | Cat::AttnQkv | Cat::AttnKvB)
+}
+
+/// llama.cpp's `tensor_allows_quantization` (the parts that apply to the architectures lbrx knows).
+fn allows_quantization(name: &str, dims: usize, r: &Recipe) -> bool {
+    if dims < 2 || !name.ends_with("weight") {
+        return false;
+    }
+    let deny = [
+        "_norm.weight",
+        "ffn_gate_inp.weight",
+        "ffn_gate_tid2eid.weight",
+        "altup",
+        "laurel",
+        "per_layer_model_proj",
+        "ssm_conv1d",
+        "shortconv.conv.weight",
+        "indexer.k_proj.weight",
+        "indexer.q_proj.weight",
+        "time_mix_",
+        "attn_rel_b.weight",
+        ".position_embd",
+        ".rel_pos",
+        ".patch_embd",
+        ".patch_merger",
+    ];
+    if deny.iter().any(|d| name.contains(d)) {
+        return false;
+    }
+    if name == "position_embd.weight" || name == "token_types.weight" {
+        return false;
+    }
+    !(r.leave_output && name == "output.weight")
+}
+
+/// The facts about a model the recipe consults.
+#[derive(Debug, Clone, Default)]
+pub struct ModelFacts {
+    /// `general.architecture`.
+    pub arch: String,
+    /// Layers.
+    pub n_layer: i64,
+    /// Attention heads / KV heads.
+    pub n_gqa: i64,
+    /// Experts (0: dense).
+    pub n_expert: i64,
+    /// A 70B-class Llama (80 layers).
+    pub is_70b: bool,
+}
+
+impl ModelFacts {
+    /// Reads the facts from GGUF metadata.
+    pub fn from_metadata(m: &Metadata) -> ModelFacts {
+        let arch = m
+            .get("general.architecture")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let u = |k: &str| {
+            m.get(&format!("{arch}.{k}"))
+                .and_then(Value::as_u64)
+                .map(|v| v as i64)
+        };
+        let n_layer = u("block_count").unwrap_or(0);
+        let heads = u("attention.head_count").unwrap_or(0);
+        let kv = u("attention.head_count_kv").unwrap_or(heads).max(1);
+        ModelFacts {
+            n_gqa: if heads > 0 { heads / kv } else { 0 },
+            n_expert: u("expert_count").unwrap_or(0),
+            is_70b: arch == "llama" && n_layer == 80,
+            n_layer,
+            arch,
+        }
+    }
+}
+
+/// llama.cpp's `tensor_type_fallback`: a type whose block size divides the row, else F16.
+fn fallback(t: DType, ncols: u64) -> DType {
+    let bs = t.info().block_size as u64;
+    if ncols % bs == 0 {
+        return t;
+    }
+    let r = match t {
+        DType::IQ1S
+        | DType::IQ1M
+        | DType::IQ2XXS
+        | DType::IQ2XS
+        | DType::IQ2S
+        | DType::IQ3XXS
+        | DType::IQ3S
+        | DType::IQ4XS => DType::IQ4NL,
+        DType::Q2K | DType::Q3K | DType::TQ1_0 | DType::TQ2_0 => DType::Q4_0,
+        DType::Q4K => DType::Q5_0,
+        DType::Q5K => DType::Q5_1,
+        DType::Q6K => DType::Q8_0,
+        other => other,
+    };
+    if ncols % r.info().block_size as u64 != 0 {
+        DType::F16
+    } else {
+        r
+    }
+}
+
+/// Chooses the type of every tensor, given (name, dtype, shape in row-major order) in the file's order.
+/// Returns the types in the same order.
+pub fn choose_types(
+    tensors: &[(String, DType, Vec<u64>)],
+    facts: &ModelFacts,
+    r: &Recipe,
+) -> Result<Vec<DType>> {
+    let order = loader_order(tensors);
+    let cats: Vec<Cat> = tensors.iter().map(|t| category(&t.0)).collect();
+    let n_attention_wv = cats.iter().filter(|c| is_attn_v(**c)).count() as i64;
+    let tied = !cats.contains(&Cat::Output);
+    let n_layer = facts.n_layer;
+    let mut st = Counters::default();
+    let mut out = vec![DType::F32; tensors.len()];
+    for i in order {
+        let (name, dtype, shape) = &tensors[i];
+        if !allows_quantization(name, shape.len(), r) {
+            out[i] = *dtype;
+            continue;
+        }
+        let mut t = r.default;
+        if t.info().kind == lbrx_core::DTypeKind::Quantized {
+            let manual = r
+                .overrides
+                .iter()
+                .find(|(p, _)| p.is_match(name))
+                .map(|o| o.1);
+            if let Some(m) = manual {
+                t = m;
+            } else if !r.pure {
+                t = pick(
+                    name,
+                    cats[i],
+                    shape,
+                    t,
+                    facts,
+                    r,
+                    tied,
+                    n_attention_wv,
+                    n_layer,
+                    &mut st,
+                )?;
+            }
+            t = fallback(t, *shape.last().unwrap_or(&0));
+        }
+        out[i] = t;
+    }
+    Ok(out)
+}
+
+/// llama.cpp's `weight_name_comparer`: layer number (`blk.N.`, -1 for other tensors), then name.
+fn loader_order(tensors: &[(String, DType, Vec<u64>)]) -> Vec<usize> {
+    let layer = |n: &str| -> i64 {
+        n.strip_prefix("blk.")
+            .and_then(|r| {
+                let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .unwrap_or(-1)
+    };
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&tensors[a].0, &tensors[b].0);
+        layer(x).cmp(&layer(y)).then_with(|| x.cmp(y))
+    });
+    order
+}
+
+#[derive(Default)]
+struct Counters {
+    i_attention_wv: i64,
+    i_ffn_down: i64,
+    i_ffn_gate: i64,
+    i_ffn_up: i64,
+}
+
+fn use_more_bits(i: i64, n: i64) -> bool {
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
+}
+
+/// llama.cpp's `llama_tensor_get_type_impl` for the K- and legacy quant file types.
+#[allow(clippy::too_many_arguments)]
+fn pick(
+    name: &str,
+    cat: Cat,
+    shape: &[u64],
+    mut t: DType,
+    f: &ModelFacts,
+    r: &Recipe,
+    tied: bool,
+    n_attention_wv: i64,
+    n_layer: i64,
+    st: &mut Counters,
+) -> Result<DType> {
+    let ft = r.name;
+    let layer = |counter: i64| -> Result<i64> {
+        if f.n_expert > 1 {
+            let l = name
+                .strip_prefix("blk.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|n| n.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    Error::Invalid(format!("cannot find the layer of tensor '{name}'"))
+                })?;
+            if l < 0 || l >= n_layer {
+                return Err(Error::Invalid(format!("bad layer {l} for tensor '{name}'")));
+            }
+            Ok(l)
+        } else {
+            Ok(counter)
+        }
+    };
+    let falcon = f.arch == "falcon";
+    if cat == Cat::Output || (tied && cat == Cat::TokenEmbd) {
+        let nx = *shape.last().unwrap_or(&0);
+        let qk = t.info().block_size as u64;
+        if falcon || nx % qk != 0 {
+            t = DType::Q8_0;
+        } else if t != DType::Q8_0 {
+            t = DType::Q6K;
+        }
+    } else if cat == Cat::TokenEmbd {
+        // the K and legacy file types keep the default
+    } else if is_attn_v(cat) {
+        let gqa4 = f.n_gqa >= 4;
+        match ft {
+            "Q2_K" => t = if gqa4 { DType::Q4K } else { DType::Q3K },
+            "Q2_K_S" if gqa4 => t = DType::Q4K,
+            "Q3_K_M" => {
+                t = if st.i_attention_wv < 2 {
+                    DType::Q5K
+                } else {
+                    DType::Q4K
+                }
+            }
+            "Q3_K_L" => t = DType::Q5K,
+            "Q4_K_M" | "Q5_K_M" if use_more_bits(st.i_attention_wv, n_attention_wv) => {
+                t = DType::Q6K
+            }
+            "Q4_K_S" if st.i_attention_wv < 4 => t = DType::Q5K,
+            _ => {}
+        }
+        if f.is_70b && (t == DType::Q3K || t == DType::Q4K) {
+            t = DType::Q5K;
+        }
+        if f.n_expert == 8 {
+            t = DType::Q8_0;
+        }
+        st.i_attention_wv += 1;
+    } else if cat == Cat::AttnK {
+        if f.n_expert == 8 {
+            t = DType::Q8_0;
+        }
+    } else if cat == Cat::FfnDown {
+        let i_layer = layer(st.i_ffn_down)?;
+        match ft {
+            "Q2_K" => t = DType::Q3K,
+            "Q2_K_S" => {
+                if i_layer < n_layer / 8 {
+                    t = DType::Q4K
+                }
+            }
+            "Q3_K_M" => {
+                t = if i_layer < n_layer / 16 {
+                    DType::Q5K
+                } else if !falcon || use_more_bits(i_layer, n_layer) {
+                    DType::Q4K
+                } else {
+                    DType::Q3K
+                }
+            }
+            "Q3_K_L" => t = if falcon { DType::Q4K } else { DType::Q5K },
+            "Q4_K_M" => {
+                if falcon {
+                    t = if i_layer < n_layer / 16 {
+                        DType::Q6K
+                    } else if use_more_bits(i_layer, n_layer) {
+                        DType::Q5K
+                    } else {
+                        DType::Q4K
+                    };
+                } else if use_more_bits(i_layer, n_layer) {
+                    t = DType::Q6K;
+                }
+            }
+            "Q5_K_M" if use_more_bits(i_layer, n_layer) => t = DType::Q6K,
+            "Q4_K_S" if !falcon && i_layer < n_layer / 8 => t = DType::Q5K,
+            _ => {}
+        }
+        st.i_ffn_down += 1;
+    } else if cat == Cat::AttnOutput {
+        if !falcon {
+            if f.n_expert == 8 {
+                if matches!(ft, "Q2_K" | "Q3_K_S" | "Q3_K_M" | "Q4_K_S" | "Q4_K_M") {
+                    t = DType::Q5K;
+                }
+            } else {
+                match ft {
+                    "Q2_K" => t = DType::Q3K,
+                    "Q3_K_M" => t = DType::Q4K,
+                    "Q3_K_L" => t = DType::Q5K,
+                    _ => {}
+                }
+            }
+        } else if ft == "Q3_K_L" {
+            t = DType::Q4K;
+        }
+    } else if cat == Cat::AttnQkv {
+        match ft {
+            "Q3_K_M" | "Q3_K_L" => t = DType::Q4K,
+            "Q4_K_M" => t = DType::Q5K,
+            "Q5_K_M" => t = DType::Q6K,
+            _ => {}
+        }
+    } else if cat == Cat::FfnGate {
+        layer(st.i_ffn_gate)?;
+        st.i_ffn_gate += 1;
+    } else if cat == Cat::FfnUp {
+        layer(st.i_ffn_up)?;
+        st.i_ffn_up += 1;
+    }
+    Ok(t)
+}
+
+/// Plans `llama-quantize IN OUT TYPE`: every tensor of a GGUF source in the type the recipe picks (tensors in
+/// name order, as llama.cpp writes them), all metadata kept, `general.file_type` and
+/// `general.quantization_version` set.
+pub fn plan_quantize(
+    src: &dyn lbrx_core::Source,
+    dst: &std::path::Path,
+    r: &Recipe,
+    max_shard_size: Option<u64>,
+) -> Result<crate::Plan> {
+    use crate::plan::{layout_gguf, transform_to, GgufOut};
+    if src.format() != lbrx_core::Format::Gguf {
+        return Err(Error::Invalid(format!(
+            "{}: quantize takes a GGUF model (convert a Hugging Face directory with `lbrx convert --quant`)",
+            src.root().display()
+        )));
+    }
+    let m = src.metadata();
+    let facts = ModelFacts::from_metadata(m);
+    let list: Vec<(String, DType, Vec<u64>)> = src
+        .tensors()
+        .iter()
+        .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
+        .collect();
+    let types = choose_types(&list, &facts, r)?;
+    let order = loader_order(&list);
+    let mut outs = Vec::with_capacity(list.len());
+    for i in order {
+        let (name, dtype, shape) = &list[i];
+        let to = types[i];
+        let (to, transform) = transform_to(*dtype, to);
+        if transform != crate::Transform::Copy
+            && !(lbrx_quant::ggml_quant::can_quantize(to) || to.is_castable_float())
+        {
+            return Err(Error::Unsupported {
+                path: src.root().to_path_buf(),
+                what: format!("tensor '{name}': quantizing to {to} is not implemented yet"),
+            });
+        }
+        outs.push(GgufOut {
+            spec: lbrx_formats::gguf::GgufTensorSpec {
+                name: name.clone(),
+                dtype: to,
+                shape: shape.clone(),
+            },
+            src: i,
+            transform,
+            permute_heads: None,
+            parts: Vec::new(),
+            shift: None,
+            unpermute: false,
+            src_start: 0,
+        });
+    }
+    let mut meta = m.clone();
+    for k in lbrx_formats::gguf::SPLIT_KEYS {
+        meta.remove(k);
+    }
+    // gguf_set_val_* moves a key it replaces to the end
+    meta.remove("general.quantization_version");
+    meta.remove("general.file_type");
+    meta.insert("general.quantization_version", Value::U32(2));
+    meta.insert("general.file_type", Value::U32(r.ftype));
+    layout_gguf(outs, &meta, dst, max_shard_size, Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_bits_pattern_matches_llama_cpp() {
+        // 32 layers: first 4, last 4, and every third from layer 6
+        let got: Vec<i64> = (0..32).filter(|&i| use_more_bits(i, 32)).collect();
+        assert_eq!(
+            got,
+            vec![0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
+        );
+    }
+
+    #[test]
+    fn fallbacks_follow_block_sizes() {
+        assert_eq!(fallback(DType::Q4K, 4096), DType::Q4K);
+        assert_eq!(fallback(DType::Q4K, 4160), DType::Q5_0);
+        assert_eq!(fallback(DType::Q6K, 4160), DType::Q8_0);
+        assert_eq!(fallback(DType::Q4K, 100), DType::F16);
+    }
+}
