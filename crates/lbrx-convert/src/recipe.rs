@@ -192,7 +192,7 @@ impl ModelFacts {
 /// llama.cpp's `tensor_type_fallback`: a type whose block size divides the row, else F16.
 fn fallback(t: DType, ncols: u64) -> DType {
     let bs = t.info().block_size as u64;
-    if ncols % bs == 0 {
+    if ncols.is_multiple_of(bs) {
         return t;
     }
     let r = match t {
@@ -210,7 +210,7 @@ fn fallback(t: DType, ncols: u64) -> DType {
         DType::Q6K => DType::Q8_0,
         other => other,
     };
-    if ncols % r.info().block_size as u64 != 0 {
+    if !ncols.is_multiple_of(r.info().block_size as u64) {
         DType::F16
     } else {
         r
@@ -333,7 +333,7 @@ fn pick(
     if cat == Cat::Output || (tied && cat == Cat::TokenEmbd) {
         let nx = *shape.last().unwrap_or(&0);
         let qk = t.info().block_size as u64;
-        if falcon || nx % qk != 0 {
+        if falcon || !nx.is_multiple_of(qk) {
             t = DType::Q8_0;
         } else if t != DType::Q8_0 {
             t = DType::Q6K;
@@ -374,11 +374,7 @@ fn pick(
         let i_layer = layer(st.i_ffn_down)?;
         match ft {
             "Q2_K" => t = DType::Q3K,
-            "Q2_K_S" => {
-                if i_layer < n_layer / 8 {
-                    t = DType::Q4K
-                }
-            }
+            "Q2_K_S" if i_layer < n_layer / 8 => t = DType::Q4K,
             "Q3_K_M" => {
                 t = if i_layer < n_layer / 16 {
                     DType::Q5K
