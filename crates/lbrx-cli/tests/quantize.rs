@@ -1,0 +1,152 @@
+//! `lbrx quantize` against `llama-quantize` (built from the llama-cpp-python 0.3.36 sdist): for each recipe,
+//! on a reference-converted F16 GGUF of a 12-layer Llama-style model (and a Mixtral-style MoE), the output file
+//! is byte-identical: the same tensor types chosen, the same quantized bytes, the same keys in the same order.
+//! llama.cpp runs the result.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Env {
+    py: PathBuf,
+    src: PathBuf,
+    quantize: PathBuf,
+}
+
+fn env() -> Option<Env> {
+    Some(Env {
+        py: python()?,
+        src: llama_src()?,
+        quantize: llama_tool("llama-quantize")?,
+    })
+}
+
+/// A reference F16 GGUF (make_hf_model.py, then convert_hf_to_gguf.py) of `arch` with K-quant-friendly sizes.
+fn f16_model(e: &Env, arch: &str, dir: &Path) -> PathBuf {
+    let model = dir.join(arch);
+    run_oracle(
+        &e.py,
+        "make_hf_model.py",
+        &[
+            &arch,
+            &model,
+            &"--vocab-dir",
+            &e.src.join("models"),
+            &"--layers",
+            &"12",
+            &"--hidden",
+            &"256",
+            &"--inter",
+            &"512",
+            &"--heads",
+            &"4",
+            &"--kv-heads",
+            &"1",
+        ],
+    );
+    let out = dir.join(format!("{arch}-f16.gguf"));
+    ok(Command::new(&e.py)
+        .arg(e.src.join("convert_hf_to_gguf.py"))
+        .arg(&model)
+        .arg("--outfile")
+        .arg(&out)
+        .args(["--outtype", "f16"]));
+    out
+}
+
+fn compare(e: &Env, ours: &Path, reference: &Path) {
+    if std::fs::read(ours).unwrap() == std::fs::read(reference).unwrap() {
+        return;
+    }
+    let out = ok(Command::new(&e.py)
+        .arg(repo_root().join("crates/lbrx-cli/tests/oracle/gguf_compare.py"))
+        .arg(ours)
+        .arg(reference));
+    panic!(
+        "{} differs from llama-quantize's {}:\n{}",
+        ours.display(),
+        reference.display(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn check(e: &Env, input: &Path, dir: &Path, recipe: &str, extra: &[&str]) -> PathBuf {
+    let tag = format!(
+        "{recipe}{}",
+        extra.join("").replace(['-', '=', '.', '*'], "_")
+    );
+    let refp = dir.join(format!("ref-{tag}.gguf"));
+    let ours = dir.join(format!("ours-{tag}.gguf"));
+    ok(Command::new(&e.quantize)
+        .args(extra)
+        .arg(input)
+        .arg(&refp)
+        .args([recipe, "2"]));
+    ok(lbrx()
+        .arg("quantize")
+        .args(extra)
+        .arg(input)
+        .arg(&ours)
+        .args([recipe, "-q"]));
+    compare(e, &ours, &refp);
+    ours
+}
+
+#[test]
+fn every_recipe_equals_llama_quantize() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let input = f16_model(&e, "llama2", d.path());
+    for r in [
+        "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q6_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q2_K",
+        "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+    ] {
+        check(&e, &input, d.path(), r, &[]);
+    }
+    check(&e, &input, d.path(), "Q4_K_M", &["--pure"]);
+    check(&e, &input, d.path(), "Q4_K_M", &["--leave-output-tensor"]);
+    check(
+        &e,
+        &input,
+        d.path(),
+        "Q4_K_M",
+        &["--tensor-type", "attn_v=q8_0"],
+    );
+    // requantizing a quantized file goes through f32 as llama-quantize does
+    let q8 = d.path().join("ours-Q8_0.gguf");
+    let (refp, ours) = (
+        d.path().join("ref-requant.gguf"),
+        d.path().join("ours-requant.gguf"),
+    );
+    ok(Command::new(&e.quantize)
+        .arg("--allow-requantize")
+        .arg(&q8)
+        .arg(&refp)
+        .args(["Q4_K_M", "2"]));
+    ok(lbrx()
+        .arg("quantize")
+        .arg(&q8)
+        .arg(&ours)
+        .args(["Q4_K_M", "-q"]));
+    compare(&e, &ours, &refp);
+}
+
+#[test]
+fn moe_recipe_equals_llama_quantize_and_runs() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let input = f16_model(&e, "mixtral", d.path());
+    let ours = check(&e, &input, d.path(), "Q4_K_M", &[]);
+    check(&e, &input, d.path(), "Q3_K_M", &[]);
+    let Some(simple) = llama_tool("llama-simple") else {
+        return;
+    };
+    let out =
+        ok(Command::new(&simple)
+            .arg("-m")
+            .arg(&ours)
+            .args(["-n", "8", "The quick brown fox"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("The quick brown fox"), "{text}");
+}
