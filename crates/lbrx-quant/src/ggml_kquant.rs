@@ -26,16 +26,11 @@ fn put_f16(y: &mut [u8], at: usize, v: f32) -> f32 {
 }
 
 /// `make_qx_quants` (symmetric, signed levels in [-nmax, nmax-1], stored as l + nmax).
-fn make_qx_quants(
-    n: usize,
-    nmax: i32,
-    x: &[f32],
-    l_out: &mut [i8],
-    rmse_type: i32,
-    qw: Option<&[f32]>,
-) -> f32 {
+fn make_qx_quants(n: usize, nmax: i32, x: &[f32], l_out: &mut [i8], rmse_type: i32, qw: Option<&[f32]>) -> f32 {
+    let x = &x[..n];
+    let l_out = &mut l_out[..n];
     let (mut max, mut amax) = (0f32, 0f32);
-    for &v in &x[..n] {
+    for &v in x {
         let ax = v.abs();
         if ax > amax {
             amax = ax;
@@ -43,24 +38,29 @@ fn make_qx_quants(
         }
     }
     if amax < GROUP_MAX_EPS {
-        l_out[..n].fill(0);
+        l_out.fill(0);
         return 0.0;
     }
     let mut iscale = -(nmax as f32) / max;
     if rmse_type == 0 {
-        for i in 0..n {
-            let l = nearest_int(iscale * x[i]);
-            l_out[i] = (nmax + l.clamp(-nmax, nmax - 1)) as i8;
+        for (o, &v) in l_out.iter_mut().zip(x) {
+            let l = nearest_int(iscale * v);
+            *o = (nmax + l.clamp(-nmax, nmax - 1)) as i8;
         }
         return 1.0 / iscale;
     }
-    let (rmse_type, return_early) = if rmse_type < 0 {
-        (-rmse_type, true)
+    let (rmse_type, return_early) = if rmse_type < 0 { (-rmse_type, true) } else { (rmse_type, false) };
+    // the weights are the same on every pass: compute them once (same values as per element)
+    let mut wbuf = [0f32; 32];
+    let mut wvec = Vec::new();
+    let w = if n <= 32 {
+        &mut wbuf[..n]
     } else {
-        (rmse_type, false)
+        wvec.resize(n, 0f32);
+        &mut wvec[..]
     };
-    let weight = |i: usize| -> f32 {
-        match qw {
+    for (i, wi) in w.iter_mut().enumerate() {
+        *wi = match qw {
             Some(q) => q[i],
             None => match rmse_type {
                 1 => x[i] * x[i],
@@ -68,24 +68,20 @@ fn make_qx_quants(
                 3 => x[i].abs(),
                 _ => x[i].abs().sqrt(),
             },
-        }
-    };
+        };
+    }
+    let w = &*w;
     let (mut sumlx, mut suml2) = (0f32, 0f32);
-    for i in 0..n {
-        let l = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
-        l_out[i] = (l + nmax) as i8;
-        let w = weight(i);
+    for ((o, &v), &wi) in l_out.iter_mut().zip(x).zip(w) {
+        let l = nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+        *o = (l + nmax) as i8;
         let lf = l as f32;
-        sumlx += w * x[i] * lf;
-        suml2 += w * lf * lf;
+        sumlx += wi * v * lf;
+        suml2 += wi * lf * lf;
     }
     let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
     if return_early {
-        return if suml2 > 0.0 {
-            0.5 * (scale + 1.0 / iscale)
-        } else {
-            1.0 / iscale
-        };
+        return if suml2 > 0.0 { 0.5 * (scale + 1.0 / iscale) } else { 1.0 / iscale };
     }
     let mut best = scale * sumlx;
     for is in -9..=9 {
@@ -95,16 +91,15 @@ fn make_qx_quants(
         iscale = -(nmax as f32 + 0.1f32 * is as f32) / max;
         sumlx = 0.0;
         suml2 = 0.0;
-        for i in 0..n {
-            let l = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1) as f32;
-            let w = weight(i);
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
+        for (&v, &wi) in x.iter().zip(w) {
+            let l = nearest_int(iscale * v).clamp(-nmax, nmax - 1) as f32;
+            sumlx += wi * v * l;
+            suml2 += wi * l * l;
         }
         if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
-            for i in 0..n {
-                let l = nearest_int(iscale * x[i]);
-                l_out[i] = (nmax + l.clamp(-nmax, nmax - 1)) as i8;
+            for (o, &v) in l_out.iter_mut().zip(x) {
+                let l = nearest_int(iscale * v);
+                *o = (nmax + l.clamp(-nmax, nmax - 1)) as i8;
             }
             scale = sumlx / suml2;
             best = scale * sumlx;
@@ -189,36 +184,36 @@ fn make_qkx2_quants(
     nstep: i32,
     use_mad: bool,
 ) -> (f32, f32) {
+    let (x, weights, l_out, laux) = (&x[..n], &weights[..n], &mut l_out[..n], &mut laux[..n]);
     let (mut min, mut max) = (x[0], x[0]);
     let mut sum_w = weights[0];
     let mut sum_x = sum_w * x[0];
-    for i in 1..n {
-        if x[i] < min {
-            min = x[i];
+    for (&v, &w) in x.iter().zip(weights).skip(1) {
+        if v < min {
+            min = v;
         }
-        if x[i] > max {
-            max = x[i];
+        if v > max {
+            max = v;
         }
-        let w = weights[i];
         sum_w += w;
-        sum_x += w * x[i];
+        sum_x += w * v;
     }
     if min > 0.0 {
         min = 0.0;
     }
     if max == min {
-        l_out[..n].fill(0);
+        l_out.fill(0);
         return (0.0, -min);
     }
     let mut iscale = nmax as f32 / (max - min);
     let mut scale = 1.0 / iscale;
     let mut best_error = 0f32;
-    for i in 0..n {
-        let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
-        l_out[i] = l as u8;
-        let diff = scale * l as f32 + min - x[i];
+    for ((o, &v), &w) in l_out.iter_mut().zip(x).zip(weights) {
+        let l = nearest_int(iscale * (v - min)).clamp(0, nmax);
+        *o = l as u8;
+        let diff = scale * l as f32 + min - v;
         let diff = if use_mad { diff.abs() } else { diff * diff };
-        best_error += weights[i] * diff;
+        best_error += w * diff;
     }
     if nstep < 1 {
         return (scale, -min);
@@ -226,14 +221,13 @@ fn make_qkx2_quants(
     for is in 0..=nstep {
         iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0f32, 0f32, 0f32);
-        for i in 0..n {
-            let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
-            laux[i] = l as u8;
-            let w = weights[i];
+        for ((a, &v), &w) in laux.iter_mut().zip(x).zip(weights) {
+            let l = nearest_int(iscale * (v - min)).clamp(0, nmax);
+            *a = l as u8;
             let lf = l as f32;
             sum_l += w * lf;
             sum_l2 += w * lf * lf;
-            sum_xl += w * lf * x[i];
+            sum_xl += w * lf * v;
         }
         let d = sum_w * sum_l2 - sum_l * sum_l;
         if d > 0.0 {
@@ -244,13 +238,13 @@ fn make_qkx2_quants(
                 this_scale = sum_xl / sum_l2;
             }
             let mut cur_error = 0f32;
-            for i in 0..n {
-                let diff = this_scale * laux[i] as f32 + this_min - x[i];
+            for ((&a, &v), &w) in laux.iter().zip(x).zip(weights) {
+                let diff = this_scale * a as f32 + this_min - v;
                 let diff = if use_mad { diff.abs() } else { diff * diff };
-                cur_error += weights[i] * diff;
+                cur_error += w * diff;
             }
             if cur_error < best_error {
-                l_out[..n].copy_from_slice(&laux[..n]);
+                l_out.copy_from_slice(laux);
                 best_error = cur_error;
                 scale = this_scale;
                 min = this_min;
