@@ -304,6 +304,37 @@ fn bert_minilm_equals_convert_hf_to_gguf_and_embeds_alike() {
             let (a, b) = (run(&ours), run(&refp));
             assert!(a.contains("\"embedding\""), "{a}");
             assert_eq!(a, b);
+            // GGUF -> HF -> GGUF: the same tensors and keys (the model card's provenance keys aside, which a
+            // rebuilt directory does not carry)
+            let hf = d.path().join("minilm-hf");
+            let back = d.path().join("minilm-back.gguf");
+            ok(lbrx()
+                .arg("convert")
+                .arg(&refp)
+                .arg(&hf)
+                .args(["--to", "hf", "-q"]));
+            assert!(hf.join("1_Pooling/config.json").is_file());
+            ok(lbrx()
+                .arg("convert")
+                .arg(&hf)
+                .arg(&back)
+                .args(["--dtype", "f16", "-q"]));
+            let out = ok(Command::new(&e.py)
+                .arg(repo_root().join("crates/lbrx-cli/tests/oracle/gguf_compare.py"))
+                .arg(&back)
+                .arg(&refp)
+                .args(["--ignore-prefix", "general."]));
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(
+                r["kv"],
+                serde_json::json!([]),
+                "BERT round-trip KV differences"
+            );
+            assert_eq!(
+                r["tensors"],
+                serde_json::json!([]),
+                "BERT round-trip tensor differences"
+            );
         }
     }
 }

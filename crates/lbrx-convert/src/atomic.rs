@@ -186,7 +186,8 @@ impl AtomicOutput {
         Ok(self.files.len() - 1)
     }
 
-    /// Adds a small file (an index, a config) written at commit time.
+    /// Adds a small file (an index, a config) written at commit time; `name` may contain `/` for
+    /// subdirectories.
     pub fn add_small(&mut self, name: &str, bytes: Vec<u8>) {
         self.small.push((name.to_string(), bytes));
     }
@@ -306,6 +307,9 @@ impl AtomicOutput {
         }
         for (name, bytes) in &self.small {
             let p = staging.join(name);
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
+            }
             let file = File::create(&p).map_err(|e| Error::io(&p, "create", e))?;
             file.write_all_at(bytes, 0)
                 .map_err(|e| Error::io(&p, "write", e))?;

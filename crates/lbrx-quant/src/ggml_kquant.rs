@@ -26,7 +26,14 @@ fn put_f16(y: &mut [u8], at: usize, v: f32) -> f32 {
 }
 
 /// `make_qx_quants` (symmetric, signed levels in [-nmax, nmax-1], stored as l + nmax).
-fn make_qx_quants(n: usize, nmax: i32, x: &[f32], l_out: &mut [i8], rmse_type: i32, qw: Option<&[f32]>) -> f32 {
+fn make_qx_quants(
+    n: usize,
+    nmax: i32,
+    x: &[f32],
+    l_out: &mut [i8],
+    rmse_type: i32,
+    qw: Option<&[f32]>,
+) -> f32 {
     let x = &x[..n];
     let l_out = &mut l_out[..n];
     let (mut max, mut amax) = (0f32, 0f32);
@@ -49,7 +56,11 @@ fn make_qx_quants(n: usize, nmax: i32, x: &[f32], l_out: &mut [i8], rmse_type: i
         }
         return 1.0 / iscale;
     }
-    let (rmse_type, return_early) = if rmse_type < 0 { (-rmse_type, true) } else { (rmse_type, false) };
+    let (rmse_type, return_early) = if rmse_type < 0 {
+        (-rmse_type, true)
+    } else {
+        (rmse_type, false)
+    };
     // the weights are the same on every pass: compute them once (same values as per element)
     let mut wbuf = [0f32; 32];
     let mut wvec = Vec::new();
@@ -81,7 +92,11 @@ fn make_qx_quants(n: usize, nmax: i32, x: &[f32], l_out: &mut [i8], rmse_type: i
     }
     let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
     if return_early {
-        return if suml2 > 0.0 { 0.5 * (scale + 1.0 / iscale) } else { 1.0 / iscale };
+        return if suml2 > 0.0 {
+            0.5 * (scale + 1.0 / iscale)
+        } else {
+            1.0 / iscale
+        };
     }
     let mut best = scale * sumlx;
     for is in -9..=9 {

@@ -2,7 +2,7 @@
 """Compares two GGUF files with gguf-py's GGUFReader: every KV (value type and value) and every tensor (type,
 shape, bytes). Prints a JSON report {"kv": [...], "tensors": [...], "kv_order_equal": bool,
 "tensor_order_equal": bool}; empty lists mean equal.
-Usage: gguf_compare.py OURS REFERENCE [--ignore-key KEY ...]
+Usage: gguf_compare.py OURS REFERENCE [--ignore-key KEY ...] [--ignore-prefix PREFIX ...]
 """
 import json
 import sys
@@ -25,14 +25,21 @@ def kvs(r):
 def main():
     a, b = sys.argv[1], sys.argv[2]
     ignore = set()
+    prefixes = []
     args = sys.argv[3:]
     while args:
         if args[0] == "--ignore-key":
             ignore.add(args[1])
             args = args[2:]
+        elif args[0] == "--ignore-prefix":
+            prefixes.append(args[1])
+            args = args[2:]
         else:
             raise SystemExit(f"unknown argument {args[0]}")
     ra, rb = GGUFReader(a), GGUFReader(b)
+    for k in list(ra.fields) + list(rb.fields):
+        if any(k.startswith(p) for p in prefixes):
+            ignore.add(k)
     ka, kb = kvs(ra), kvs(rb)
     kv_diffs = []
     for k in sorted(set(ka) | set(kb)):

@@ -119,7 +119,7 @@ fn find_spec(src: &dyn Source, arch: &str) -> Result<&'static ArchSpec> {
     };
     ARCHS
         .iter()
-        .filter(|a| a.gguf == arch && a.vocab != super::arch::VocabOrder::Bert)
+        .filter(|a| a.gguf == arch)
         .find(|a| want.is_none_or(|w| a.hf[0] == w))
         .ok_or_else(|| Error::Unsupported {
             path: src.root().to_path_buf(),
@@ -131,11 +131,7 @@ fn find_spec(src: &dyn Source, arch: &str) -> Result<&'static ArchSpec> {
 }
 
 fn supported_ggufs() -> String {
-    let mut v: Vec<&str> = ARCHS
-        .iter()
-        .filter(|a| a.vocab != super::arch::VocabOrder::Bert)
-        .map(|a| a.gguf)
-        .collect();
+    let mut v: Vec<&str> = ARCHS.iter().map(|a| a.gguf).collect();
     v.sort_unstable();
     v.dedup();
     v.join(", ")
@@ -295,6 +291,23 @@ pub fn plan_gguf_hf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         pretty(&Json::Object(gen)),
     ));
     small.extend(super::vocab_out::tokenizer_files(m, spec)?);
+    if let Some(p) = k.u64("pooling_type").filter(|p| (1..=3).contains(p)) {
+        // a sentence-transformers layout, so the pooling survives the round trip
+        let modules = json!([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}
+        ]);
+        let pooling = json!({
+            "word_embedding_dimension": k.u64("embedding_length").unwrap_or(0),
+            "pooling_mode_cls_token": p == 2,
+            "pooling_mode_mean_tokens": p == 1,
+            "pooling_mode_max_tokens": false,
+            "pooling_mode_mean_sqrt_len_tokens": false,
+            "pooling_mode_lasttoken": p == 3,
+        });
+        small.push(("modules.json".to_string(), pretty(&modules)));
+        small.push(("1_Pooling/config.json".to_string(), pretty(&pooling)));
+    }
     let meta = std::collections::BTreeMap::from([("format".to_string(), "pt".to_string())]);
     layout_safetensors_dir(outs, dst, opts.max_shard_size, small, Some(meta))
 }
@@ -333,6 +346,43 @@ fn config_json(
         .or_else(|| k.u64("vocab_size"))
         .ok_or_else(|| Error::Invalid("GGUF has no tokenizer.ggml.tokens".into()))?;
     let mut c = Map::new();
+    if spec.vocab == super::arch::VocabOrder::Bert {
+        c.insert("architectures".into(), json!([spec.hf[0]]));
+        c.insert("model_type".into(), json!("bert"));
+        c.insert("hidden_size".into(), json!(hidden));
+        c.insert(
+            "intermediate_size".into(),
+            json!(k.need_u64("feed_forward_length")?),
+        );
+        c.insert(
+            "num_hidden_layers".into(),
+            json!(k.need_u64("block_count")?),
+        );
+        c.insert("num_attention_heads".into(), json!(heads));
+        c.insert(
+            "max_position_embeddings".into(),
+            json!(k.need_u64("context_length")?),
+        );
+        if let Some(v) = k.f64("attention.layer_norm_epsilon") {
+            c.insert("layer_norm_eps".into(), f32_json(v));
+        }
+        let types = m
+            .get("tokenizer.ggml.token_type_count")
+            .and_then(Value::as_u64)
+            .unwrap_or(2);
+        c.insert("type_vocab_size".into(), json!(types));
+        c.insert("vocab_size".into(), json!(vocab));
+        c.insert("hidden_act".into(), json!("gelu"));
+        c.insert("position_embedding_type".into(), json!("absolute"));
+        if let Some(v) = m
+            .get("tokenizer.ggml.padding_token_id")
+            .and_then(Value::as_u64)
+        {
+            c.insert("pad_token_id".into(), json!(v));
+        }
+        c.insert("torch_dtype".into(), json!(torch_name(dtype)));
+        return Ok(Json::Object(c));
+    }
     c.insert("architectures".into(), json!([spec.hf[0]]));
     c.insert("model_type".into(), json!(model_type));
     c.insert("hidden_size".into(), json!(hidden));

@@ -240,11 +240,72 @@ pub(crate) fn tokenizer_files(m: &Metadata, spec: &ArchSpec) -> Result<Vec<(Stri
                 json!(tokens.get(unk).cloned().unwrap_or_default()),
             );
         }
+        "bert" => {
+            // undo llama.cpp's phantom-space form: "▁x" starts a word, anything else continues one
+            let mut vocab = Map::new();
+            let mut added = Vec::new();
+            for (i, (t, &ty)) in tokens.iter().zip(&types).enumerate() {
+                let word = if ty == 3 {
+                    added.push(json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}));
+                    decoder.insert(i.to_string(), added_entry(t, true));
+                    t.clone()
+                } else if let Some(w) = t.strip_prefix('\u{2581}') {
+                    w.to_string()
+                } else {
+                    format!("##{t}")
+                };
+                vocab.insert(word, json!(i));
+            }
+            let lower = flag(m, "normalizer.lowercase").unwrap_or(true);
+            let strip = match m.get("tokenizer.ggml.normalizer.strip_accents") {
+                Some(Value::Bool(b)) => json!(b),
+                _ => Json::Null,
+            };
+            let cls = content("bos_token_id").unwrap_or_else(|| "[CLS]".into());
+            let sep = content("seperator_token_id")
+                .or_else(|| content("eos_token_id"))
+                .unwrap_or_else(|| "[SEP]".into());
+            let cls_id = tokens.iter().position(|t| *t == cls).unwrap_or(0);
+            let sep_id = tokens.iter().position(|t| *t == sep).unwrap_or(0);
+            let unk = content("unknown_token_id").unwrap_or_else(|| "[UNK]".into());
+            let tj = json!({
+                "version": "1.0",
+                "truncation": null,
+                "padding": null,
+                "added_tokens": added,
+                "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+                               "strip_accents": strip, "lowercase": lower},
+                "pre_tokenizer": {"type": "BertPreTokenizer"},
+                "post_processor": {
+                    "type": "TemplateProcessing",
+                    "single": [{"SpecialToken": {"id": cls, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                               {"SpecialToken": {"id": sep, "type_id": 0}}],
+                    "pair": [{"SpecialToken": {"id": cls, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                             {"SpecialToken": {"id": sep, "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}},
+                             {"SpecialToken": {"id": sep, "type_id": 1}}],
+                    "special_tokens": {
+                        cls.clone(): {"id": cls, "ids": [cls_id], "tokens": [cls]},
+                        sep.clone(): {"id": sep, "ids": [sep_id], "tokens": [sep]}
+                    }
+                },
+                "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+                "model": {"type": "WordPiece", "unk_token": unk, "continuing_subword_prefix": "##",
+                          "max_input_chars_per_word": 100, "vocab": vocab},
+            });
+            files.push(("tokenizer.json".to_string(), serde_json::to_vec(&tj).unwrap_or_default()));
+            tc.insert("tokenizer_class".into(), json!("BertTokenizer"));
+            tc.insert("do_lower_case".into(), json!(lower));
+            tc.insert("cls_token".into(), json!(cls));
+            tc.insert("sep_token".into(), json!(sep));
+            if let Some(mask) = content("mask_token_id") {
+                tc.insert("mask_token".into(), json!(mask));
+            }
+        }
         other => {
             return Err(Error::Unsupported {
                 path: "tokenizer.ggml.model".into(),
                 what: format!(
-                "rebuilding a '{other}' tokenizer is not supported yet (supported: gpt2, llama)"
+                "rebuilding a '{other}' tokenizer is not supported yet (supported: gpt2, llama, bert)"
             ),
             })
         }
