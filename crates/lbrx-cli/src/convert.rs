@@ -75,6 +75,10 @@ fn parse_quant(s: &str) -> Result<DType, String> {
         {
             Ok(d)
         }
+        _ if lbrx_convert::recipe::Recipe::named(s).is_ok() => Err(format!(
+            "'{s}' is a llama.cpp recipe (per-tensor types): convert to a .gguf first, then run \
+             `lbrx quantize IN.gguf OUT.gguf {s}`"
+        )),
         _ => Err(format!(
             "'{s}' is not a quantization type lbrx writes yet (use Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, \
              Q4_K, Q5_K or Q6_K)"
