@@ -22,7 +22,7 @@ pub(crate) struct Args {
     #[arg(long, value_parser = parse_dtype)]
     dtype: Option<Auto>,
     /// Quantize weight matrices to this ggml type (GGUF output): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
-    /// Q4_K, Q5_K, Q6_K (every matrix the same type; ggml's reference quantizers). Vectors, norms and biases
+    /// Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0, MXFP4 (every matrix the same type; ggml's reference quantizers). Vectors, norms and biases
     /// stay float (F32 for a Hugging Face model, as llama.cpp writes them).
     #[arg(long, value_parser = parse_quant)]
     quant: Option<DType>,
@@ -81,7 +81,7 @@ fn parse_quant(s: &str) -> Result<DType, String> {
         )),
         _ => Err(format!(
             "'{s}' is not a quantization type lbrx writes yet (use Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, \
-             Q4_K, Q5_K or Q6_K)"
+             Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0 or MXFP4)"
         )),
     }
 }

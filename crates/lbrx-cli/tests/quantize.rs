@@ -100,7 +100,7 @@ fn every_recipe_equals_llama_quantize() {
     let input = f16_model(&e, "llama2", d.path());
     for r in [
         "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q6_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q2_K",
-        "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+        "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0",
     ] {
         check(&e, &input, d.path(), r, &[]);
     }

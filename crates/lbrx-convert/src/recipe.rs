@@ -25,6 +25,8 @@ pub const FTYPES: &[(&str, u32, DType)] = &[
     ("Q5_K_M", 17, DType::Q5K),
     ("Q6_K", 18, DType::Q6K),
     ("Q2_K_S", 21, DType::Q2K),
+    ("TQ1_0", 36, DType::TQ1_0),
+    ("TQ2_0", 37, DType::TQ2_0),
     ("BF16", 32, DType::BF16),
 ];
 
@@ -339,7 +341,9 @@ fn pick(
             t = DType::Q6K;
         }
     } else if cat == Cat::TokenEmbd {
-        // the K and legacy file types keep the default
+        if matches!(ft, "TQ1_0" | "TQ2_0") {
+            t = DType::Q4K;
+        }
     } else if is_attn_v(cat) {
         let gqa4 = f.n_gqa >= 4;
         match ft {

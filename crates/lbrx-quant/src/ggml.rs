@@ -133,7 +133,7 @@ fn q8_0(b: &[u8], y: &mut [f32]) {
 }
 
 /// `ggml_e8m0_to_fp32_half`: 2^(x-128) (the FP4 values are stored doubled).
-fn e8m0_half(x: u8) -> f32 {
+pub(crate) fn e8m0_half(x: u8) -> f32 {
     let bits = if x < 2 {
         0x0020_0000u32 << x
     } else {

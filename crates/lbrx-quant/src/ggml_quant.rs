@@ -23,6 +23,9 @@ pub fn can_quantize(dtype: DType) -> bool {
             | DType::Q5K
             | DType::Q6K
             | DType::Q8K
+            | DType::TQ1_0
+            | DType::TQ2_0
+            | DType::MXFP4
             | DType::F32
             | DType::F16
             | DType::BF16
@@ -51,6 +54,9 @@ pub fn quantize(dtype: DType, src: &[f32], out: &mut [u8]) -> Result<()> {
         DType::Q5K => crate::ggml_kquant::q5_k,
         DType::Q6K => crate::ggml_kquant::q6_k,
         DType::Q8K => crate::ggml_kquant::q8_k,
+        DType::TQ1_0 => crate::ggml_kquant::tq1_0,
+        DType::TQ2_0 => crate::ggml_kquant::tq2_0,
+        DType::MXFP4 => crate::ggml_kquant::mxfp4,
         DType::Q8_0 => {
             let done = crate::simd::q8_0_prefix(src, out);
             for (x, y) in src[done * bs..]

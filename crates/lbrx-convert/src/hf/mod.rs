@@ -188,6 +188,12 @@ fn weight_out(
     } else {
         ftype
     };
+    // llama.cpp keeps the token embeddings and the output in F16 for the ternary types
+    if matches!(out_type, DType::TQ1_0 | DType::TQ2_0)
+        && (gguf_name == "token_embd.weight" || gguf_name == "output.weight")
+    {
+        out_type = DType::F16;
+    }
     // gguf-py refuses to quantize rows that are not whole blocks; llama.cpp then writes F16.
     let block = out_type.info().block_size as u64;
     if shape.last().is_some_and(|&c| c % block != 0) {
