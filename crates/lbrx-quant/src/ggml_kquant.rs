@@ -638,7 +638,8 @@ pub(crate) fn tq1_0(x: &[f32], y: &mut [u8]) {
         if shift_first {
             q *= 3;
         }
-        ((q as u16 as u32 * 256 + (243 - 1)) / 243) as u8
+        // ceiling division by 3^5
+        (q as u16 as u32 * 256).div_ceil(243) as u8
     };
     let mut xo = 0;
     for m in 0..32 {
