@@ -453,7 +453,7 @@ pub fn plan_quantize(
     use crate::plan::{layout_gguf, transform_to, GgufOut};
     if src.format() != lbrx_core::Format::Gguf {
         return Err(Error::Invalid(format!(
-            "{}: quantize takes a GGUF model (convert a Hugging Face directory with `lbrx convert --quant`)",
+            "{}: quantize takes a GGUF model; convert it first (`lbrx convert SRC model.gguf`), then quantize that",
             src.root().display()
         )));
     }

@@ -497,33 +497,38 @@ pub(crate) fn map_name(name: &str, blocks: u64) -> Option<String> {
     map_in(name, blocks, TENSOR_MAP)
 }
 
+/// Splits `name.weight` / `name.bias` into (base, suffix); other names have an empty suffix.
+pub(crate) fn split_suffix(name: &str) -> (&str, &str) {
+    match name.rsplit_once('.') {
+        Some((b, s)) if s == "weight" || s == "bias" => (b, s),
+        _ => (name, ""),
+    }
+}
+
+/// Matches `base` against a name template with an optional `{bid}`: `None` no match, `Some(None)` a match
+/// without a block number, `Some(Some(digits))` the block number's digits.
+pub(crate) fn match_template<'a>(tmpl: &str, base: &'a str) -> Option<Option<&'a str>> {
+    match tmpl.split_once("{bid}") {
+        None => (tmpl == base).then_some(None),
+        Some((pre, post)) => base
+            .strip_prefix(pre)
+            .and_then(|r| r.strip_suffix(post))
+            .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+            .map(Some),
+    }
+}
+
 fn map_in(name: &str, blocks: u64, table: &[(&str, &[&str])]) -> Option<String> {
-    let (base, suffix) = ["weight", "bias"]
-        .iter()
-        .find_map(|s| {
-            name.strip_suffix(s)
-                .and_then(|b| b.strip_suffix('.'))
-                .map(|b| (b, *s))
-        })
-        .unwrap_or((name, ""));
+    let (base, suffix) = split_suffix(name);
     for (gguf, hfs) in table {
         for hf in *hfs {
-            let bid = match hf.split_once("{bid}") {
-                None if *hf == base => None,
+            let bid = match match_template(hf, base) {
+                Some(None) => None,
+                Some(Some(mid)) => match mid.parse::<u64>() {
+                    Ok(b) if b < blocks => Some(b),
+                    _ => continue,
+                },
                 None => continue,
-                Some((pre, post)) => {
-                    let Some(mid) = base
-                        .strip_prefix(pre)
-                        .and_then(|r| r.strip_suffix(post))
-                        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
-                    else {
-                        continue;
-                    };
-                    match mid.parse::<u64>() {
-                        Ok(b) if b < blocks => Some(b),
-                        _ => continue,
-                    }
-                }
             };
             let mut out = match bid {
                 Some(b) => gguf.replace("{bid}", &b.to_string()),

@@ -221,15 +221,7 @@ fn weight_out(
 /// llama.cpp's `_try_set_pooling_type`: the pooling of a sentence-transformers model (`modules.json` and the
 /// pooling module's config) as llama.cpp numbers it (1 mean, 2 CLS, 3 last token).
 fn pooling_type(dir: &Path) -> Result<Option<u64>> {
-    let read = |p: &Path| -> Result<Option<Json>> {
-        if !p.is_file() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, "read", e))?;
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::Invalid(format!("{}: invalid JSON: {e}", p.display())))
-    };
+    let read = vocab::read_json;
     let Some(Json::Array(mods)) = read(&dir.join("modules.json"))? else {
         return Ok(None);
     };

@@ -261,6 +261,30 @@ pub(crate) fn model_card(dir: &Path) -> Map<String, Json> {
     }
 }
 
+/// gguf-py's scalar `general.*` fields, in `set_gguf_meta_model`'s order.
+const GENERAL_KEYS: [&str; 20] = [
+    "name",
+    "author",
+    "version",
+    "organization",
+    "finetune",
+    "basename",
+    "description",
+    "quantized_by",
+    "size_label",
+    "license",
+    "license_name",
+    "license_link",
+    "url",
+    "doi",
+    "uuid",
+    "repo_url",
+    "source_url",
+    "source_doi",
+    "source_uuid",
+    "source_repo_url",
+];
+
 /// The text of a scalar card value (strings as they are, numbers and booleans printed).
 fn text(v: &Json) -> Option<String> {
     match v {
@@ -344,31 +368,7 @@ pub(crate) fn write_general(
 ) {
     let card = model_card(dir);
     // scalar fields, set once (first source wins)
-    let mut f: Vec<(&str, Option<String>)> = [
-        "name",
-        "author",
-        "version",
-        "organization",
-        "finetune",
-        "basename",
-        "description",
-        "quantized_by",
-        "size_label",
-        "license",
-        "license_name",
-        "license_link",
-        "url",
-        "doi",
-        "uuid",
-        "repo_url",
-        "source_url",
-        "source_doi",
-        "source_uuid",
-        "source_repo_url",
-    ]
-    .iter()
-    .map(|k| (*k, None))
-    .collect();
+    let mut f: Vec<(&str, Option<String>)> = GENERAL_KEYS.iter().map(|k| (*k, None)).collect();
     fn set(f: &mut [(&str, Option<String>)], key: &str, v: Option<String>, only_if_none: bool) {
         if let Some(e) = f.iter_mut().find(|e| e.0 == key) {
             if !only_if_none || e.1.is_none() {
@@ -535,28 +535,7 @@ pub(crate) fn write_general(
         }
     }
     // set_gguf_meta_model's order
-    for k in [
-        "name",
-        "author",
-        "version",
-        "organization",
-        "finetune",
-        "basename",
-        "description",
-        "quantized_by",
-        "size_label",
-        "license",
-        "license_name",
-        "license_link",
-        "url",
-        "doi",
-        "uuid",
-        "repo_url",
-        "source_url",
-        "source_doi",
-        "source_uuid",
-        "source_repo_url",
-    ] {
+    for k in GENERAL_KEYS {
         if let Some(v) = get(&f, k) {
             meta.insert(format!("general.{k}"), Value::Str(v));
         }

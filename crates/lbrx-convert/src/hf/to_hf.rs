@@ -4,7 +4,8 @@
 //! tokenizer (`tokenizer.json` for BPE, `tokenizer.model` for SentencePiece, plus `tokenizer_config.json`)
 //! rebuilt from the GGUF keys, so that `transformers` loads the directory.
 
-use super::arch::{ArchSpec, Params, ARCHS, TENSOR_MAP};
+use super::arch::{match_template, split_suffix, ArchSpec, Params, ARCHS, TENSOR_MAP};
+use super::vocab_out::pretty;
 use crate::plan::{layout_safetensors_dir, transform_to, ConvertOptions, GgufOut, Plan, Transform};
 use lbrx_core::{DType, Error, Metadata, Result, Source, Value};
 use lbrx_formats::gguf::GgufTensorSpec;
@@ -50,10 +51,7 @@ impl Keys<'_> {
 
 /// The HF name a GGUF tensor came from, for `spec`; `None` for tensors HF does not store (rope factors).
 fn reverse_name(gguf: &str, spec: &ArchSpec) -> Option<String> {
-    let (base, suffix) = match gguf.rsplit_once('.') {
-        Some((b, s)) if s == "weight" || s == "bias" => (b, s),
-        _ => (gguf, ""),
-    };
+    let (base, suffix) = split_suffix(gguf);
     let expert_key = spec.experts.map(|x| {
         x.merged
             .split("{bid}.")
@@ -63,19 +61,8 @@ fn reverse_name(gguf: &str, spec: &ArchSpec) -> Option<String> {
     });
     for table in [spec.tensor_overrides, TENSOR_MAP] {
         for (tmpl, hfs) in table {
-            let bid = match tmpl.split_once("{bid}") {
-                None if *tmpl == base => None,
-                None => continue,
-                Some((pre, post)) => {
-                    let Some(mid) = base
-                        .strip_prefix(pre)
-                        .and_then(|r| r.strip_suffix(post))
-                        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
-                    else {
-                        continue;
-                    };
-                    Some(mid)
-                }
+            let Some(bid) = match_template(tmpl, base) else {
+                continue;
             };
             let pick = hfs
                 .iter()
@@ -310,12 +297,6 @@ pub fn plan_gguf_hf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
     }
     let meta = std::collections::BTreeMap::from([("format".to_string(), "pt".to_string())]);
     layout_safetensors_dir(outs, dst, opts.max_shard_size, small, Some(meta))
-}
-
-fn pretty(v: &Json) -> Vec<u8> {
-    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
-    s.push('\n');
-    s.into_bytes()
 }
 
 /// `config.json` from the GGUF keys.

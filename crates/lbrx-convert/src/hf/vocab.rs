@@ -17,7 +17,8 @@ const USER_DEFINED: i32 = 4;
 const UNUSED: i32 = 5;
 const BYTE: i32 = 6;
 
-fn read_json(path: &Path) -> Result<Option<Json>> {
+/// A JSON file, `None` when it does not exist.
+pub(crate) fn read_json(path: &Path) -> Result<Option<Json>> {
     if !path.is_file() {
         return Ok(None);
     }

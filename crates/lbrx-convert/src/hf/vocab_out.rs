@@ -63,7 +63,7 @@ fn flag(m: &Metadata, name: &str) -> Option<bool> {
     }
 }
 
-fn pretty(v: &Json) -> Vec<u8> {
+pub(crate) fn pretty(v: &Json) -> Vec<u8> {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
     s.into_bytes()
