@@ -27,9 +27,28 @@ pub(crate) struct Args {
     #[arg(long, value_parser = parse_quant)]
     quant: Option<DType>,
     /// Write this model layout: `hf` turns a GGUF into a Hugging Face model directory (transformers names,
-    /// config.json, tokenizer files). By default the destination's extension decides and names are kept.
-    #[arg(long, value_parser = ["hf"])]
+    /// config.json, tokenizer files); `mlx` writes an MLX model directory as `mlx_lm.convert` does (from a
+    /// Hugging Face directory, an MLX directory or a GGUF). By default the destination's extension decides and
+    /// names are kept.
+    #[arg(long, value_parser = ["hf", "mlx"])]
     to: Option<String>,
+    /// With `--to mlx`: quantize the weight matrices (MLX affine, as `mlx_lm.convert -q`). With any other
+    /// destination `-q` means `--quiet`.
+    #[arg(short = 'q', long = "quantize")]
+    quantize: bool,
+    /// MLX quantization bits: 2, 3, 4, 5, 6 or 8 (default 4; implies -q).
+    #[arg(long)]
+    q_bits: Option<u32>,
+    /// MLX quantization group size: 32, 64 or 128 (default 64; implies -q).
+    #[arg(long)]
+    q_group_size: Option<u32>,
+    /// MLX mixed-precision recipe: mixed_2_6, mixed_3_4, mixed_3_6 or mixed_4_6 (as mlx_lm; implies -q).
+    #[arg(long, value_parser = ["mixed_2_6", "mixed_3_4", "mixed_3_6", "mixed_4_6"])]
+    quant_predicate: Option<String>,
+    /// Dequantize a quantized MLX model (an MLX directory by default, as `mlx_lm.convert -d`). Quantized MLX
+    /// sources going to GGUF are dequantized without it.
+    #[arg(short = 'd', long)]
+    dequantize: bool,
     /// Largest output shard, e.g. 5GB or 2GiB: SafeTensors shards of a directory output, or GGUF split files
     /// (NAME-00001-of-0000N.gguf); by default a directory keeps the source's sharding and a .gguf is one file.
     #[arg(long, value_parser = parse_size)]
@@ -43,7 +62,7 @@ pub(crate) struct Args {
     #[command(flatten)]
     write: WriteArgs,
     /// No progress bar and no summary.
-    #[arg(long, short = 'q')]
+    #[arg(long)]
     quiet: bool,
     /// Print the plan (with --dry-run) or the result as JSON.
     #[arg(long)]
@@ -93,6 +112,14 @@ fn transform_name(j: &lbrx_convert::Job) -> String {
         Transform::Dequant { from, to } => format!("dequantize {from}->{to}"),
         Transform::Quant { from, to } => format!("quantize {from}->{to}"),
         Transform::Inline { .. } => "computed".into(),
+        Transform::MlxQuant {
+            from,
+            to,
+            bits,
+            group,
+            ..
+        } => format!("quantize {from}->{to} (MLX {bits}-bit, groups of {group})"),
+        Transform::WrittenBy { .. } => "written with its weight".into(),
     };
     match j.permute_heads {
         Some(h) => format!("{t}, rotary rows permuted ({h} heads)"),
@@ -148,11 +175,50 @@ pub(crate) fn print_plan(plan: &Plan, json: bool) -> CliResult {
 }
 
 pub(crate) fn run(a: Args) -> CliResult {
-    let src = lbrx_formats::open(&a.src)?;
+    use lbrx_convert::Target;
+    let is_file = a
+        .dst
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf") || e.eq_ignore_ascii_case("safetensors"));
+    let target = match a.to.as_deref() {
+        Some("hf") => Some(Target::Hf),
+        Some(_) => Some(Target::Mlx),
+        None if a.dequantize && !is_file => Some(Target::Mlx),
+        None => None,
+    };
+    let mlx = target == Some(Target::Mlx);
+    let wants_quant = a.q_bits.is_some() || a.q_group_size.is_some() || a.quant_predicate.is_some();
+    if wants_quant && !mlx {
+        return Err(
+            "--q-bits, --q-group-size and --quant-predicate are MLX options: add --to mlx \
+                    (for GGUF use --quant TYPE)"
+                .into(),
+        );
+    }
+    let mlx_quant = if mlx && (a.quantize || wants_quant) {
+        Some(lbrx_convert::mlx::MlxQuant::new(
+            a.q_bits,
+            a.q_group_size,
+            a.quant_predicate.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    let quiet = a.quiet || (a.quantize && !mlx);
+    let mut src = lbrx_formats::open(&a.src)?;
+    let to_gguf = a
+        .dst
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if a.dequantize || mlx_quant.is_some() || to_gguf {
+        src = lbrx_convert::mlx::source::DequantSource::wrap(src)?;
+    }
     let opts = ConvertOptions {
         dtype: a.dtype.and_then(|d| d.0),
         quant: a.quant,
-        target: a.to.as_deref().map(|_| lbrx_convert::Target::Hf),
+        target,
+        mlx_quant,
+        dequantize: a.dequantize,
         max_shard_size: a.max_shard_size,
         ..a.write.options()
     };
@@ -160,7 +226,7 @@ pub(crate) fn run(a: Args) -> CliResult {
     if a.dry_run {
         return print_plan(&plan, a.json);
     }
-    execute_plan(&plan, &*src, &opts, a.threads, a.quiet, a.json)
+    execute_plan(&plan, &*src, &opts, a.threads, quiet, a.json)
 }
 
 /// Runs a plan with a progress bar (on a terminal) and prints the summary.

@@ -66,15 +66,38 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
+/// The shape of the values a job reads: its own, or for an MLX quantized weight the unpacked shape.
+fn logical_shape(job: &Job) -> std::borrow::Cow<'_, [u64]> {
+    match job.transform {
+        Transform::MlxQuant { bits, .. } => {
+            let mut s = job.shape.clone();
+            if let Some(last) = s.last_mut() {
+                *last = *last * 32 / bits as u64;
+            }
+            std::borrow::Cow::Owned(s)
+        }
+        _ => std::borrow::Cow::Borrowed(&job.shape),
+    }
+}
+
 fn work_items(plan: &Plan, src: &dyn Source, chunk_bytes: u64) -> Vec<Item> {
     let mut items = Vec::new();
     for (j, job) in plan.jobs.iter().enumerate() {
         let sdt = src_dtype(job, src);
-        let n: u64 = job.shape.iter().product();
+        let shape = logical_shape(job);
+        let n: u64 = shape.iter().product();
         let mut block = (sdt.info().block_size as u64).max(job.dtype.info().block_size as u64);
+        match job.transform {
+            Transform::WrittenBy { .. } => continue,
+            Transform::MlxQuant { group, .. } => {
+                let g = group as u64;
+                block = block / gcd(block, g) * g;
+            }
+            _ => {}
+        }
         if job.permute_heads.is_some() {
             // whole rows, so that each item gathers complete source rows
-            let cols = row_elems(&job.shape);
+            let cols = row_elems(&shape);
             block = block / gcd(block, cols) * cols;
         }
         let per_elem = job.len.max(1).div_ceil(n.max(1)).max(1);
@@ -120,8 +143,9 @@ fn source_bytes<'a>(
     count: u64,
 ) -> Result<std::borrow::Cow<'a, [u8]>> {
     let sdt = src_dtype(job, src);
+    let shape = logical_shape(job);
     if !job.parts.is_empty() {
-        let per = job.shape.iter().skip(1).product::<u64>();
+        let per = shape.iter().skip(1).product::<u64>();
         let mut out = Vec::with_capacity(bytes_of(sdt, count) as usize);
         let (mut e, end) = (elem, elem + count);
         while e < end {
@@ -142,8 +166,8 @@ fn source_bytes<'a>(
     match job.permute_heads {
         None => src.view_range(job.src, bytes_of(sdt, base + elem), bytes_of(sdt, count)),
         Some(heads) => {
-            let rows = job.shape[0];
-            let cols = row_elems(&job.shape);
+            let rows = shape[0];
+            let cols = row_elems(&shape);
             if heads == 0 || !rows.is_multiple_of(2 * heads) {
                 return Err(Error::Invalid(format!(
                     "tensor '{}': {rows} rows do not split into {heads} rotary heads",
@@ -190,6 +214,16 @@ pub fn execute(
                 let out_off = job.offset + bytes_of(job.dtype, item.elem);
                 let out_len = bytes_of(job.dtype, item.count);
                 let name = &job.name;
+                if let Transform::MlxQuant { .. } = job.transform {
+                    let n = mlx_quant_item(plan, job, src, sink, item, buf)?;
+                    if job.parts.is_empty() {
+                        let info = &src.tensors()[job.src];
+                        let at = info.offset + bytes_of(sdt, job.src_start) + src_off;
+                        src.release(info.file, at, src_len);
+                    }
+                    progress(n);
+                    return Ok(());
+                }
                 if let Some(add) = job.shift {
                     // Shifted values: decode to f32, add in f32, encode the output type.
                     let bytes = source_bytes(job, src, item.elem, item.count)?;
@@ -283,6 +317,7 @@ pub fn execute(
                             at += (n * ts) as u64;
                         }
                     }
+                    Transform::WrittenBy { .. } | Transform::MlxQuant { .. } => {}
                     Transform::Quant { from, to } => {
                         let bytes = source_bytes(job, src, item.elem, item.count)?;
                         // Whole output blocks at a time: decode (or dequantize) to f32, then ggml's reference
@@ -331,6 +366,66 @@ pub fn execute(
             .map_err(|e| Error::Invalid(format!("cannot start {} threads: {e}", opts.threads)))?;
         pool.install(run)
     }
+}
+
+/// One work item of an MLX quantized weight: its source values decoded (or dequantized), shifted, rounded to
+/// the output float dtype and quantized; the packed words, scales and biases written at their planned offsets.
+/// Returns the output bytes written.
+fn mlx_quant_item(
+    plan: &Plan,
+    job: &Job,
+    src: &dyn Source,
+    sink: &dyn Sink,
+    item: &Item,
+    buf: &mut Vec<u8>,
+) -> Result<u64> {
+    let Transform::MlxQuant {
+        from,
+        to,
+        bits,
+        group,
+        scales,
+        biases,
+    } = job.transform
+    else {
+        return Ok(0);
+    };
+    let name = &job.name;
+    let (n, g) = (item.count as usize, group as usize);
+    let ts = to.info().type_size as usize;
+    let bytes = source_bytes(job, src, item.elem, item.count)?;
+    let values: std::borrow::Cow<'_, [u8]> = if from == to && job.shift.is_none() {
+        bytes
+    } else {
+        let mut floats = vec![0f32; n];
+        if from.is_castable_float() {
+            lbrx_quant::cast::decode_f32(from, &bytes, &mut floats);
+        } else {
+            lbrx_quant::ggml::dequantize(from, &bytes, &mut floats)
+                .map_err(|e| context(e, name))?;
+        }
+        if let Some(add) = job.shift {
+            for v in &mut floats {
+                *v += add;
+            }
+        }
+        let mut out = vec![0u8; n * ts];
+        lbrx_quant::cast::encode_f32(to, &floats, &mut out);
+        std::borrow::Cow::Owned(out)
+    };
+    let packed_len = n * bits as usize / 8;
+    let groups = n / g;
+    buf.resize(packed_len + 2 * groups * ts, 0);
+    let (packed, rest) = buf.split_at_mut(packed_len);
+    let (sc, bi) = rest.split_at_mut(groups * ts);
+    lbrx_quant::mlx::quantize_affine(to, &values, bits, g, packed, sc, bi)
+        .map_err(|e| context(e, name))?;
+    let (sj, bj) = (&plan.jobs[scales], &plan.jobs[biases]);
+    let first_group = item.elem / group as u64;
+    sink.write_at(job.file, job.offset + item.elem * bits as u64 / 8, packed)?;
+    sink.write_at(sj.file, sj.offset + first_group * ts as u64, sc)?;
+    sink.write_at(bj.file, bj.offset + first_group * ts as u64, bi)?;
+    Ok((packed.len() + sc.len() + bi.len()) as u64)
 }
 
 fn context(e: Error, name: &str) -> Error {

@@ -513,7 +513,10 @@ fn check_config(dir: &Path, tensors: &[&TensorInfo], all_readable: bool, r: &mut
             let mut cols = e.shape[1];
             if e.dtype == DType::U32 {
                 let prefix = e.name.trim_end_matches(".weight");
-                if let Some(bits) = quant_params(quant, prefix).map(|(_, b)| b) {
+                if let Some(bits) = quant
+                    .and_then(|q| crate::mlx::layer_params(q, prefix))
+                    .map(|(_, b)| b)
+                {
                     cols = cols * 32 / bits;
                 }
             }
@@ -586,25 +589,6 @@ fn check_config(dir: &Path, tensors: &[&TensorInfo], all_readable: bool, r: &mut
     }
 }
 
-/// (group size, bits) for the module `prefix` under an MLX quantization block, honoring per-layer overrides.
-fn quant_params(q: Option<&Json>, prefix: &str) -> Option<(u64, u64)> {
-    let q = q?;
-    let default = (
-        q.get("group_size").and_then(Json::as_u64)?,
-        q.get("bits").and_then(Json::as_u64)?,
-    );
-    match q.get(prefix) {
-        Some(Json::Bool(false)) => None,
-        Some(o @ Json::Object(_)) => Some((
-            o.get("group_size")
-                .and_then(Json::as_u64)
-                .unwrap_or(default.0),
-            o.get("bits").and_then(Json::as_u64).unwrap_or(default.1),
-        )),
-        _ => Some(default),
-    }
-}
-
 fn check_mlx_quant(
     q: &Json,
     tensors: &[&TensorInfo],
@@ -630,7 +614,7 @@ fn check_mlx_quant(
         .filter(|t| t.dtype == DType::U32 && t.name.ends_with(".weight"))
     {
         let prefix = t.name.trim_end_matches(".weight");
-        let Some((group, bits)) = quant_params(Some(q), prefix) else {
+        let Some((group, bits)) = crate::mlx::layer_params(q, prefix) else {
             r.error(
                 "quant-config",
                 Some(cfg),

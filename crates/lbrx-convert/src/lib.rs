@@ -6,6 +6,7 @@ pub mod exec;
 pub mod health;
 pub mod hf;
 pub mod hfcache;
+pub mod mlx;
 pub mod plan;
 pub mod recipe;
 pub mod workspace;

@@ -26,6 +26,10 @@ pub struct ConvertOptions {
     pub quant: Option<DType>,
     /// The model layout to write, when the destination's name does not say it.
     pub target: Option<Target>,
+    /// MLX output: quantize the weight matrices (affine, `mlx.core.quantize`) as `mlx_lm.convert -q` does.
+    pub mlx_quant: Option<crate::mlx::MlxQuant>,
+    /// MLX output: dequantize a quantized MLX model (`mlx_lm.convert --dequantize`).
+    pub dequantize: bool,
 }
 
 /// A model layout a directory destination can take.
@@ -33,6 +37,8 @@ pub struct ConvertOptions {
 pub enum Target {
     /// A Hugging Face model directory (`transformers` names, config.json, tokenizer) from a GGUF.
     Hf,
+    /// An MLX model directory (`mlx_lm` names and quantized layout, config.json, tokenizer).
+    Mlx,
 }
 
 /// How one output tensor is made from its source tensor.
@@ -72,6 +78,30 @@ pub enum Transform {
     Inline {
         /// Index into [`Plan::inline`].
         index: usize,
+    },
+    /// MLX affine quantization (`mlx.core.quantize`): the source is decoded (or dequantized), rounded to `to`
+    /// and quantized; this job writes the packed uint32 words, and the per-group scales and biases (in `to`)
+    /// into the jobs `scales` and `biases`.
+    MlxQuant {
+        /// Source dtype (float or ggml block type).
+        #[serde(serialize_with = "ser_dtype")]
+        from: DType,
+        /// Float dtype the values are rounded to before quantizing; the scales' and biases' dtype.
+        #[serde(serialize_with = "ser_dtype")]
+        to: DType,
+        /// Bits per value.
+        bits: u32,
+        /// Values per group.
+        group: u32,
+        /// Index of the job holding the scales.
+        scales: usize,
+        /// Index of the job holding the biases.
+        biases: usize,
+    },
+    /// Bytes written by another job (the scales or biases of an MLX quantized weight).
+    WrittenBy {
+        /// That job's index.
+        job: usize,
     },
 }
 
@@ -335,6 +365,9 @@ pub(crate) fn llama_file_type(d: DType) -> Option<u32> {
     })
 }
 
+/// Small files written whole beside the tensor files: (relative name, bytes).
+pub(crate) type SmallFiles = Vec<(String, Vec<u8>)>;
+
 /// One GGUF output tensor before layout: its spec, source tensor, transform and row permutation.
 #[derive(Debug, Clone)]
 pub(crate) struct GgufOut {
@@ -508,6 +541,7 @@ pub(crate) fn layout_safetensors_dir(
     max_shard_size: Option<u64>,
     mut small_files: Vec<(String, Vec<u8>)>,
     metadata: Option<BTreeMap<String, String>>,
+    index_extra: Option<serde_json::Value>,
 ) -> Result<Plan> {
     let st: Vec<OutTensor> = outs
         .iter()
@@ -552,7 +586,18 @@ pub(crate) fn layout_safetensors_dir(
     }
     let jobs: Vec<Job> = jobs.into_iter().flatten().collect();
     let data_bytes = sizes.iter().sum();
-    if files.len() > 1 {
+    if let Some(extra) = index_extra {
+        // MLX's index: always written, with the extra metadata (total_parameters)
+        let mut meta = serde_json::json!({ "total_size": data_bytes });
+        if let (Some(m), serde_json::Value::Object(e)) = (meta.as_object_mut(), extra) {
+            m.extend(e);
+        }
+        let index = serde_json::json!({ "metadata": meta, "weight_map": weight_map });
+        small_files.push((
+            format!("model{INDEX_SUFFIX}"),
+            crate::hf::vocab_out::pretty(&index),
+        ));
+    } else if files.len() > 1 {
         small_files.push((
             format!("model{INDEX_SUFFIX}"),
             index_json(data_bytes, &weight_map),
@@ -580,6 +625,8 @@ pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan>
             return crate::hf::plan_hf_gguf(src, dst, opts);
         }
         plan_gguf(src, dst, opts)
+    } else if opts.target == Some(Target::Mlx) {
+        crate::mlx::plan_mlx(src, dst, opts)
     } else if opts.target == Some(Target::Hf) {
         crate::hf::to_hf::plan_gguf_hf(src, dst, opts)
     } else {

@@ -4,11 +4,11 @@
 //! Planned like any conversion, so it streams through the executor with bounded memory.
 
 mod arch;
-mod naming;
+pub(crate) mod naming;
 mod pre_hashes;
 pub mod to_hf;
-mod vocab;
-mod vocab_out;
+pub(crate) mod vocab;
+pub(crate) mod vocab_out;
 
 use crate::plan::{layout_gguf, llama_file_type, transform_to, ConvertOptions, GgufOut, Plan};
 use crate::plan::{Transform, GGUF_TYPES_KEY};

@@ -150,6 +150,17 @@ fn torch_name(d: DType) -> &'static str {
 
 /// Plans GGUF -> HF directory.
 pub fn plan_gguf_hf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    let (outs, small) = gguf_hf_outs(src, opts)?;
+    let meta = std::collections::BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    layout_safetensors_dir(outs, dst, opts.max_shard_size, small, Some(meta), None)
+}
+
+/// A GGUF's tensors as Hugging Face tensors (names, un-permuted rows, one tensor per expert, float dtype) and
+/// the small files of its Hugging Face directory (config, generation config, tokenizer).
+pub(crate) fn gguf_hf_outs(
+    src: &dyn Source,
+    opts: &ConvertOptions,
+) -> Result<(Vec<GgufOut>, crate::plan::SmallFiles)> {
     let m = src.metadata();
     let arch = m
         .get("general.architecture")
@@ -295,8 +306,7 @@ pub fn plan_gguf_hf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         small.push(("modules.json".to_string(), pretty(&modules)));
         small.push(("1_Pooling/config.json".to_string(), pretty(&pooling)));
     }
-    let meta = std::collections::BTreeMap::from([("format".to_string(), "pt".to_string())]);
-    layout_safetensors_dir(outs, dst, opts.max_shard_size, small, Some(meta))
+    Ok((outs, small))
 }
 
 /// `config.json` from the GGUF keys.
