@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Creates the Python venv that holds the reference tools the tests compare against.
-# Usage: scripts/setup-python.sh [VENV_DIR]   (default: $LBRX_VENV or .venv in the repo root)
+# Usage: scripts/setup-python.sh [VENV_DIR [REQUIREMENTS]]   (default: $LBRX_VENV or .venv in the repo root,
+# scripts/requirements-reference.txt)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${1:-${LBRX_VENV:-$root/.venv}}
-req="$root/scripts/requirements-reference.txt"
+req=${2:-$root/scripts/requirements-reference.txt}
 stamp="$venv/.lbrx-requirements.sha256"
 want=$(sha256sum "$req" | cut -d' ' -f1)
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

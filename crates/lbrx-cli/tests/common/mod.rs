@@ -194,3 +194,18 @@ pub fn llama_src() -> Option<PathBuf> {
     eprintln!("SKIP: LBRX_LLAMA_SRC not set (scripts/build-llama-tools.sh fetches the source)");
     None
 }
+
+/// The MLX venv's python (`$LBRX_MLX_PYTHON`: mlx, mlx_lm); `None` when absent and not required.
+pub fn mlx_python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LBRX_MLX_PYTHON").map(PathBuf::from) {
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    assert!(
+        !required(),
+        "LBRX_REQUIRE_REFERENCE=1 but LBRX_MLX_PYTHON is not set (scripts/setup-python.sh DIR scripts/requirements-mlx.txt)"
+    );
+    eprintln!("SKIP: no MLX python venv (LBRX_MLX_PYTHON)");
+    None
+}

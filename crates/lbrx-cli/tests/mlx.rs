@@ -1,0 +1,248 @@
+//! MLX model directories against mlx_lm 0.32.2 / mlx 0.32.4 (from PyPI, in their own venv): for small models of
+//! each architecture `lbrx convert --to mlx` writes the same tensors (bytes), index and config as
+//! `mlx_lm.convert` for every bit width, group size and mixed recipe; mlx_lm loads our output and generates the
+//! same tokens; `--dequantize`, MLX -> GGUF and GGUF -> MLX equal the reference tools' results.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Env {
+    /// The reference venv (torch, gguf) that builds the fixtures.
+    py: PathBuf,
+    /// The MLX venv.
+    mlx: PathBuf,
+    /// llama.cpp's source (vocabulary files, converter).
+    src: PathBuf,
+}
+
+fn env() -> Option<Env> {
+    Some(Env {
+        py: python()?,
+        mlx: mlx_python()?,
+        src: llama_src()?,
+    })
+}
+
+fn make_model(e: &Env, arch: &str, dir: &Path) {
+    run_oracle(
+        &e.py,
+        "make_hf_model.py",
+        &[&arch, &dir, &"--vocab-dir", &e.src.join("models")],
+    );
+}
+
+fn mlx_lm_convert(e: &Env, src: &Path, dst: &Path, args: &[&str]) {
+    ok(Command::new(&e.mlx)
+        .args(["-m", "mlx_lm", "convert", "--hf-path"])
+        .arg(src)
+        .arg("--mlx-path")
+        .arg(dst)
+        .args(args));
+}
+
+fn ours(src: &Path, dst: &Path, args: &[&str]) {
+    ok(lbrx()
+        .arg("convert")
+        .arg(src)
+        .arg(dst)
+        .args(["--to", "mlx", "--quiet"])
+        .args(args));
+}
+
+/// Asserts two MLX directories hold the same tensors (names, dtypes, shapes, bytes), index and config.
+fn assert_same_mlx(e: &Env, ours: &Path, reference: &Path) {
+    let out = ok(Command::new(&e.mlx)
+        .arg(repo_root().join("crates/lbrx-cli/tests/oracle/mlx_compare.py"))
+        .arg(ours)
+        .arg(reference));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in ["tensors", "config", "index", "header_metadata"] {
+        assert_eq!(
+            r[k],
+            serde_json::json!([]),
+            "{} vs {}: {k} differ",
+            ours.display(),
+            reference.display()
+        );
+    }
+    assert!(r["count"].as_u64().unwrap() > 10, "{r}");
+}
+
+fn generate(e: &Env, model: &Path) -> Vec<u64> {
+    let out = ok(Command::new(&e.mlx)
+        .arg(repo_root().join("crates/lbrx-cli/tests/oracle/mlx_generate.py"))
+        .arg(model));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The case: a Llama-style model at 4 bits in groups of 64 equals mlx_lm.convert's, and mlx_lm
+/// generates the same tokens from both.
+#[test]
+fn llama_4bit_group64_equals_mlx_lm_and_generates_alike() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("llama3");
+    make_model(&e, "llama3", &model);
+    let (a, b) = (d.path().join("ours"), d.path().join("ref"));
+    let q = ["-q", "--q-bits", "4", "--q-group-size", "64"];
+    mlx_lm_convert(&e, &model, &b, &q);
+    ours(&model, &a, &q);
+    assert_same_mlx(&e, &a, &b);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["quantization"],
+        serde_json::json!({"group_size": 64, "bits": 4, "mode": "affine"})
+    );
+    // intermediate_size 344 is not a multiple of 64: down_proj stays float, as mlx_lm leaves it
+    let (ta, tb) = (generate(&e, &a), generate(&e, &b));
+    assert_eq!(ta.len(), 12);
+    assert_eq!(ta, tb);
+}
+
+/// Every bit width, group size and mixed recipe, across the architectures (dense, MoE experts stacked into
+/// switch_mlp, Qwen3-MoE's 8-bit router, tied and untied heads).
+#[test]
+fn every_bit_width_group_size_and_recipe_equals_mlx_lm() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("mixtral", &["-q", "--q-bits", "4", "--q-group-size", "32"]),
+        ("qwen3moe", &["-q", "--q-bits", "4", "--q-group-size", "32"]),
+        ("qwen2", &["-q", "--q-bits", "3", "--q-group-size", "128"]),
+        ("mistral", &["-q", "--q-bits", "5", "--q-group-size", "32"]),
+        ("gemma3", &["-q", "--q-bits", "6", "--q-group-size", "32"]),
+        ("phi3", &["-q", "--q-bits", "2", "--q-group-size", "32"]),
+        ("llama3", &["-q", "--q-bits", "8", "--q-group-size", "128"]),
+        ("gemma2", &["-q", "--q-bits", "8", "--q-group-size", "64"]),
+        ("qwen3", &["-q", "--quant-predicate", "mixed_3_4", "--q-group-size", "64"]),
+        ("llama3", &["-q", "--quant-predicate", "mixed_3_6", "--q-group-size", "64"]),
+        ("qwen3moe", &["-q", "--quant-predicate", "mixed_2_6", "--q-group-size", "32"]),
+        ("mistral", &["-q", "--quant-predicate", "mixed_4_6", "--q-group-size", "32"]),
+    ];
+    for (i, (arch, args)) in cases.iter().enumerate() {
+        let model = d.path().join(arch);
+        if !model.exists() {
+            make_model(&e, arch, &model);
+        }
+        let (a, b) = (d.path().join(format!("ours-{i}")), d.path().join(format!("ref-{i}")));
+        mlx_lm_convert(&e, &model, &b, args);
+        ours(&model, &a, args);
+        assert_same_mlx(&e, &a, &b);
+    }
+}
+
+/// Float conversions (dtype from config.json or --dtype, experts stacked) and --dequantize equal mlx_lm's.
+#[test]
+fn float_and_dequantized_outputs_equal_mlx_lm() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("qwen3moe");
+    make_model(&e, "qwen3moe", &model);
+    let p = |n: &str| d.path().join(n);
+    mlx_lm_convert(&e, &model, &p("ref-plain"), &[]);
+    ours(&model, &p("ours-plain"), &[]);
+    assert_same_mlx(&e, &p("ours-plain"), &p("ref-plain"));
+    mlx_lm_convert(&e, &model, &p("ref-f16"), &["--dtype", "float16"]);
+    ours(&model, &p("ours-f16"), &["--dtype", "f16"]);
+    assert_same_mlx(&e, &p("ours-f16"), &p("ref-f16"));
+    // dequantize mlx_lm's own quantized output
+    mlx_lm_convert(&e, &model, &p("ref-q"), &["-q", "--q-group-size", "32"]);
+    mlx_lm_convert(&e, &p("ref-q"), &p("ref-dq"), &["-d"]);
+    ours(&p("ref-q"), &p("ours-dq"), &["--dequantize"]);
+    assert_same_mlx(&e, &p("ours-dq"), &p("ref-dq"));
+    // a quantized source is not silently re-written: it needs -q or --dequantize
+    let out = lbrx()
+        .arg("convert")
+        .arg(p("ref-q"))
+        .arg(p("again"))
+        .args(["--to", "mlx"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dequantize"));
+    assert!(!p("again").exists());
+}
+
+/// MLX -> GGUF equals HF -> GGUF of mlx_lm's dequantized model and runs in llama.cpp; GGUF -> MLX equals
+/// mlx_lm.convert of the GGUF's Hugging Face directory.
+#[test]
+fn mlx_to_gguf_and_gguf_to_mlx() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n);
+    make_model(&e, "llama3", &p("llama3"));
+    mlx_lm_convert(&e, &p("llama3"), &p("q4"), &["-q"]);
+    mlx_lm_convert(&e, &p("q4"), &p("dq"), &["-d"]);
+    ours(&p("q4"), &p("ours-dq"), &["-d"]);
+    assert_same_mlx(&e, &p("ours-dq"), &p("dq"));
+    assert_eq!(generate(&e, &p("ours-dq")), generate(&e, &p("dq")));
+    for (src, out) in [("q4", "from-mlx.gguf"), ("dq", "from-dq.gguf")] {
+        ok(lbrx()
+            .arg("convert")
+            .arg(p(src))
+            .arg(p(out))
+            .args(["--quant", "Q8_0", "--quiet"]));
+    }
+    let out = ok(Command::new(&e.py)
+        .arg(repo_root().join("crates/lbrx-cli/tests/oracle/gguf_compare.py"))
+        .arg(p("from-mlx.gguf"))
+        .arg(p("from-dq.gguf"))
+        .args(["--ignore-key", "general.name"]));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["kv"], serde_json::json!([]));
+    assert_eq!(r["tensors"], serde_json::json!([]));
+    if let Some(simple) = llama_tool("llama-simple") {
+        let out = ok(Command::new(simple).arg("-m").arg(p("from-mlx.gguf")).args([
+            "-n",
+            "8",
+            "The quick brown fox",
+        ]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("The quick brown fox"), "{text}");
+    }
+    // GGUF -> MLX
+    ok(lbrx()
+        .arg("convert")
+        .arg(p("from-dq.gguf"))
+        .arg(p("hf"))
+        .args(["--to", "hf", "--quiet"]));
+    mlx_lm_convert(&e, &p("hf"), &p("ref-g"), &["-q"]);
+    ours(&p("from-dq.gguf"), &p("ours-g"), &["-q"]);
+    assert_same_mlx(&e, &p("ours-g"), &p("ref-g"));
+}
+
+/// Damaged quantized MLX models are refused with the tensor named, and bad settings with the valid ones.
+#[test]
+fn damaged_mlx_models_and_bad_settings_are_refused() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n);
+    make_model(&e, "qwen2", &p("m"));
+    ours(&p("m"), &p("q"), &["-q"]);
+    let out = lbrx()
+        .arg("convert")
+        .arg(p("m"))
+        .arg(p("bad"))
+        .args(["--to", "mlx", "-q", "--q-bits", "7"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bits [2, 3, 4, 5, 6, 8]"));
+    // a config that disagrees with the packed tensors
+    let cfg = p("q").join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("\"bits\": 4", "\"bits\": 8")).unwrap();
+    let out = lbrx()
+        .arg("convert")
+        .arg(p("q"))
+        .arg(p("x.gguf"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.json") && err.contains(".weight'"), "{err}");
+    assert!(!p("x.gguf").exists());
+}
