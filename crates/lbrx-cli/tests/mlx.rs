@@ -117,17 +117,56 @@ fn every_bit_width_group_size_and_recipe_equals_mlx_lm() {
         ("phi3", &["-q", "--q-bits", "2", "--q-group-size", "32"]),
         ("llama3", &["-q", "--q-bits", "8", "--q-group-size", "128"]),
         ("gemma2", &["-q", "--q-bits", "8", "--q-group-size", "64"]),
-        ("qwen3", &["-q", "--quant-predicate", "mixed_3_4", "--q-group-size", "64"]),
-        ("llama3", &["-q", "--quant-predicate", "mixed_3_6", "--q-group-size", "64"]),
-        ("qwen3moe", &["-q", "--quant-predicate", "mixed_2_6", "--q-group-size", "32"]),
-        ("mistral", &["-q", "--quant-predicate", "mixed_4_6", "--q-group-size", "32"]),
+        (
+            "qwen3",
+            &[
+                "-q",
+                "--quant-predicate",
+                "mixed_3_4",
+                "--q-group-size",
+                "64",
+            ],
+        ),
+        (
+            "llama3",
+            &[
+                "-q",
+                "--quant-predicate",
+                "mixed_3_6",
+                "--q-group-size",
+                "64",
+            ],
+        ),
+        (
+            "qwen3moe",
+            &[
+                "-q",
+                "--quant-predicate",
+                "mixed_2_6",
+                "--q-group-size",
+                "32",
+            ],
+        ),
+        (
+            "mistral",
+            &[
+                "-q",
+                "--quant-predicate",
+                "mixed_4_6",
+                "--q-group-size",
+                "32",
+            ],
+        ),
     ];
     for (i, (arch, args)) in cases.iter().enumerate() {
         let model = d.path().join(arch);
         if !model.exists() {
             make_model(&e, arch, &model);
         }
-        let (a, b) = (d.path().join(format!("ours-{i}")), d.path().join(format!("ref-{i}")));
+        let (a, b) = (
+            d.path().join(format!("ours-{i}")),
+            d.path().join(format!("ref-{i}")),
+        );
         mlx_lm_convert(&e, &model, &b, args);
         ours(&model, &a, args);
         assert_same_mlx(&e, &a, &b);
@@ -195,11 +234,10 @@ fn mlx_to_gguf_and_gguf_to_mlx() {
     assert_eq!(r["kv"], serde_json::json!([]));
     assert_eq!(r["tensors"], serde_json::json!([]));
     if let Some(simple) = llama_tool("llama-simple") {
-        let out = ok(Command::new(simple).arg("-m").arg(p("from-mlx.gguf")).args([
-            "-n",
-            "8",
-            "The quick brown fox",
-        ]));
+        let out = ok(Command::new(simple)
+            .arg("-m")
+            .arg(p("from-mlx.gguf"))
+            .args(["-n", "8", "The quick brown fox"]));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("The quick brown fox"), "{text}");
     }
@@ -243,6 +281,9 @@ fn damaged_mlx_models_and_bad_settings_are_refused() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("config.json") && err.contains(".weight'"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains(".weight'"),
+        "{err}"
+    );
     assert!(!p("x.gguf").exists());
 }

@@ -62,19 +62,62 @@ pub fn quantize_affine(
             "MLX quantize: {n} values do not fit {groups} groups of {group} at {bits} bits"
         )));
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above); the function is the portable code below
+        // compiled with AVX2 enabled, so it computes the same values (no FMA contraction: Rust never fuses).
+        unsafe { quantize_groups_avx2(dtype, src, bits, group, packed, scales, biases) };
+        return Ok(());
+    }
+    quantize_groups(dtype, src, bits, group, packed, scales, biases);
+    Ok(())
+}
+
+/// [`quantize_groups`] compiled for AVX2 (twice the lanes of baseline SSE2; measured in BENCHMARKS.md).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_groups_avx2(
+    dtype: DType,
+    src: &[u8],
+    bits: u32,
+    group: usize,
+    packed: &mut [u8],
+    scales: &mut [u8],
+    biases: &mut [u8],
+) {
+    quantize_groups(dtype, src, bits, group, packed, scales, biases)
+}
+
+/// The quantizer proper, on sizes already checked.
+#[inline(always)]
+fn quantize_groups(
+    dtype: DType,
+    src: &[u8],
+    bits: u32,
+    group: usize,
+    packed: &mut [u8],
+    scales: &mut [u8],
+    biases: &mut [u8],
+) {
+    let ts = dtype.info().type_size as usize;
+    let groups = src.len() / ts / group;
     let n_bins = ((1u32 << bits) - 1) as f32;
     let eps = 1e-7f32;
     let mut w = vec![0f32; group];
-    let mut bitbuf = 0u64;
-    let mut nbits = 0u32;
-    let mut out_at = 0usize;
+    let mut q = vec![0u8; group];
+    let group_bytes = group * bits as usize / 8;
     for g in 0..groups {
         decode_f32(dtype, &src[g * group * ts..(g + 1) * group * ts], &mut w);
-        let (mut w_min, mut w_max) = (f32::INFINITY, f32::NEG_INFINITY);
-        for &v in &w {
-            w_max = w_max.max(v);
-            w_min = w_min.min(v);
+        // eight independent lanes (NaNs skipped, as f32::min/max do), so that it vectorizes
+        let (mut lo, mut hi) = ([f32::INFINITY; 8], [f32::NEG_INFINITY; 8]);
+        for c in w.chunks_exact(8) {
+            for k in 0..8 {
+                lo[k] = if c[k] < lo[k] { c[k] } else { lo[k] };
+                hi[k] = if c[k] > hi[k] { c[k] } else { hi[k] };
+            }
         }
+        let w_min = lo.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+        let w_max = hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let mask = w_min.abs() > w_max.abs();
         let mut scale = ((w_max - w_min) / n_bins).max(eps);
         if !mask {
@@ -87,21 +130,34 @@ pub fn quantize_affine(
             scale = edge / q0;
             bias = edge;
         }
-        for &v in &w {
-            let q = ((v - bias) / scale).round_ties_even().clamp(0.0, n_bins) as u64;
-            bitbuf |= q << nbits;
-            nbits += bits;
-            while nbits >= 8 {
-                packed[out_at] = bitbuf as u8;
-                out_at += 1;
-                bitbuf >>= 8;
-                nbits -= 8;
-            }
+        // element-wise and branch-free, so that it vectorizes; x + 1.5 * 2^23 - 1.5 * 2^23 rounds half to even
+        // like `round_ties_even` for |x| <= 2^22 (without a libm call on baseline x86-64), and anything
+        // larger clamps to the same end of the range either way
+        const MAGIC: f32 = 12_582_912.0;
+        for (o, &v) in q.iter_mut().zip(&w) {
+            *o = (((v - bias) / scale + MAGIC) - MAGIC).clamp(0.0, n_bins) as i32 as u8;
         }
+        pack(
+            &q,
+            bits,
+            &mut packed[g * group_bytes..(g + 1) * group_bytes],
+        );
         encode_f32(dtype, &[scale], &mut scales[g * ts..(g + 1) * ts]);
         encode_f32(dtype, &[bias], &mut biases[g * ts..(g + 1) * ts]);
     }
-    Ok(())
+}
+
+/// Packs values of `bits` bits LSB-first into `out` (`q.len() * bits / 8` bytes; `q.len()` a multiple of 8):
+/// eight values at a time fill exactly `bits` bytes.
+fn pack(q: &[u8], bits: u32, out: &mut [u8]) {
+    let b = bits as usize;
+    for (vals, dst) in q.chunks_exact(8).zip(out.chunks_exact_mut(b)) {
+        let mut word = 0u64;
+        for (k, &v) in vals.iter().enumerate() {
+            word |= (v as u64) << (k * b);
+        }
+        dst.copy_from_slice(&word.to_le_bytes()[..b]);
+    }
 }
 
 /// Dequantizes `packed` with per-group `scales`/`biases` (in `dtype`) into `out` (elements of `dtype`).
@@ -152,4 +208,45 @@ pub fn dequantize_affine(
         encode_f32(dtype, &vals, &mut out[g * group * ts..(g + 1) * group * ts]);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dispatched quantizer (AVX2 where the CPU has it) equals the portable code on every bit width.
+    #[test]
+    fn dispatched_equals_portable() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let vals: Vec<f32> = (0..4096)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let v = (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                if i % 97 == 0 {
+                    v * 40.0
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let src: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        for bits in BITS {
+            for group in GROUP_SIZES {
+                let groups = vals.len() / group;
+                let mut a = (
+                    vec![0u8; vals.len() * bits as usize / 8],
+                    vec![0u8; groups * 4],
+                    vec![0u8; groups * 4],
+                );
+                let mut b = a.clone();
+                quantize_affine(DType::F32, &src, bits, group, &mut a.0, &mut a.1, &mut a.2)
+                    .unwrap();
+                quantize_groups(DType::F32, &src, bits, group, &mut b.0, &mut b.1, &mut b.2);
+                assert_eq!(a, b, "{bits} bits, groups of {group}");
+                assert!(a.0.iter().any(|&v| v != 0));
+            }
+        }
+    }
 }
