@@ -14,7 +14,8 @@ use std::time::Instant;
 pub(crate) struct Args {
     /// Source model file or directory.
     src: PathBuf,
-    /// Destination: a `.gguf` file, a `.safetensors` file, or a directory (SafeTensors shards + index).
+    /// Destination: a `.gguf` file, a `.safetensors` file, a `.npz` archive, or a directory (SafeTensors
+    /// shards + index; an MLX model with `--to mlx`).
     dst: PathBuf,
     /// Cast float tensors to this dtype: f32, f16, bf16, f8_e4m3, f8_e5m2; quantized (GGUF) tensors are
     /// dequantized to it; integer tensors are kept. `auto` (the default) keeps the source's type (for a Hugging

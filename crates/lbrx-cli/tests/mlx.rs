@@ -287,3 +287,71 @@ fn damaged_mlx_models_and_bad_settings_are_refused() {
     );
     assert!(!p("x.gguf").exists());
 }
+
+/// `.npz` output (as numpy.savez / mlx.core.savez store it) passes zipfile's CRC check and reads in numpy and
+/// mlx with every array equal to the source's; the corpus archive (deflated members) round-trips.
+#[test]
+fn npz_output_reads_in_numpy_and_mlx() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n);
+    make_model(&e, "qwen2", &p("m"));
+    ok(lbrx()
+        .arg("convert")
+        .arg(p("m"))
+        .arg(p("m.npz"))
+        .args(["--dtype", "f32", "--quiet"]));
+    let check = r#"
+import sys, glob, zipfile
+import numpy as np, mlx.core as mx
+src, npz = sys.argv[1], sys.argv[2]
+assert zipfile.ZipFile(npz).testzip() is None
+want = {}
+for f in glob.glob(src + "/*.safetensors"):
+    want.update(mx.load(f))
+got, got_mx = np.load(npz), mx.load(npz)
+assert sorted(got.files) == sorted(want), (sorted(got.files)[:3], sorted(want)[:3])
+for k, v in want.items():
+    ref = np.array(v.astype(mx.float32))
+    assert got[k].dtype == np.float32 and got[k].shape == ref.shape and (got[k] == ref).all(), k
+    assert (np.array(got_mx[k]) == ref).all(), k
+print(len(want))
+"#;
+    let out = ok(Command::new(&e.mlx)
+        .args(["-c", check])
+        .arg(p("m"))
+        .arg(p("m.npz")));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+            > 10
+    );
+    if let Some(shared) = shared_dir() {
+        let corpus = shared.join("corpus/npz/whisper-mel_filters.npz");
+        ok(lbrx()
+            .arg("convert")
+            .arg(&corpus)
+            .arg(p("w.npz"))
+            .arg("--quiet"));
+        let cmp = "import sys, numpy as np, zipfile\n\
+                   a, b = np.load(sys.argv[1]), np.load(sys.argv[2])\n\
+                   assert zipfile.ZipFile(sys.argv[2]).testzip() is None\n\
+                   assert a.files == b.files and all(a[k].dtype == b[k].dtype and (a[k] == b[k]).all() for k in a.files)\n";
+        ok(Command::new(&e.mlx)
+            .args(["-c", cmp])
+            .arg(&corpus)
+            .arg(p("w.npz")));
+    }
+    // bf16 has no NumPy type: refused with the way out, nothing written
+    let out = lbrx()
+        .arg("convert")
+        .arg(p("m"))
+        .arg(p("bf.npz"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dtype"));
+    assert!(!p("bf.npz").exists());
+}

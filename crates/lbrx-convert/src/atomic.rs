@@ -437,6 +437,18 @@ fn clean_stale_partials(parent: &Path, prefix: &str) {
     }
 }
 
+impl AtomicOutput {
+    /// Reads back `buf.len()` bytes written at `offset` of output file `file` (before the commit).
+    pub fn read_at(&self, file: usize, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let f = self
+            .files
+            .get(file)
+            .ok_or_else(|| Error::Invalid(format!("no output file #{file}")))?;
+        std::os::unix::fs::FileExt::read_exact_at(&f.file, buf, offset)
+            .map_err(|e| Error::io(self.dst.join(&f.name), "read back", e))
+    }
+}
+
 impl Sink for AtomicOutput {
     fn write_at(&self, file: usize, offset: u64, data: &[u8]) -> Result<()> {
         let f = self

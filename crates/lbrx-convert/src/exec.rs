@@ -201,6 +201,9 @@ pub fn execute(
     for (i, f) in plan.files.iter().enumerate() {
         sink.write_at(i, 0, &f.header)?;
     }
+    for (file, offset, bytes) in &plan.fixed {
+        sink.write_at(*file, *offset, bytes)?;
+    }
     let items = work_items(plan, src, opts.chunk_bytes.max(4096));
     let run = || {
         items

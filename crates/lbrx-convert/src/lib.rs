@@ -76,6 +76,21 @@ pub fn run(
         out.add_copy(name, path);
     }
     execute(plan, src, &out, opts, progress)?;
+    for c in &plan.crc32 {
+        let mut h = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; (8 << 20).min(c.len) as usize];
+        let mut at = c.start;
+        while at < c.start + c.len {
+            let n = buf.len().min((c.start + c.len - at) as usize);
+            out.read_at(c.file, at, &mut buf[..n])?;
+            h.update(&buf[..n]);
+            at += n as u64;
+        }
+        let crc = h.finalize().to_le_bytes();
+        for &p in &c.at {
+            lbrx_core::Sink::write_at(&out, c.file, p, &crc)?;
+        }
+    }
     out.commit()
 }
 

@@ -184,6 +184,25 @@ pub struct Plan {
     /// Tensor bytes computed at plan time (see [`Transform::Inline`]).
     #[serde(skip)]
     pub inline: Vec<Vec<u8>>,
+    /// Further fixed bytes written with the headers: (file, offset, bytes) - a zip archive's member headers.
+    #[serde(skip)]
+    pub fixed: Vec<(usize, u64, Vec<u8>)>,
+    /// Checksums filled in once the data is written.
+    #[serde(skip)]
+    pub crc32: Vec<CrcPatch>,
+}
+
+/// A CRC-32 (zip's) of written bytes, stored little-endian at some offsets once the bytes are there.
+#[derive(Debug, Clone)]
+pub struct CrcPatch {
+    /// Output file index.
+    pub file: usize,
+    /// First byte covered.
+    pub start: u64,
+    /// Bytes covered.
+    pub len: u64,
+    /// Offsets of the 4-byte fields that receive it.
+    pub at: Vec<u64>,
 }
 
 fn ser_kind<S: serde::Serializer>(k: &OutputKind, s: S) -> Result<S::Ok, S::Error> {
@@ -529,6 +548,8 @@ pub(crate) fn layout_gguf(
         assets: Vec::new(),
         data_bytes,
         inline,
+        fixed: Vec::new(),
+        crc32: Vec::new(),
     })
 }
 
@@ -612,11 +633,20 @@ pub(crate) fn layout_safetensors_dir(
         assets: Vec::new(),
         data_bytes,
         inline: Vec::new(),
+        fixed: Vec::new(),
+        crc32: Vec::new(),
     })
 }
 
 /// Plans a conversion to the format `dst` names: `.gguf` for GGUF, else SafeTensors (file or directory).
 pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    if dst
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npz"))
+        && opts.target.is_none()
+    {
+        return plan_npz(src, dst, opts);
+    }
     if dst
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
@@ -765,6 +795,85 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
         assets,
         data_bytes,
         inline: Vec::new(),
+        fixed: Vec::new(),
+        crc32: Vec::new(),
+    })
+}
+
+/// Plans a NumPy `.npz` archive at `dst` (stored members, as `numpy.savez` / `mlx.core.savez` write): one
+/// `NAME.npy` per tensor, cast per `opts.dtype`; CRCs are filled in after the data.
+pub fn plan_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    use lbrx_formats::npz::writer::{npz_layout, NpzMember};
+    if opts.quant.is_some() || opts.max_shard_size.is_some() {
+        return Err(Error::Invalid(
+            ".npz output takes --dtype only (no --quant or --max-shard-size)".into(),
+        ));
+    }
+    let mut members = Vec::with_capacity(src.tensors().len());
+    let mut transforms = Vec::with_capacity(src.tensors().len());
+    for t in src.tensors() {
+        let (dtype, tr) = choose(t.dtype, &t.shape, opts);
+        if lbrx_formats::npz::npy_descr(dtype).is_none() {
+            return Err(Error::Invalid(format!(
+                "tensor '{}': NumPy has no {dtype} arrays; pass --dtype f16, f32 or f64",
+                t.name
+            )));
+        }
+        members.push(NpzMember {
+            name: t.name.clone(),
+            dtype,
+            shape: t.shape.clone(),
+        });
+        transforms.push(tr);
+    }
+    let layout = npz_layout(&members)?;
+    let mut jobs = Vec::with_capacity(members.len());
+    let mut fixed = Vec::with_capacity(members.len() + 1);
+    let mut crc32 = Vec::with_capacity(members.len());
+    for (i, (m, l)) in members.iter().zip(&layout.members).enumerate() {
+        fixed.push((0, l.header_offset, l.prefix.clone()));
+        crc32.push(CrcPatch {
+            file: 0,
+            start: l.crc_range.0,
+            len: l.crc_range.1,
+            at: l.crc_at.to_vec(),
+        });
+        jobs.push(Job {
+            src: i,
+            name: m.name.clone(),
+            dtype: m.dtype,
+            shape: m.shape.clone(),
+            file: 0,
+            offset: l.data_offset,
+            len: l.data_len,
+            transform: transforms[i],
+            permute_heads: None,
+            parts: Vec::new(),
+            shift: None,
+            unpermute: false,
+            src_start: 0,
+        });
+    }
+    fixed.push((0, layout.tail_offset, layout.tail.clone()));
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Plan {
+        dst: dst.to_path_buf(),
+        kind: OutputKind::File,
+        files: vec![PlannedFile {
+            name,
+            size: layout.size,
+            header: Vec::new(),
+        }],
+        data_bytes: jobs.iter().map(|j| j.len).sum(),
+        jobs,
+        small_files: Vec::new(),
+        assets: Vec::new(),
+        inline: Vec::new(),
+        fixed,
+        crc32,
     })
 }
 

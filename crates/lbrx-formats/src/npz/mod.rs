@@ -23,6 +23,8 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 
+pub mod writer;
+
 /// Largest `.npy` header accepted.
 const HEADER_CAP: u64 = 1 << 20;
 
@@ -39,6 +41,24 @@ pub struct NpyHeader {
     pub data_offset: u64,
 }
 
+/// NumPy type codes (`descr` without the byte-order character) and their dtypes: the one table both the
+/// reader and the writer use.
+const DESCRS: [(&str, DType); 13] = [
+    ("f2", DType::F16),
+    ("f4", DType::F32),
+    ("f8", DType::F64),
+    ("i1", DType::I8),
+    ("i2", DType::I16),
+    ("i4", DType::I32),
+    ("i8", DType::I64),
+    ("u1", DType::U8),
+    ("u2", DType::U16),
+    ("u4", DType::U32),
+    ("u8", DType::U64),
+    ("b1", DType::Bool),
+    ("c8", DType::C64),
+];
+
 fn descr_dtype(descr: &str) -> Option<(DType, bool)> {
     let (order, code) = descr.split_at(1.min(descr.len()));
     let be = match order {
@@ -46,23 +66,21 @@ fn descr_dtype(descr: &str) -> Option<(DType, bool)> {
         ">" => true,
         _ => return None,
     };
-    let d = match code {
-        "f2" => DType::F16,
-        "f4" => DType::F32,
-        "f8" => DType::F64,
-        "i1" => DType::I8,
-        "i2" => DType::I16,
-        "i4" => DType::I32,
-        "i8" => DType::I64,
-        "u1" => DType::U8,
-        "u2" => DType::U16,
-        "u4" => DType::U32,
-        "u8" => DType::U64,
-        "b1" => DType::Bool,
-        "c8" => DType::C64,
-        _ => return None,
+    DESCRS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|&(_, d)| (d, be))
+}
+
+/// The little-endian `descr` numpy writes for `dtype` (`|` for one-byte types); `None` if numpy has no such type.
+pub fn npy_descr(dtype: DType) -> Option<String> {
+    let (code, _) = DESCRS.iter().find(|(_, d)| *d == dtype)?;
+    let order = if dtype.info().type_size == 1 {
+        '|'
+    } else {
+        '<'
     };
-    Some((d, be))
+    Some(format!("{order}{code}"))
 }
 
 /// Value of `'key': VALUE` in the header dict, up to the next top-level comma or closing brace.
