@@ -43,6 +43,9 @@ pub(crate) struct Args {
     /// MLX quantization group size: 32, 64 or 128 (default 64; implies -q).
     #[arg(long)]
     q_group_size: Option<u32>,
+    /// MLX quantization mode: affine (default), or the float modes mxfp4, mxfp8, nvfp4 (implies -q).
+    #[arg(long, value_parser = ["affine", "mxfp4", "mxfp8", "nvfp4"])]
+    q_mode: Option<String>,
     /// MLX mixed-precision recipe: mixed_2_6, mixed_3_4, mixed_3_6 or mixed_4_6 (as mlx_lm; implies -q).
     #[arg(long, value_parser = ["mixed_2_6", "mixed_3_4", "mixed_3_6", "mixed_4_6"])]
     quant_predicate: Option<String>,
@@ -201,6 +204,7 @@ pub(crate) fn run(a: Args) -> CliResult {
             a.q_bits,
             a.q_group_size,
             a.quant_predicate.as_deref(),
+            a.q_mode.as_deref(),
         )?)
     } else {
         None

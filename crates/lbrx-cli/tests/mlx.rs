@@ -26,10 +26,21 @@ fn env() -> Option<Env> {
 }
 
 fn make_model(e: &Env, arch: &str, dir: &Path) {
+    make_model_as(e, arch, dir, "bfloat16");
+}
+
+fn make_model_as(e: &Env, arch: &str, dir: &Path, dtype: &str) {
     run_oracle(
         &e.py,
         "make_hf_model.py",
-        &[&arch, &dir, &"--vocab-dir", &e.src.join("models")],
+        &[
+            &arch,
+            &dir,
+            &"--vocab-dir",
+            &e.src.join("models"),
+            &"--dtype",
+            &dtype,
+        ],
     );
 }
 
@@ -157,6 +168,9 @@ fn every_bit_width_group_size_and_recipe_equals_mlx_lm() {
                 "32",
             ],
         ),
+        ("llama3", &["-q", "--q-mode", "mxfp4"]),
+        ("qwen3moe", &["-q", "--q-mode", "mxfp8"]),
+        ("gemma3", &["-q", "--q-mode", "nvfp4"]),
     ];
     for (i, (arch, args)) in cases.iter().enumerate() {
         let model = d.path().join(arch);
@@ -170,6 +184,30 @@ fn every_bit_width_group_size_and_recipe_equals_mlx_lm() {
         mlx_lm_convert(&e, &model, &b, args);
         ours(&model, &a, args);
         assert_same_mlx(&e, &a, &b);
+    }
+}
+
+/// float32 and float16 sources in every mode (scales one ulp above a power of two, f16 rounding), and the
+/// float modes dequantized back as mlx_lm does (bfloat16, whatever the model's dtype).
+#[test]
+fn float32_and_float16_sources_in_every_mode_equal_mlx_lm() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    for dtype in ["float32", "float16"] {
+        let model = d.path().join(dtype);
+        make_model_as(&e, "qwen2", &model, dtype);
+        for mode in ["affine", "mxfp4", "mxfp8", "nvfp4"] {
+            let p = |what: &str| d.path().join(format!("{what}-{dtype}-{mode}"));
+            let args = ["-q", "--q-mode", mode];
+            mlx_lm_convert(&e, &model, &p("ref"), &args);
+            ours(&model, &p("ours"), &args);
+            assert_same_mlx(&e, &p("ours"), &p("ref"));
+            if mode != "affine" {
+                mlx_lm_convert(&e, &p("ref"), &p("ref-dq"), &["-d"]);
+                ours(&p("ref"), &p("ours-dq"), &["-d"]);
+                assert_same_mlx(&e, &p("ours-dq"), &p("ref-dq"));
+            }
+        }
     }
 }
 

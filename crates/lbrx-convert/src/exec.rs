@@ -387,6 +387,7 @@ fn mlx_quant_item(
         to,
         bits,
         group,
+        mode,
         scales,
         biases,
     } = job.transform
@@ -418,17 +419,27 @@ fn mlx_quant_item(
     };
     let packed_len = n * bits as usize / 8;
     let groups = n / g;
-    buf.resize(packed_len + 2 * groups * ts, 0);
-    let (packed, rest) = buf.split_at_mut(packed_len);
-    let (sc, bi) = rest.split_at_mut(groups * ts);
-    lbrx_quant::mlx::quantize_affine(to, &values, bits, g, packed, sc, bi)
-        .map_err(|e| context(e, name))?;
-    let (sj, bj) = (&plan.jobs[scales], &plan.jobs[biases]);
     let first_group = item.elem / group as u64;
-    sink.write_at(job.file, job.offset + item.elem * bits as u64 / 8, packed)?;
-    sink.write_at(sj.file, sj.offset + first_group * ts as u64, sc)?;
-    sink.write_at(bj.file, bj.offset + first_group * ts as u64, bi)?;
-    Ok((packed.len() + sc.len() + bi.len()) as u64)
+    let sj = &plan.jobs[scales];
+    if let Some(biases) = biases {
+        buf.resize(packed_len + 2 * groups * ts, 0);
+        let (packed, rest) = buf.split_at_mut(packed_len);
+        let (sc, bi) = rest.split_at_mut(groups * ts);
+        lbrx_quant::mlx::quantize_affine(to, &values, bits, g, packed, sc, bi)
+            .map_err(|e| context(e, name))?;
+        let bj = &plan.jobs[biases];
+        sink.write_at(job.file, job.offset + item.elem * bits as u64 / 8, packed)?;
+        sink.write_at(sj.file, sj.offset + first_group * ts as u64, sc)?;
+        sink.write_at(bj.file, bj.offset + first_group * ts as u64, bi)?;
+    } else {
+        buf.resize(packed_len + groups, 0);
+        let (packed, sc) = buf.split_at_mut(packed_len);
+        lbrx_quant::mlx::quantize_fp(mode, to, &values, packed, sc)
+            .map_err(|e| context(e, name))?;
+        sink.write_at(job.file, job.offset + item.elem * bits as u64 / 8, packed)?;
+        sink.write_at(sj.file, sj.offset + first_group, sc)?;
+    }
+    Ok(buf.len() as u64)
 }
 
 fn context(e: Error, name: &str) -> Error {

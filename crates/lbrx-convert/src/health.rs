@@ -515,7 +515,7 @@ fn check_config(dir: &Path, tensors: &[&TensorInfo], all_readable: bool, r: &mut
                 let prefix = e.name.trim_end_matches(".weight");
                 if let Some(bits) = quant
                     .and_then(|q| crate::mlx::layer_params(q, prefix))
-                    .map(|(_, b)| b)
+                    .map(|(_, b, _)| b)
                 {
                     cols = cols * 32 / bits;
                 }
@@ -596,7 +596,6 @@ fn check_mlx_quant(
     cfg: &Path,
     r: &mut Report,
 ) {
-    let mode = q.get("mode").and_then(Json::as_str).unwrap_or("affine");
     for t in tensors.iter().filter(|t| t.name.ends_with(".scales")) {
         let prefix = t.name.trim_end_matches(".scales");
         let w = format!("{prefix}.weight");
@@ -614,7 +613,7 @@ fn check_mlx_quant(
         .filter(|t| t.dtype == DType::U32 && t.name.ends_with(".weight"))
     {
         let prefix = t.name.trim_end_matches(".weight");
-        let Some((group, bits)) = crate::mlx::layer_params(q, prefix) else {
+        let Some((group, bits, lmode)) = crate::mlx::layer_params(q, prefix) else {
             r.error(
                 "quant-config",
                 Some(cfg),
@@ -634,7 +633,7 @@ fn check_mlx_quant(
             );
             continue;
         };
-        if mode == "affine" && biases.is_none() {
+        if lmode == lbrx_quant::mlx::Mode::Affine && biases.is_none() {
             r.error(
                 "quant-missing",
                 Some(cfg),

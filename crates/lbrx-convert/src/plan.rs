@@ -93,16 +93,23 @@ pub enum Transform {
         bits: u32,
         /// Values per group.
         group: u32,
+        /// The quantization mode (affine, or a float mode without biases).
+        #[serde(serialize_with = "ser_mode")]
+        mode: lbrx_quant::mlx::Mode,
         /// Index of the job holding the scales.
         scales: usize,
-        /// Index of the job holding the biases.
-        biases: usize,
+        /// Index of the job holding the biases (affine mode).
+        biases: Option<usize>,
     },
     /// Bytes written by another job (the scales or biases of an MLX quantized weight).
     WrittenBy {
         /// That job's index.
         job: usize,
     },
+}
+
+fn ser_mode<S: serde::Serializer>(m: &lbrx_quant::mlx::Mode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.name())
 }
 
 fn ser_dtype<S: serde::Serializer>(d: &DType, s: S) -> Result<S::Ok, S::Error> {

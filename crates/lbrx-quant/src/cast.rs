@@ -258,6 +258,11 @@ pub fn f32_to_e5m2(v: f32) -> u8 {
     }
 }
 
+/// FP8 E4M3FN -> f32.
+pub fn e4m3_to_f32(b: u8) -> f32 {
+    e4m3_table()[b as usize]
+}
+
 /// FP8 E4M3FN -> f32, all 256 codes.
 fn e4m3_table() -> &'static [f32; 256] {
     static T: OnceLock<[f32; 256]> = OnceLock::new();

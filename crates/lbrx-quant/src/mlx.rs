@@ -6,7 +6,7 @@
 //! as a little-endian LSB-first bit stream (so `bits` in 2, 3, 4, 5, 6, 8 all pack the same way) and stored as
 //! uint32 words. Dequantization is `q * scale + bias`, each operation rounded to the dtype, as MLX's array ops do.
 
-use crate::cast::{decode_f32, encode_f32};
+use crate::cast::{decode_f32, encode_f32, f32_to_e4m3};
 use lbrx_core::{DType, Error, Result};
 
 /// Bits MLX supports.
@@ -204,6 +204,195 @@ pub fn dequantize_affine(
             } else {
                 round_to(dtype, round_to(dtype, q * s[g]) + b[g])
             };
+        }
+        encode_f32(dtype, &vals, &mut out[g * group * ts..(g + 1) * group * ts]);
+    }
+    Ok(())
+}
+
+/// An MLX quantization mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Integers with a float scale and bias per group (`quantize_affine`).
+    Affine,
+    /// FP4 (E2M1) values, one power-of-two (E8M0) scale per 32.
+    Mxfp4,
+    /// FP8 (E4M3) values, one power-of-two (E8M0) scale per 32.
+    Mxfp8,
+    /// FP4 (E2M1) values, one FP8 (E4M3) scale per 16.
+    Nvfp4,
+}
+
+/// The modes: (mode, name as mlx spells it, group size, bits; the fixed pair of the float modes, the default
+/// of affine).
+pub const MODES: [(Mode, &str, usize, u32); 4] = [
+    (Mode::Affine, "affine", 64, 4),
+    (Mode::Mxfp4, "mxfp4", 32, 4),
+    (Mode::Mxfp8, "mxfp8", 32, 8),
+    (Mode::Nvfp4, "nvfp4", 16, 4),
+];
+
+impl Mode {
+    /// The mode mlx calls `name`.
+    pub fn parse(name: &str) -> Option<Mode> {
+        MODES.iter().find(|m| m.1 == name).map(|m| m.0)
+    }
+    /// mlx's name.
+    pub fn name(self) -> &'static str {
+        MODES.iter().find(|m| m.0 == self).map_or("affine", |m| m.1)
+    }
+    /// (group size, bits): the only pair of a float mode, the default of affine.
+    pub fn defaults(self) -> (usize, u32) {
+        MODES
+            .iter()
+            .find(|m| m.0 == self)
+            .map_or((64, 4), |m| (m.2, m.3))
+    }
+}
+
+/// FP4 E2M1 values by code (sign in bit 3).
+const FP4: [f32; 16] = [
+    0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
+];
+
+/// f32 -> FP4 E2M1 code as mlx rounds it: to nearest, ties toward zero; a zero result has no sign.
+fn to_fp4(x: f32) -> u8 {
+    let a = x.abs();
+    let code = [0.25f32, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0]
+        .iter()
+        .filter(|&&t| a > t)
+        .count() as u8;
+    if code != 0 && x.is_sign_negative() {
+        code | 8
+    } else {
+        code
+    }
+}
+
+/// The scale an E8M0 byte stands for (mlx reads 0 as 2^-127).
+fn e8m0(s: u8) -> f32 {
+    f32::from_bits(if s == 0 {
+        0x0040_0000
+    } else {
+        (s as u32) << 23
+    })
+}
+
+/// The E8M0 byte mlx picks for a group whose largest magnitude is `amax`: 2^ceil(log2(amax / max)), with the
+/// byte wrapping as mlx's cast does outside the range; an all-zero group gets 1.
+fn to_e8m0(amax: f32, max: f32) -> u8 {
+    if amax == 0.0 {
+        return 127;
+    }
+    // log2 in f64: a quotient one ulp above a power of two must round up (f32's log2 returns the power)
+    (((amax / max) as f64).log2().ceil() as i32 + 127) as u8
+}
+
+/// Quantizes `src` (elements of `dtype`) in a float mode (`mxfp4`, `mxfp8`, `nvfp4`) into `packed` (4 or 8 bits
+/// per value, low nibble first) and one `u8` scale per group, as `mlx.core.quantize(w, mode=...)` does.
+pub fn quantize_fp(
+    mode: Mode,
+    dtype: DType,
+    src: &[u8],
+    packed: &mut [u8],
+    scales: &mut [u8],
+) -> Result<()> {
+    let (group, bits) = mode.defaults();
+    if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(Error::Invalid(format!(
+            "MLX {} quantizes F32, F16 or BF16, not {dtype}",
+            mode.name()
+        )));
+    }
+    let ts = dtype.info().type_size as usize;
+    let n = src.len() / ts;
+    let groups = n / group;
+    if mode == Mode::Affine
+        || !n.is_multiple_of(group)
+        || packed.len() != n * bits as usize / 8
+        || scales.len() != groups
+    {
+        return Err(Error::Invalid(format!(
+            "MLX {} quantize: {n} values do not fit groups of {group}",
+            mode.name()
+        )));
+    }
+    let mut w = vec![0f32; group];
+    let gb = group * bits as usize / 8;
+    for g in 0..groups {
+        decode_f32(dtype, &src[g * group * ts..(g + 1) * group * ts], &mut w);
+        let amax = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let (byte, scale) = match mode {
+            Mode::Nvfp4 => {
+                let b = f32_to_e4m3(amax / 6.0);
+                (b, crate::cast::e4m3_to_f32(b))
+            }
+            Mode::Mxfp8 => {
+                let b = to_e8m0(amax, 448.0);
+                (b, e8m0(b))
+            }
+            _ => {
+                let b = to_e8m0(amax, 6.0);
+                (b, e8m0(b))
+            }
+        };
+        scales[g] = byte;
+        let out = &mut packed[g * gb..(g + 1) * gb];
+        let scaled = |v: f32| if scale == 0.0 { 0.0 } else { v / scale };
+        if bits == 8 {
+            for (o, &v) in out.iter_mut().zip(&w) {
+                *o = f32_to_e4m3(scaled(v));
+            }
+        } else {
+            for (o, pair) in out.iter_mut().zip(w.chunks_exact(2)) {
+                *o = to_fp4(scaled(pair[0])) | (to_fp4(scaled(pair[1])) << 4);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Dequantizes a float mode's `packed` values and `u8` scales into `out` (elements of `dtype`), as
+/// `mlx.core.dequantize(..., mode=...)` does (each value times its group's scale, rounded once to `dtype`).
+pub fn dequantize_fp(
+    mode: Mode,
+    packed: &[u8],
+    scales: &[u8],
+    dtype: DType,
+    out: &mut [u8],
+) -> Result<()> {
+    let (group, bits) = mode.defaults();
+    let ts = dtype.info().type_size as usize;
+    let n = out.len() / ts;
+    if mode == Mode::Affine
+        || !matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+        || !n.is_multiple_of(group)
+        || packed.len() < n * bits as usize / 8
+        || scales.len() != n / group
+    {
+        return Err(Error::Invalid(format!(
+            "MLX {} dequantize: sizes do not match {n} values in groups of {group}",
+            mode.name()
+        )));
+    }
+    let mut vals = vec![0f32; group];
+    let gb = group * bits as usize / 8;
+    for (g, &sb) in scales.iter().enumerate() {
+        let scale = if mode == Mode::Nvfp4 {
+            crate::cast::e4m3_to_f32(sb)
+        } else {
+            e8m0(sb)
+        };
+        let codes = &packed[g * gb..(g + 1) * gb];
+        if bits == 8 {
+            for (v, &c) in vals.iter_mut().zip(codes) {
+                *v = crate::cast::e4m3_to_f32(c) * scale;
+            }
+        } else {
+            for (pair, &c) in vals.chunks_exact_mut(2).zip(codes) {
+                pair[0] = FP4[(c & 15) as usize] * scale;
+                pair[1] = FP4[(c >> 4) as usize] * scale;
+            }
         }
         encode_f32(dtype, &vals, &mut out[g * group * ts..(g + 1) * group * ts]);
     }

@@ -17,6 +17,7 @@ pub mod source;
 use crate::plan::{layout_safetensors_dir, transform_to, ConvertOptions, GgufOut, Plan, Transform};
 use lbrx_core::{DType, Error, Result, Source};
 use lbrx_formats::gguf::GgufTensorSpec;
+use lbrx_quant::mlx::Mode;
 use serde_json::{json, Map, Value as Json};
 use std::path::Path;
 
@@ -28,15 +29,17 @@ pub const RECIPES: [(&str, u32, u32); 4] = [
     ("mixed_4_6", 4, 6),
 ];
 
-/// MLX quantization settings (`mlx_lm.convert -q --q-bits --q-group-size --quant-predicate`).
+/// MLX quantization settings (`mlx_lm.convert -q --q-bits --q-group-size --q-mode --quant-predicate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MlxQuant {
     /// Bits per weight (2, 3, 4, 5, 6, 8); the low bits of a mixed recipe replace it where the recipe says.
     pub bits: u32,
-    /// Values per group (32, 64, 128).
+    /// Values per group (32, 64, 128; the float modes' own size).
     pub group_size: u32,
     /// Index into [`RECIPES`].
     pub recipe: Option<usize>,
+    /// Affine, or a float mode (mxfp4, mxfp8, nvfp4).
+    pub mode: Mode,
 }
 
 impl Default for MlxQuant {
@@ -45,15 +48,34 @@ impl Default for MlxQuant {
             bits: 4,
             group_size: 64,
             recipe: None,
+            mode: Mode::Affine,
         }
     }
 }
 
 impl MlxQuant {
     /// Settings from the command line's values (each optional, `mlx_lm`'s defaults otherwise), checked.
-    pub fn new(bits: Option<u32>, group_size: Option<u32>, recipe: Option<&str>) -> Result<Self> {
+    pub fn new(
+        bits: Option<u32>,
+        group_size: Option<u32>,
+        recipe: Option<&str>,
+        mode: Option<&str>,
+    ) -> Result<Self> {
+        let mode = match mode {
+            None => Mode::Affine,
+            Some(m) => Mode::parse(m).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown MLX quantization mode '{m}' (use affine, mxfp4, mxfp8 or nvfp4)"
+                ))
+            })?,
+        };
         let recipe = match recipe {
             None => None,
+            Some(_) if mode != Mode::Affine => {
+                return Err(Error::Invalid(
+                    "quantization recipes only use the affine mode".into(),
+                ))
+            }
             Some(r) => Some(RECIPES.iter().position(|x| x.0 == r).ok_or_else(|| {
                 let names: Vec<&str> = RECIPES.iter().map(|x| x.0).collect();
                 Error::Invalid(format!(
@@ -62,12 +84,23 @@ impl MlxQuant {
                 ))
             })?),
         };
+        let (dg, db) = mode.defaults();
         let q = MlxQuant {
-            bits: bits.unwrap_or(4),
-            group_size: group_size.unwrap_or(64),
+            bits: bits.unwrap_or(db),
+            group_size: group_size.unwrap_or(dg as u32),
             recipe,
+            mode,
         };
-        if !lbrx_quant::mlx::BITS.contains(&q.bits)
+        if mode != Mode::Affine {
+            if (q.group_size as usize, q.bits) != (dg, db) {
+                return Err(Error::Invalid(format!(
+                    "MLX {} quantizes {db} bits in groups of {dg}, not {} bits in groups of {}",
+                    mode.name(),
+                    q.bits,
+                    q.group_size
+                )));
+            }
+        } else if !lbrx_quant::mlx::BITS.contains(&q.bits)
             || !lbrx_quant::mlx::GROUP_SIZES.contains(&(q.group_size as usize))
         {
             return Err(Error::Invalid(format!(
@@ -160,9 +193,15 @@ fn family(model_type: &str) -> Option<&'static Family> {
         .find(|f| f.model_types.contains(&model_type))
 }
 
-/// (group size, bits) of the module `prefix` under an MLX `quantization` block, honoring per-layer entries;
-/// `None` when the block excludes it.
-pub(crate) fn layer_params(q: &Json, prefix: &str) -> Option<(u64, u64)> {
+/// (group size, bits, mode) of the module `prefix` under an MLX `quantization` block, honoring per-layer
+/// entries (an entry without a mode is affine, as mlx's `to_quantized` defaults); `None` when the block
+/// excludes it.
+pub(crate) fn layer_params(q: &Json, prefix: &str) -> Option<(u64, u64, Mode)> {
+    let mode_of = |v: &Json, default: Mode| match v.get("mode").and_then(Json::as_str) {
+        Some(m) => Mode::parse(m),
+        None => Some(default),
+    };
+    let top = mode_of(q, Mode::Affine)?;
     let default = (
         q.get("group_size").and_then(Json::as_u64)?,
         q.get("bits").and_then(Json::as_u64)?,
@@ -174,8 +213,9 @@ pub(crate) fn layer_params(q: &Json, prefix: &str) -> Option<(u64, u64)> {
                 .and_then(Json::as_u64)
                 .unwrap_or(default.0),
             o.get("bits").and_then(Json::as_u64).unwrap_or(default.1),
+            mode_of(o, Mode::Affine)?,
         )),
-        _ => Some(default),
+        _ => Some((default.0, default.1, top)),
     }
 }
 
@@ -302,7 +342,7 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
     if let Some(q) = opts.mlx_quant {
         qblock.insert("group_size".into(), json!(q.group_size));
         qblock.insert("bits".into(), json!(q.bits));
-        qblock.insert("mode".into(), json!("affine"));
+        qblock.insert("mode".into(), json!(q.mode.name()));
     }
     let mut planned: Vec<GgufOut> = Vec::with_capacity(outs.len() * 3);
     let mut total_parameters = 0u64;
@@ -329,15 +369,18 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
         };
         let float = src_dtype.is_castable_float()
             || src_dtype.info().kind == lbrx_core::DTypeKind::Quantized;
+        // mlx_lm casts before it dequantizes: what dequantization makes keeps its type (the scales' for
+        // affine, bfloat16 for the float modes)
+        let dequantized = opts.dequantize && src.tensors()[o.src].file == source::COMPUTED;
         let out_dtype = match dtype {
-            Some(d) if float => d,
+            Some(d) if float && !dequantized => d,
             _ => o.spec.dtype,
         };
         let params = opts
             .mlx_quant
             .and_then(|q| quant_for(&o, q, fam, n_layers, layer_at, &mut qblock));
         match params {
-            Some((group, bits)) => {
+            Some((group, bits, mode)) => {
                 let (stem, shape) = (
                     o.spec.name.trim_end_matches(".weight").to_string(),
                     &o.spec.shape,
@@ -359,17 +402,27 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
                         to: out_dtype,
                         bits,
                         group,
+                        mode,
                         scales: base + 1,
-                        biases: base + 2,
+                        biases: (mode == Mode::Affine).then_some(base + 2),
                     },
                     ..o.clone()
                 };
                 planned.push(weight);
-                for part in ["scales", "biases"] {
+                let parts: &[&str] = if mode == Mode::Affine {
+                    &["scales", "biases"]
+                } else {
+                    &["scales"]
+                };
+                for part in parts {
                     planned.push(GgufOut {
                         spec: GgufTensorSpec {
                             name: format!("{stem}.{part}"),
-                            dtype: out_dtype,
+                            dtype: if mode == Mode::Affine {
+                                out_dtype
+                            } else {
+                                DType::U8
+                            },
                             shape: sshape.clone(),
                         },
                         transform: Transform::WrittenBy { job: base },
@@ -555,7 +608,7 @@ fn quant_for(
     n_layers: u64,
     layer_at: Option<usize>,
     qblock: &mut Map<String, Json>,
-) -> Option<(u32, u32)> {
+) -> Option<(u32, u32, Mode)> {
     let name = &o.spec.name;
     let path = name.strip_suffix(".weight")?;
     // Linear and Embedding weights are matrices; switch_mlp experts are stacks of them.
@@ -588,7 +641,7 @@ fn quant_for(
             path.to_string(),
             json!({"group_size": q.group_size, "bits": bits, "mode": "affine"}),
         );
-        return Some((q.group_size, bits));
+        return Some((q.group_size, bits, Mode::Affine));
     }
     if let Some(&(_, group, bits)) = fam
         .into_iter()
@@ -598,10 +651,11 @@ fn quant_for(
         if cols % group as u64 != 0 {
             return None;
         }
+        // the model's dict has no mode: mlx's to_quantized takes affine
         qblock.insert(path.to_string(), json!({"group_size": group, "bits": bits}));
-        return Some((group, bits));
+        return Some((group, bits, Mode::Affine));
     }
-    Some((q.group_size, q.bits))
+    Some((q.group_size, q.bits, q.mode))
 }
 
 /// JSON with four-space indents, as Python's `json.dump(..., indent=4)` writes config.json.

@@ -3,6 +3,7 @@
 //! `mlx.core.dequantize` computes it. Every other tensor passes through untouched (zero-copy).
 
 use lbrx_core::{DType, Error, Metadata, Result, Source, SourceFile, TensorInfo, TensorView};
+use lbrx_quant::mlx::Mode;
 use serde_json::Value as Json;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -10,20 +11,21 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The `file` index given to dequantized tensors: they have no raw bytes in any file.
-const COMPUTED: usize = usize::MAX;
+pub(crate) const COMPUTED: usize = usize::MAX;
 
 /// Where a presented tensor's bytes come from.
 #[derive(Debug, Clone, Copy)]
 enum Entry {
     /// The inner source's tensor, unchanged.
     Raw(usize),
-    /// Dequantized from the inner tensors (weight, scales, biases).
+    /// Dequantized from the inner tensors (weight, scales, and biases in the affine mode).
     Quant {
         weight: usize,
         scales: usize,
-        biases: usize,
+        biases: Option<usize>,
         bits: u32,
         group: u64,
+        mode: Mode,
     },
 }
 
@@ -63,13 +65,6 @@ impl DequantSource {
             Some(q) if has_scales => q,
             _ => return Ok(inner),
         };
-        let mode = q.get("mode").and_then(Json::as_str).unwrap_or("affine");
-        if mode != "affine" {
-            return Err(Error::Unsupported {
-                path: root.join("config.json"),
-                what: format!("dequantizing MLX '{mode}' quantization (lbrx reads affine)"),
-            });
-        }
         let by_name: HashMap<&str, usize> = inner
             .tensors()
             .iter()
@@ -96,27 +91,49 @@ impl DequantSource {
             };
             let bad =
                 |what: String| Error::Invalid(format!("{}: tensor '{n}': {what}", cfg.display()));
-            let bi = *by_name
-                .get(format!("{stem}.biases").as_str())
-                .ok_or_else(|| bad(format!("no {stem}.biases")))?;
-            let (group, bits) = super::layer_params(&q, stem).ok_or_else(|| {
+            let (group, bits, mode) = super::layer_params(&q, stem).ok_or_else(|| {
                 bad("packed weight, but the quantization config excludes this layer".into())
             })?;
-            let (s, b) = (&inner.tensors()[si], &inner.tensors()[bi]);
-            let dtype = s.dtype;
-            if !matches!(dtype, DType::F16 | DType::BF16 | DType::F32) || b.dtype != dtype {
-                return Err(bad(format!(
-                    "scales {} and biases {} (MLX affine scales are one float type)",
-                    s.dtype, b.dtype
-                )));
-            }
-            if !lbrx_quant::mlx::BITS.contains(&(bits as u32))
-                || !lbrx_quant::mlx::GROUP_SIZES.contains(&(group as usize))
-            {
-                return Err(bad(format!(
-                    "{bits} bits in groups of {group} is not an MLX affine layout"
-                )));
-            }
+            let s = &inner.tensors()[si];
+            let bi = if mode == Mode::Affine {
+                let bi = *by_name
+                    .get(format!("{stem}.biases").as_str())
+                    .ok_or_else(|| bad(format!("no {stem}.biases")))?;
+                let b = &inner.tensors()[bi];
+                if !matches!(s.dtype, DType::F16 | DType::BF16 | DType::F32)
+                    || b.dtype != s.dtype
+                    || b.shape != s.shape
+                {
+                    return Err(bad(format!(
+                        "scales {} {:?} and biases {} {:?} (MLX affine scales and biases are one float type and shape)",
+                        s.dtype, s.shape, b.dtype, b.shape
+                    )));
+                }
+                if !lbrx_quant::mlx::BITS.contains(&(bits as u32))
+                    || !lbrx_quant::mlx::GROUP_SIZES.contains(&(group as usize))
+                {
+                    return Err(bad(format!(
+                        "{bits} bits in groups of {group} is not an MLX affine layout"
+                    )));
+                }
+                Some(bi)
+            } else {
+                let (dg, db) = mode.defaults();
+                if s.dtype != DType::U8 || (group, bits) != (dg as u64, db as u64) {
+                    return Err(bad(format!(
+                        "MLX {} has {db}-bit values in groups of {dg} with u8 scales; found {bits} bits, groups of {group}, {} scales",
+                        mode.name(),
+                        s.dtype
+                    )));
+                }
+                None
+            };
+            // affine dequantizes to the scales' type, the float modes to bfloat16 (mlx's default)
+            let dtype = if mode == Mode::Affine {
+                s.dtype
+            } else {
+                DType::BF16
+            };
             let (Some(&packed), Some(&groups)) = (t.shape.last(), s.shape.last()) else {
                 return Err(bad("scalar weight".into()));
             };
@@ -125,14 +142,12 @@ impl DequantSource {
             if packed * 32 % bits != 0
                 || cols != groups * group
                 || s.shape[..s.shape.len() - 1] != *lead
-                || b.shape != s.shape
             {
                 return Err(bad(format!(
-                    "weight {:?} at {bits} bits needs scales and biases [.., {}] for groups of {group}; found {:?} and {:?}",
+                    "weight {:?} at {bits} bits needs scales [.., {}] for groups of {group}; found {:?}",
                     t.shape,
                     cols / group,
-                    s.shape,
-                    b.shape
+                    s.shape
                 )));
             }
             let mut shape = lead.to_vec();
@@ -154,6 +169,7 @@ impl DequantSource {
                 biases: bi,
                 bits: bits as u32,
                 group,
+                mode,
             });
         }
         Ok(Box::new(DequantSource {
@@ -201,6 +217,7 @@ impl Source for DequantSource {
                 biases,
                 bits,
                 group,
+                mode,
             } => {
                 let ts = info.dtype.info().type_size as u64;
                 if !offset.is_multiple_of(ts) || !len.is_multiple_of(ts) || offset + len > info.len
@@ -219,19 +236,29 @@ impl Source for DequantSource {
                 let packed =
                     self.inner
                         .view_range(weight, g0 * group_bytes, (g1 - g0) * group_bytes)?;
-                let s = self.inner.view_range(scales, g0 * ts, (g1 - g0) * ts)?;
-                let b = self.inner.view_range(biases, g0 * ts, (g1 - g0) * ts)?;
                 let mut out = vec![0u8; ((g1 - g0) * group * ts) as usize];
-                lbrx_quant::mlx::dequantize_affine(
-                    info.dtype,
-                    &packed,
-                    &s,
-                    &b,
-                    bits,
-                    group as usize,
-                    &mut out,
-                )
-                .map_err(|e| Error::Invalid(format!("tensor '{}': {e}", info.name)))?;
+                let named = |e: Error| Error::Invalid(format!("tensor '{}': {e}", info.name));
+                match biases {
+                    Some(biases) => {
+                        let s = self.inner.view_range(scales, g0 * ts, (g1 - g0) * ts)?;
+                        let b = self.inner.view_range(biases, g0 * ts, (g1 - g0) * ts)?;
+                        lbrx_quant::mlx::dequantize_affine(
+                            info.dtype,
+                            &packed,
+                            &s,
+                            &b,
+                            bits,
+                            group as usize,
+                            &mut out,
+                        )
+                        .map_err(named)?;
+                    }
+                    None => {
+                        let s = self.inner.view_range(scales, g0, g1 - g0)?;
+                        lbrx_quant::mlx::dequantize_fp(mode, &packed, &s, info.dtype, &mut out)
+                            .map_err(named)?;
+                    }
+                }
                 let start = ((e0 - g0 * group) * ts) as usize;
                 out.drain(..start);
                 out.truncate(len as usize);
