@@ -94,6 +94,12 @@ impl DequantSource {
             let (group, bits, mode) = super::layer_params(&q, stem).ok_or_else(|| {
                 bad("packed weight, but the quantization config excludes this layer".into())
             })?;
+            if by_name.contains_key(format!("{stem}.global_scale").as_str()) {
+                return Err(Error::Unsupported {
+                    path: cfg.clone(),
+                    what: format!("tensor '{n}': nvfp4 with a global scale"),
+                });
+            }
             let s = &inner.tensors()[si];
             let bi = if mode == Mode::Affine {
                 let bi = *by_name
