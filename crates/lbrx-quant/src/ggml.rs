@@ -143,7 +143,7 @@ pub(crate) fn e8m0_half(x: u8) -> f32 {
 }
 
 /// `ggml_ue4m3_to_fp32`: unsigned E4M3 scale, halved.
-fn ue4m3_half(x: u8) -> f32 {
+pub(crate) fn ue4m3_half(x: u8) -> f32 {
     if x == 0 || x == 0x7f {
         return 0.0;
     }

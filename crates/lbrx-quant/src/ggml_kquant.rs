@@ -14,19 +14,19 @@ const GROUP_MAX_EPS: f32 = 1e-15;
 
 /// ggml's `nearest_int`: round half to even through the 1.5 * 2^23 trick (|v| <= 4194303).
 #[inline(always)]
-fn nearest_int(v: f32) -> i32 {
+pub(crate) fn nearest_int(v: f32) -> i32 {
     let val = v + 12582912.0f32;
     (val.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
 }
 
-fn put_f16(y: &mut [u8], at: usize, v: f32) -> f32 {
+pub(crate) fn put_f16(y: &mut [u8], at: usize, v: f32) -> f32 {
     let bits = f16_bits(v);
     y[at..at + 2].copy_from_slice(&bits.to_le_bytes());
     f16_to_f32(bits)
 }
 
 /// `make_qx_quants` (symmetric, signed levels in [-nmax, nmax-1], stored as l + nmax).
-fn make_qx_quants(
+pub(crate) fn make_qx_quants(
     n: usize,
     nmax: i32,
     x: &[f32],
@@ -269,7 +269,7 @@ fn make_qkx2_quants(
     (scale, -min)
 }
 
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -541,11 +541,17 @@ pub(crate) fn q5_k(x: &[f32], y: &mut [u8]) {
 
 /// One Q6_K super-block.
 pub(crate) fn q6_k(x: &[f32], y: &mut [u8]) {
+    q6_k_weighted(x, None, y)
+}
+
+/// One Q6_K super-block, with the importance weights (if any) given to `make_qx_quants` as ggml's `_impl` does.
+pub(crate) fn q6_k_weighted(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
     let mut l = [0i8; QK_K];
     let mut scales = [0f32; 16];
     let (mut max_scale, mut max_abs) = (0f32, 0f32);
     for ib in 0..16 {
-        let s = make_qx_quants(16, 32, &x[16 * ib..], &mut l[16 * ib..], 1, None);
+        let w = qw.map(|q| &q[16 * ib..16 * ib + 16]);
+        let s = make_qx_quants(16, 32, &x[16 * ib..], &mut l[16 * ib..], 1, w);
         scales[ib] = s;
         if s.abs() > max_abs {
             max_abs = s.abs();
@@ -616,7 +622,7 @@ pub(crate) fn q8_k(x: &[f32], y: &mut [u8]) {
 }
 
 /// The largest |x| of a super-block, as ggml's `MAX(amax, fabsf(v))` loop finds it.
-fn amax(x: &[f32]) -> f32 {
+pub(crate) fn amax(x: &[f32]) -> f32 {
     x.iter()
         .fold(0f32, |a, v| if a > v.abs() { a } else { v.abs() })
 }
@@ -677,7 +683,7 @@ pub(crate) fn tq2_0(x: &[f32], y: &mut [u8]) {
 /// The FP4 (E2M1) values, doubled, as ggml's `kvalues_mxfp4`.
 const KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
 
-fn best_index_mxfp4(x: f32, e: f32) -> u8 {
+pub(crate) fn best_index_mxfp4(x: f32, e: f32) -> u8 {
     let mut best = 0;
     let mut best_err = (KVALUES_MXFP4[0] as f32 * e - x).abs();
     for (i, &k) in KVALUES_MXFP4.iter().enumerate().skip(1) {

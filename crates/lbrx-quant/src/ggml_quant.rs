@@ -2,8 +2,9 @@
 //! takes without an importance matrix), bit-exact: same operation order, C's truncating float -> int casts,
 //! `roundf` (half away from zero) where ggml uses it, and round-to-nearest-even f16 scales.
 //!
-//! So far: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, the K-quants Q2_K..Q6_K and Q8_K (in `ggml_kquant`), and the float
-//! types. The IQ- and TQ-quantizers and the importance-matrix paths are still to come.
+//! Types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q1_0, Q2_0, the K-quants Q2_K..Q6_K and Q8_K (in `ggml_kquant`), TQ1_0,
+//! TQ2_0, MXFP4, NVFP4, IQ4_NL, IQ4_XS and the float types; with an importance matrix through
+//! [`quantize_rows`] (the `_impl` paths, in `ggml_weighted`). The other IQ types are not written yet.
 
 use crate::cast::{encode_f32, f16_bits};
 use lbrx_core::{DType, Error, Result};
@@ -26,6 +27,11 @@ pub fn can_quantize(dtype: DType) -> bool {
             | DType::TQ1_0
             | DType::TQ2_0
             | DType::MXFP4
+            | DType::NVFP4
+            | DType::Q1_0
+            | DType::Q2_0
+            | DType::IQ4NL
+            | DType::IQ4XS
             | DType::F32
             | DType::F16
             | DType::BF16
@@ -57,6 +63,11 @@ pub fn quantize(dtype: DType, src: &[f32], out: &mut [u8]) -> Result<()> {
         DType::TQ1_0 => crate::ggml_kquant::tq1_0,
         DType::TQ2_0 => crate::ggml_kquant::tq2_0,
         DType::MXFP4 => crate::ggml_kquant::mxfp4,
+        DType::NVFP4 => crate::ggml_weighted::nvfp4,
+        DType::Q1_0 => crate::ggml_weighted::q1_0,
+        DType::Q2_0 => crate::ggml_weighted::q2_0,
+        DType::IQ4NL => |x, y| crate::ggml_weighted::iq4_nl(x, None, y),
+        DType::IQ4XS => |x, y| crate::ggml_weighted::iq4_xs(x, None, y),
         DType::Q8_0 => {
             let done = crate::simd::q8_0_prefix(src, out);
             for (x, y) in src[done * bs..]
@@ -79,6 +90,72 @@ pub fn quantize(dtype: DType, src: &[f32], out: &mut [u8]) -> Result<()> {
     };
     for (x, y) in src.chunks_exact(bs).zip(out.chunks_exact_mut(ts)) {
         f(x, y);
+    }
+    Ok(())
+}
+
+/// Quantizes whole rows of `row_len` values as `ggml_quantize_chunk` does, with an importance matrix (one
+/// weight per column) when given: the `_impl` paths of the types that use one, the plain quantizer for the
+/// others (Q8_0, TQ*, MXFP4, NVFP4, Q1_0, Q2_0 and the float types ignore it, as in ggml).
+pub fn quantize_rows(
+    dtype: DType,
+    src: &[f32],
+    row_len: usize,
+    imatrix: Option<&[f32]>,
+    out: &mut [u8],
+) -> Result<()> {
+    let Some(qw) = imatrix else {
+        return quantize(dtype, src, out);
+    };
+    let info = dtype.info();
+    let (bs, ts) = (info.block_size as usize, info.type_size as usize);
+    if row_len == 0
+        || !row_len.is_multiple_of(bs)
+        || !src.len().is_multiple_of(row_len)
+        || qw.len() != row_len
+        || out.len() != src.len() / bs * ts
+    {
+        return Err(Error::Invalid(format!(
+            "quantize {dtype}: {} values in rows of {row_len} with {} importance weights do not fill {} bytes",
+            src.len(),
+            qw.len(),
+            out.len()
+        )));
+    }
+    use crate::ggml_weighted as w;
+    let row_bytes = row_len / bs * ts;
+    type BlockFn = fn(&[f32], &[f32], &mut [u8]);
+    let block: BlockFn = match dtype {
+        DType::Q4_0 | DType::Q5_0 | DType::Q4_1 | DType::Q5_1 => {
+            for (x, y) in src
+                .chunks_exact(row_len)
+                .zip(out.chunks_exact_mut(row_bytes))
+            {
+                match dtype {
+                    DType::Q4_0 => w::q_0_row(x, qw, y, false),
+                    DType::Q5_0 => w::q_0_row(x, qw, y, true),
+                    DType::Q4_1 => w::q_1_row(x, qw, y, false),
+                    _ => w::q_1_row(x, qw, y, true),
+                }
+            }
+            return Ok(());
+        }
+        DType::Q2K => w::q2_k,
+        DType::Q3K => w::q3_k,
+        DType::Q4K => w::q4_k,
+        DType::Q5K => w::q5_k,
+        DType::Q6K => w::q6_k,
+        DType::IQ4NL => |x, q, y| w::iq4_nl(x, Some(q), y),
+        DType::IQ4XS => |x, q, y| w::iq4_xs(x, Some(q), y),
+        _ => return quantize(dtype, src, out),
+    };
+    for (x, y) in src
+        .chunks_exact(row_len)
+        .zip(out.chunks_exact_mut(row_bytes))
+    {
+        for (b, (xb, yb)) in x.chunks_exact(bs).zip(y.chunks_exact_mut(ts)).enumerate() {
+            block(xb, &qw[b * bs..(b + 1) * bs], yb);
+        }
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod ggml;
 pub mod ggml_kquant;
 pub mod ggml_quant;
 mod ggml_tables;
+pub mod ggml_weighted;
 pub mod mlx;
 mod simd;
 

@@ -69,19 +69,26 @@ fn reference_quantizers_match_ggml_bit_for_bit() {
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let mut checked = Vec::new();
     let mut failures = Vec::new();
-    for c in m["cases"].as_array().unwrap() {
-        let dtype = DType::from_gguf_id(c["ggml_type_id"].as_u64().unwrap() as u32).unwrap();
-        if c["imatrix"].as_bool().unwrap() || !lbrx_quant::ggml_quant::can_quantize(dtype) {
-            continue;
-        }
-        let input: Vec<f32> = std::fs::read(dir.join(c["input"].as_str().unwrap()))
+    let floats = |name: &str| -> Vec<f32> {
+        std::fs::read(dir.join(name))
             .unwrap()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
+            .collect()
+    };
+    for c in m["cases"].as_array().unwrap() {
+        let dtype = DType::from_gguf_id(c["ggml_type_id"].as_u64().unwrap() as u32).unwrap();
+        if !lbrx_quant::ggml_quant::can_quantize(dtype) {
+            continue;
+        }
+        let with_imatrix = c["imatrix"].as_bool().unwrap();
+        let input = floats(c["input"].as_str().unwrap());
+        let imatrix = c["imatrix_file"].as_str().map(floats);
+        let cols = c["cols"].as_u64().unwrap() as usize;
         let want = std::fs::read(dir.join(c["quantized"].as_str().unwrap())).unwrap();
         let mut got = vec![0u8; want.len()];
-        lbrx_quant::ggml_quant::quantize(dtype, &input, &mut got).unwrap();
+        lbrx_quant::ggml_quant::quantize_rows(dtype, &input, cols, imatrix.as_deref(), &mut got)
+            .unwrap();
         if got != want {
             let ts = dtype.info().type_size as usize;
             let i = got.iter().zip(&want).position(|(a, b)| a != b).unwrap();
@@ -92,20 +99,36 @@ fn reference_quantizers_match_ggml_bit_for_bit() {
                 i % ts
             ));
         }
-        checked.push(dtype);
+        checked.push((dtype, with_imatrix));
     }
     checked.sort();
     checked.dedup();
     for d in [
         DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
         DType::Q8_0,
         DType::Q2K,
         DType::Q3K,
         DType::Q4K,
         DType::Q5K,
         DType::Q6K,
+        DType::IQ4NL,
+        DType::IQ4XS,
+        DType::TQ1_0,
+        DType::TQ2_0,
+        DType::MXFP4,
+        DType::NVFP4,
+        DType::Q1_0,
+        DType::Q2_0,
     ] {
-        assert!(checked.contains(&d), "{d} not checked: only {checked:?}");
+        for im in [false, true] {
+            assert!(
+                checked.contains(&(d, im)),
+                "{d} (imatrix {im}) not checked: only {checked:?}"
+            );
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
