@@ -16,7 +16,7 @@ pub(crate) struct Args {
     /// Destination `.gguf`.
     dst: PathBuf,
     /// llama.cpp file type: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M,
-    /// Q5_K_S, Q5_K_M, Q6_K, F16, BF16, F32.
+    /// Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4_MOE, Q1_0, Q2_0, F16, BF16, F32.
     #[arg(value_name = "TYPE")]
     kind: String,
     /// Every quantizable tensor in the default type of TYPE (no per-tensor promotions).
@@ -29,6 +29,9 @@ pub(crate) struct Args {
     /// first match wins).
     #[arg(long = "tensor-type", value_name = "PATTERN=TYPE")]
     tensor_type: Vec<String>,
+    /// Importance matrix from llama-imatrix (GGUF or legacy .dat): quantize with it as llama-quantize does.
+    #[arg(long, value_name = "FILE")]
+    imatrix: Option<PathBuf>,
     /// Split the output like llama-gguf-split (e.g. 2GB).
     #[arg(long, value_parser = parse_size)]
     max_shard_size: Option<u64>,
@@ -65,7 +68,14 @@ pub(crate) fn run(a: Args) -> CliResult {
         recipe.overrides.push((re, dtype));
     }
     let src = lbrx_formats::open(&a.src)?;
-    let plan = plan_quantize(&*src, &a.dst, &recipe, a.max_shard_size)?;
+    let imatrix = match &a.imatrix {
+        Some(p) => Some(lbrx_convert::recipe::ImatrixInput {
+            data: lbrx_formats::imatrix::read_imatrix(p)?,
+            file: p.to_string_lossy().into_owned(),
+        }),
+        None => None,
+    };
+    let plan = plan_quantize(&*src, &a.dst, &recipe, a.max_shard_size, imatrix.as_ref())?;
     if a.dry_run {
         return print_plan(&plan, a.json);
     }

@@ -72,10 +72,10 @@ fn compare(e: &Env, ours: &Path, reference: &Path) {
 }
 
 fn check(e: &Env, input: &Path, dir: &Path, recipe: &str, extra: &[&str]) -> PathBuf {
-    let tag = format!(
-        "{recipe}{}",
-        extra.join("").replace(['-', '=', '.', '*'], "_")
-    );
+    let tag: String = format!("{recipe}{}", extra.join(""))
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     let refp = dir.join(format!("ref-{tag}.gguf"));
     let ours = dir.join(format!("ours-{tag}.gguf"));
     ok(Command::new(&e.quantize)
@@ -100,7 +100,8 @@ fn every_recipe_equals_llama_quantize() {
     let input = f16_model(&e, "llama2", d.path());
     for r in [
         "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q6_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q2_K",
-        "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0",
+        "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0", "IQ4_NL", "IQ4_XS", "Q1_0",
+        "Q2_0",
     ] {
         check(&e, &input, d.path(), r, &[]);
     }
@@ -139,6 +140,11 @@ fn moe_recipe_equals_llama_quantize_and_runs() {
     let input = f16_model(&e, "mixtral", d.path());
     let ours = check(&e, &input, d.path(), "Q4_K_M", &[]);
     check(&e, &input, d.path(), "Q3_K_M", &[]);
+    check(&e, &input, d.path(), "MXFP4_MOE", &[]);
+    check(&e, &input, d.path(), "IQ4_XS", &[]);
+    // an importance matrix with one row of weights per expert
+    let im = imatrix(&e, &input, d.path(), "gguf");
+    check(&e, &input, d.path(), "Q4_K_M", &["--imatrix", &im]);
     let Some(simple) = llama_tool("llama-simple") else {
         return;
     };
@@ -149,4 +155,61 @@ fn moe_recipe_equals_llama_quantize_and_runs() {
             .args(["-n", "8", "The quick brown fox"]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("The quick brown fox"), "{text}");
+}
+
+/// An importance matrix of `model` from llama-imatrix (text of the repository's README, small chunks), in
+/// `format` (gguf or dat). Returns its path as a string (it goes into the output's metadata).
+fn imatrix(e: &Env, model: &Path, dir: &Path, format: &str) -> String {
+    let tool = llama_tool("llama-imatrix").expect("llama-imatrix");
+    let text = dir.join("calibration.txt");
+    if !text.exists() {
+        std::fs::write(&text, std::fs::read(repo_root().join("README.md")).unwrap()).unwrap();
+    }
+    let stem = model.file_stem().unwrap().to_string_lossy().into_owned();
+    let out = dir.join(format!("{stem}.imatrix.{format}"));
+    let _ = e;
+    ok(Command::new(tool)
+        .arg("-m")
+        .arg(model)
+        .arg("-f")
+        .arg(&text)
+        .arg("-o")
+        .arg(&out)
+        .args([
+            "-c",
+            "64",
+            "--chunks",
+            "8",
+            "--output-format",
+            format,
+            "-t",
+            "2",
+        ]));
+    out.to_string_lossy().into_owned()
+}
+
+/// With an importance matrix (GGUF and legacy .dat), every type that uses one: the same file as llama-quantize
+/// (the weighted `_impl` quantizers, the imatrix-dependent type choices, the `quantize.imatrix.*` keys).
+#[test]
+fn imatrix_quantization_equals_llama_quantize() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let input = f16_model(&e, "llama2", d.path());
+    let im = imatrix(&e, &input, d.path(), "gguf");
+    for r in [
+        "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q3_K_M", "Q2_K", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+        "IQ4_XS", "IQ4_NL", "Q8_0",
+    ] {
+        check(&e, &input, d.path(), r, &["--imatrix", &im]);
+    }
+    let dat = imatrix(&e, &input, d.path(), "dat");
+    let with_dat = check(&e, &input, d.path(), "Q4_K_M", &["--imatrix", &dat]);
+    // the imatrix changes the quantized bytes (so the comparison above is not one of two plain files)
+    let plain = check(&e, &input, d.path(), "Q4_K_M", &[]);
+    let (a, b) = (
+        std::fs::read(&plain).unwrap(),
+        std::fs::read(&with_dat).unwrap(),
+    );
+    let tail = a.len().min(b.len()) / 2;
+    assert_ne!(a[a.len() - tail..], b[b.len() - tail..]);
 }

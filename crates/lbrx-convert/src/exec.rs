@@ -95,8 +95,9 @@ fn work_items(plan: &Plan, src: &dyn Source, chunk_bytes: u64) -> Vec<Item> {
             }
             _ => {}
         }
-        if job.permute_heads.is_some() {
-            // whole rows, so that each item gathers complete source rows
+        if job.permute_heads.is_some() || plan.imatrix.contains_key(&j) {
+            // whole rows, so that each item gathers complete source rows (or quantizes with its row's
+            // importance weights)
             let cols = row_elems(&shape);
             block = block / gcd(block, cols) * cols;
         }
@@ -321,6 +322,39 @@ pub fn execute(
                         }
                     }
                     Transform::WrittenBy { .. } | Transform::MlxQuant { .. } => {}
+                    Transform::Quant { from, to } if plan.imatrix.contains_key(&item.job) => {
+                        let bytes = source_bytes(job, src, item.elem, item.count)?;
+                        let n = item.count as usize;
+                        let mut floats = vec![0f32; n];
+                        if from.is_castable_float() {
+                            lbrx_quant::cast::decode_f32(from, &bytes, &mut floats);
+                        } else {
+                            lbrx_quant::ggml::dequantize(from, &bytes, &mut floats)
+                                .map_err(|e| context(e, name))?;
+                        }
+                        let im = &plan.imatrix[&item.job];
+                        let cols = *job.shape.last().unwrap_or(&1) as usize;
+                        // stacked experts [E, R, C] each have their own C weights
+                        let rows_per_matrix = if job.shape.len() >= 3 {
+                            job.shape[job.shape.len() - 2] as usize
+                        } else {
+                            usize::MAX
+                        };
+                        let row_bytes = bytes_of(to, cols as u64) as usize;
+                        buf.resize(n / cols * row_bytes, 0);
+                        let first_row = (item.elem / cols as u64) as usize;
+                        for (k, (x, y)) in floats
+                            .chunks_exact(cols)
+                            .zip(buf.chunks_exact_mut(row_bytes))
+                            .enumerate()
+                        {
+                            let m = (first_row + k) / rows_per_matrix;
+                            let w = im.get(m * cols..(m + 1) * cols).unwrap_or(&im[..cols]);
+                            lbrx_quant::ggml_quant::quantize_rows(to, x, cols, Some(w), y)
+                                .map_err(|e| context(e, name))?;
+                        }
+                        sink.write_at(job.file, out_off, buf)?;
+                    }
                     Transform::Quant { from, to } => {
                         let bytes = source_bytes(job, src, item.elem, item.count)?;
                         // Whole output blocks at a time: decode (or dequantize) to f32, then ggml's reference

@@ -197,6 +197,10 @@ pub struct Plan {
     /// Checksums filled in once the data is written.
     #[serde(skip)]
     pub crc32: Vec<CrcPatch>,
+    /// Importance matrices by job index (quantized tensors; one weight per column, per expert for stacked
+    /// experts).
+    #[serde(skip)]
+    pub imatrix: BTreeMap<usize, Vec<f32>>,
 }
 
 /// A CRC-32 (zip's) of written bytes, stored little-endian at some offsets once the bytes are there.
@@ -557,6 +561,7 @@ pub(crate) fn layout_gguf(
         inline,
         fixed: Vec::new(),
         crc32: Vec::new(),
+        imatrix: BTreeMap::new(),
     })
 }
 
@@ -642,6 +647,7 @@ pub(crate) fn layout_safetensors_dir(
         inline: Vec::new(),
         fixed: Vec::new(),
         crc32: Vec::new(),
+        imatrix: BTreeMap::new(),
     })
 }
 
@@ -804,6 +810,7 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
         inline: Vec::new(),
         fixed: Vec::new(),
         crc32: Vec::new(),
+        imatrix: BTreeMap::new(),
     })
 }
 
@@ -881,6 +888,7 @@ pub fn plan_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
         inline: Vec::new(),
         fixed,
         crc32,
+        imatrix: BTreeMap::new(),
     })
 }
 

@@ -25,8 +25,13 @@ pub const FTYPES: &[(&str, u32, DType)] = &[
     ("Q5_K_M", 17, DType::Q5K),
     ("Q6_K", 18, DType::Q6K),
     ("Q2_K_S", 21, DType::Q2K),
+    ("IQ4_NL", 25, DType::IQ4NL),
+    ("IQ4_XS", 30, DType::IQ4XS),
     ("TQ1_0", 36, DType::TQ1_0),
     ("TQ2_0", 37, DType::TQ2_0),
+    ("MXFP4_MOE", 38, DType::MXFP4),
+    ("Q1_0", 40, DType::Q1_0),
+    ("Q2_0", 41, DType::Q2_0),
     ("BF16", 32, DType::BF16),
 ];
 
@@ -45,6 +50,8 @@ pub struct Recipe {
     pub leave_output: bool,
     /// User overrides: (substring or regex, type), first match wins (`--tensor-type PATTERN=TYPE`).
     pub overrides: Vec<(regex::Regex, DType)>,
+    /// An importance matrix is given (some choices depend on it, as in llama.cpp).
+    pub has_imatrix: bool,
 }
 
 impl Recipe {
@@ -66,6 +73,7 @@ impl Recipe {
             pure: false,
             leave_output: false,
             overrides: Vec::new(),
+            has_imatrix: false,
         })
     }
 }
@@ -206,7 +214,7 @@ fn fallback(t: DType, ncols: u64) -> DType {
         | DType::IQ3XXS
         | DType::IQ3S
         | DType::IQ4XS => DType::IQ4NL,
-        DType::Q2K | DType::Q3K | DType::TQ1_0 | DType::TQ2_0 => DType::Q4_0,
+        DType::Q2_0 | DType::Q2K | DType::Q3K | DType::TQ1_0 | DType::TQ2_0 => DType::Q4_0,
         DType::Q4K => DType::Q5_0,
         DType::Q5K => DType::Q5_1,
         DType::Q6K => DType::Q8_0,
@@ -332,16 +340,24 @@ fn pick(
         }
     };
     let falcon = f.arch == "falcon";
+    let iq4 = matches!(ft, "IQ4_NL" | "IQ4_XS");
     if cat == Cat::Output || (tied && cat == Cat::TokenEmbd) {
         let nx = *shape.last().unwrap_or(&0);
         let qk = t.info().block_size as u64;
-        if falcon || !nx.is_multiple_of(qk) {
+        if ft == "MXFP4_MOE" || falcon || !nx.is_multiple_of(qk) {
             t = DType::Q8_0;
         } else if t != DType::Q8_0 {
             t = DType::Q6K;
         }
+    } else if ft == "MXFP4_MOE" {
+        // expert tensors (a third dimension) in MXFP4, everything else Q8_0
+        t = if shape.len() >= 3 && shape[0] > 1 {
+            DType::MXFP4
+        } else {
+            DType::Q8_0
+        };
     } else if cat == Cat::TokenEmbd {
-        if matches!(ft, "TQ1_0" | "TQ2_0") {
+        if matches!(ft, "TQ1_0" | "TQ2_0" | "Q2_0") {
             t = DType::Q4K;
         }
     } else if is_attn_v(cat) {
@@ -357,6 +373,7 @@ fn pick(
                 }
             }
             "Q3_K_L" => t = DType::Q5K,
+            "IQ4_NL" | "IQ4_XS" if gqa4 => t = DType::Q5K,
             "Q4_K_M" | "Q5_K_M" if use_more_bits(st.i_attention_wv, n_attention_wv) => {
                 t = DType::Q6K
             }
@@ -402,15 +419,22 @@ fn pick(
                     t = DType::Q6K;
                 }
             }
+            _ if iq4 && i_layer < n_layer / 8 && !r.has_imatrix => t = DType::Q5K,
             "Q5_K_M" if use_more_bits(i_layer, n_layer) => t = DType::Q6K,
             "Q4_K_S" if !falcon && i_layer < n_layer / 8 => t = DType::Q5K,
+            // guard against the first ffn_down layers going wrong with an imatrix
+            "Q4_0" if r.has_imatrix && i_layer < n_layer / 8 => t = DType::Q4_1,
+            "Q5_0" if r.has_imatrix && i_layer < n_layer / 8 => t = DType::Q5_1,
             _ => {}
         }
         st.i_ffn_down += 1;
     } else if cat == Cat::AttnOutput {
         if !falcon {
             if f.n_expert == 8 {
-                if matches!(ft, "Q2_K" | "Q3_K_S" | "Q3_K_M" | "Q4_K_S" | "Q4_K_M") {
+                if matches!(
+                    ft,
+                    "Q2_K" | "Q3_K_S" | "Q3_K_M" | "Q4_K_S" | "Q4_K_M" | "IQ4_NL" | "IQ4_XS"
+                ) {
                     t = DType::Q5K;
                 }
             } else {
@@ -444,11 +468,22 @@ fn pick(
 /// Plans `llama-quantize IN OUT TYPE`: every tensor of a GGUF source in the type the recipe picks (tensors in
 /// name order, as llama.cpp writes them), all metadata kept, `general.file_type` and
 /// `general.quantization_version` set.
+/// An importance matrix for `plan_quantize`, with the file name written into the output's metadata.
+#[derive(Debug, Clone)]
+pub struct ImatrixInput {
+    /// The loaded matrix.
+    pub data: lbrx_formats::imatrix::Imatrix,
+    /// The file name as given (llama-quantize's `quantize.imatrix.file`).
+    pub file: String,
+}
+
+/// Plans `llama-quantize IN OUT TYPE [--imatrix FILE]` (see the module docs).
 pub fn plan_quantize(
     src: &dyn lbrx_core::Source,
     dst: &std::path::Path,
     r: &Recipe,
     max_shard_size: Option<u64>,
+    imatrix: Option<&ImatrixInput>,
 ) -> Result<crate::Plan> {
     use crate::plan::{layout_gguf, transform_to, GgufOut};
     if src.format() != lbrx_core::Format::Gguf {
@@ -464,13 +499,37 @@ pub fn plan_quantize(
         .iter()
         .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
         .collect();
+    let mut r = r.clone();
+    r.has_imatrix = imatrix.is_some();
+    let r = &r;
     let types = choose_types(&list, &facts, r)?;
     let order = loader_order(&list);
     let mut outs = Vec::with_capacity(list.len());
+    let mut weights = std::collections::BTreeMap::new();
     for i in order {
         let (name, dtype, shape) = &list[i];
         let to = types[i];
         let (to, transform) = transform_to(*dtype, to);
+        if let (Some(im), crate::Transform::Quant { .. }) = (imatrix, transform) {
+            if let Some(w) = im.data.entries.get(name) {
+                let cols = *shape.last().unwrap_or(&0) as usize;
+                let mats = if shape.len() >= 3 {
+                    shape[0] as usize
+                } else {
+                    1
+                };
+                if w.len() == cols * mats {
+                    weights.insert(outs.len(), w.clone());
+                } else if !name.starts_with("token_embd.") {
+                    return Err(Error::Invalid(format!(
+                        "{}: imatrix size {} is different from tensor size {} for {name}",
+                        im.file,
+                        w.len(),
+                        cols * mats
+                    )));
+                }
+            }
+        }
         if transform != crate::Transform::Copy
             && !(lbrx_quant::ggml_quant::can_quantize(to) || to.is_castable_float())
         {
@@ -503,7 +562,31 @@ pub fn plan_quantize(
     meta.remove("general.file_type");
     meta.insert("general.quantization_version", Value::U32(2));
     meta.insert("general.file_type", Value::U32(r.ftype));
-    layout_gguf(outs, &meta, dst, max_shard_size, Vec::new())
+    if let Some(im) = imatrix {
+        // llama-quantize's key overrides: strings cut to 127 bytes, counts as u32
+        let cut = |v: &str| String::from_utf8_lossy(&v.as_bytes()[..v.len().min(127)]).into_owned();
+        let mut kv = vec![("quantize.imatrix.file", Value::Str(cut(&im.file)))];
+        if let Some(d) = im.data.datasets.first() {
+            kv.push(("quantize.imatrix.dataset", Value::Str(cut(d))));
+        }
+        kv.push((
+            "quantize.imatrix.entries_count",
+            Value::U32(im.data.entries.len() as u32),
+        ));
+        if im.data.chunk_count > 0 {
+            kv.push((
+                "quantize.imatrix.chunks_count",
+                Value::U32(im.data.chunk_count),
+            ));
+        }
+        for (k, v) in kv {
+            meta.remove(k);
+            meta.insert(k, v);
+        }
+    }
+    let mut plan = layout_gguf(outs, &meta, dst, max_shard_size, Vec::new())?;
+    plan.imatrix = weights;
+    Ok(plan)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod detect;
 pub mod gguf;
+pub mod imatrix;
 pub mod mmap;
 pub mod npz;
 pub mod safetensors;
