@@ -25,8 +25,17 @@ pub(crate) struct Args {
     /// Quantize weight matrices to this ggml type (GGUF output): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
     /// Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0, MXFP4 (every matrix the same type; ggml's reference quantizers). Vectors, norms and biases
     /// stay float (F32 for a Hugging Face model, as llama.cpp writes them).
+    /// A llama.cpp file type that is not a plain ggml type (Q4_K_M, Q5_K_S, Q3_K_L, MXFP4_MOE ...) means
+    /// `--recipe` with that name.
     #[arg(long, value_parser = parse_quant)]
-    quant: Option<DType>,
+    quant: Option<Quant>,
+    /// GGUF output: llama-quantize's per-tensor type choices of this file type (Q4_K_M, Q6_K, IQ4_XS ...),
+    /// in one pass: the same file as converting to an F16 GGUF (or `--dtype`) and running llama-quantize on it.
+    #[arg(long, value_name = "TYPE")]
+    recipe: Option<String>,
+    /// Importance matrix (llama-imatrix output) for `--recipe`.
+    #[arg(long, value_name = "FILE")]
+    imatrix: Option<PathBuf>,
     /// Write this model layout: `hf` turns a GGUF into a Hugging Face model directory (transformers names,
     /// config.json, tokenizer files); `mlx` writes an MLX model directory as `mlx_lm.convert` does (from a
     /// Hugging Face directory, an MLX directory or a GGUF). By default the destination's extension decides and
@@ -89,22 +98,27 @@ fn parse_dtype(s: &str) -> Result<Auto, String> {
     }
 }
 
-fn parse_quant(s: &str) -> Result<DType, String> {
+/// A `--quant` value: one ggml type for every matrix, or a llama.cpp recipe.
+#[derive(Clone)]
+enum Quant {
+    Type(DType),
+    Recipe(String),
+}
+
+fn parse_quant(s: &str) -> Result<Quant, String> {
     match DType::from_name(s.trim()) {
         Some(d)
             if lbrx_quant::ggml_quant::can_quantize(d)
                 && d.info().block_size > 1
                 && d != DType::Q8K =>
         {
-            Ok(d)
+            Ok(Quant::Type(d))
         }
-        _ if lbrx_convert::recipe::Recipe::named(s).is_ok() => Err(format!(
-            "'{s}' is a llama.cpp recipe (per-tensor types): convert to a .gguf first, then run \
-             `lbrx quantize IN.gguf OUT.gguf {s}`"
-        )),
+        _ if lbrx_convert::recipe::Recipe::named(s).is_ok() => Ok(Quant::Recipe(s.to_string())),
         _ => Err(format!(
             "'{s}' is not a quantization type lbrx writes yet (use Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, \
-             Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0 or MXFP4)"
+             Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0, or a llama.cpp recipe \
+             such as Q4_K_M)"
         )),
     }
 }
@@ -114,7 +128,10 @@ fn transform_name(j: &lbrx_convert::Job) -> String {
         Transform::Copy => "copy".into(),
         Transform::Cast { from, to } => format!("cast {from}->{to}"),
         Transform::Dequant { from, to } => format!("dequantize {from}->{to}"),
-        Transform::Quant { from, to } => format!("quantize {from}->{to}"),
+        Transform::Quant { from, to, via } => match via {
+            Some(v) => format!("quantize {from}->{v}->{to}"),
+            None => format!("quantize {from}->{to}"),
+        },
         Transform::Inline { .. } => "computed".into(),
         Transform::MlxQuant {
             from,
@@ -218,9 +235,36 @@ pub(crate) fn run(a: Args) -> CliResult {
     if a.dequantize || mlx_quant.is_some() || to_gguf {
         src = lbrx_convert::mlx::source::DequantSource::wrap(src)?;
     }
+    let (quant, recipe_name) = match (a.quant.clone(), a.recipe.clone()) {
+        (Some(_), Some(_)) => return Err("give --quant or --recipe, not both".into()),
+        (Some(Quant::Type(d)), None) => (Some(d), None),
+        (Some(Quant::Recipe(r)), None) | (None, Some(r)) => (None, Some(r)),
+        (None, None) => (None, None),
+    };
+    let recipe = match recipe_name {
+        Some(r) => {
+            if !to_gguf {
+                return Err("--recipe (a llama.cpp file type) needs a .gguf destination".into());
+            }
+            Some(lbrx_convert::recipe::Recipe::named(&r)?)
+        }
+        None => None,
+    };
+    let imatrix = match &a.imatrix {
+        Some(_) if recipe.is_none() => {
+            return Err("--imatrix goes with --recipe (or a recipe name in --quant)".into())
+        }
+        Some(p) => Some(lbrx_convert::recipe::ImatrixInput {
+            data: lbrx_formats::imatrix::read_imatrix(p)?,
+            file: p.to_string_lossy().into_owned(),
+        }),
+        None => None,
+    };
     let opts = ConvertOptions {
         dtype: a.dtype.and_then(|d| d.0),
-        quant: a.quant,
+        quant,
+        recipe,
+        imatrix,
         target,
         mlx_quant,
         dequantize: a.dequantize,

@@ -213,3 +213,45 @@ fn imatrix_quantization_equals_llama_quantize() {
     let tail = a.len().min(b.len()) / 2;
     assert_ne!(a[a.len() - tail..], b[b.len() - tail..]);
 }
+
+/// A Hugging Face directory straight to a recipe (`convert --recipe`, `--quant Q4_K_M`, with or without an
+/// imatrix) is the same file as convert_hf_to_gguf.py to F16, then llama-quantize: one pass, no F16 file.
+#[test]
+fn hf_directory_with_a_recipe_equals_convert_then_llama_quantize() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let f16 = f16_model(&e, "llama2", d.path());
+    let hf = d.path().join("llama2");
+    let im = imatrix(&e, &f16, d.path(), "gguf");
+    // (a recipe-only name also works in --quant; a plain type name there means that type for every matrix)
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("Q4_K_M", "--quant", &[]),
+        ("Q6_K", "--recipe", &[]),
+        ("IQ4_XS", "--recipe", &[]),
+        ("Q5_K_S", "--recipe", &["--imatrix", &im]),
+    ];
+    for (recipe, flag, extra) in cases {
+        let refp = d.path().join(format!("ref-hf-{recipe}.gguf"));
+        let ours = d.path().join(format!("ours-hf-{recipe}.gguf"));
+        ok(Command::new(&e.quantize)
+            .args(*extra)
+            .arg(&f16)
+            .arg(&refp)
+            .args([recipe, "2"]));
+        ok(lbrx()
+            .arg("convert")
+            .arg(&hf)
+            .arg(&ours)
+            .args([flag, recipe, "--quiet"])
+            .args(*extra));
+        compare(&e, &ours, &refp);
+    }
+    // --recipe on a GGUF is lbrx quantize
+    let ours = d.path().join("ours-gguf-recipe.gguf");
+    ok(lbrx()
+        .arg("convert")
+        .arg(&f16)
+        .arg(&ours)
+        .args(["--recipe", "Q4_K_M", "--quiet"]));
+    compare(&e, &ours, &d.path().join("ref-hf-Q4_K_M.gguf"));
+}

@@ -322,7 +322,7 @@ pub fn execute(
                         }
                     }
                     Transform::WrittenBy { .. } | Transform::MlxQuant { .. } => {}
-                    Transform::Quant { from, to } if plan.imatrix.contains_key(&item.job) => {
+                    Transform::Quant { from, to, via } if plan.imatrix.contains_key(&item.job) => {
                         let bytes = source_bytes(job, src, item.elem, item.count)?;
                         let n = item.count as usize;
                         let mut floats = vec![0f32; n];
@@ -332,6 +332,7 @@ pub fn execute(
                             lbrx_quant::ggml::dequantize(from, &bytes, &mut floats)
                                 .map_err(|e| context(e, name))?;
                         }
+                        round_via(via, &mut floats);
                         let im = &plan.imatrix[&item.job];
                         let cols = *job.shape.last().unwrap_or(&1) as usize;
                         // stacked experts [E, R, C] each have their own C weights
@@ -355,7 +356,7 @@ pub fn execute(
                         }
                         sink.write_at(job.file, out_off, buf)?;
                     }
-                    Transform::Quant { from, to } => {
+                    Transform::Quant { from, to, via } => {
                         let bytes = source_bytes(job, src, item.elem, item.count)?;
                         // Whole output blocks at a time: decode (or dequantize) to f32, then ggml's reference
                         // quantizer.
@@ -376,6 +377,7 @@ pub fn execute(
                                 lbrx_quant::ggml::dequantize(from, s, &mut floats[..n])
                                     .map_err(|e| context(e, name))?;
                             }
+                            round_via(via, &mut floats[..n]);
                             let nb = n / bs * bts;
                             buf.resize(nb, 0);
                             lbrx_quant::ggml_quant::quantize(to, &floats[..n], &mut buf[..nb])
@@ -474,6 +476,18 @@ fn mlx_quant_item(
         sink.write_at(sj.file, sj.offset + first_group, sc)?;
     }
     Ok(buf.len() as u64)
+}
+
+/// Rounds values to the float type `via` and back (a value stored in an intermediate file of that type).
+fn round_via(via: Option<DType>, v: &mut [f32]) {
+    let Some(d) = via else { return };
+    let ts = d.info().type_size as usize;
+    let mut tmp = vec![0u8; 1024 * ts];
+    for c in v.chunks_mut(1024) {
+        let b = &mut tmp[..c.len() * ts];
+        lbrx_quant::cast::encode_f32(d, c, b);
+        lbrx_quant::cast::decode_f32(d, b, c);
+    }
 }
 
 fn context(e: Error, name: &str) -> Error {

@@ -30,6 +30,11 @@ pub struct ConvertOptions {
     pub mlx_quant: Option<crate::mlx::MlxQuant>,
     /// MLX output: dequantize a quantized MLX model (`mlx_lm.convert --dequantize`).
     pub dequantize: bool,
+    /// GGUF output: llama-quantize's per-tensor choices of this file type, applied to the GGUF the
+    /// conversion would write in `dtype` (F16 by default), as converting then quantizing would.
+    pub recipe: Option<crate::recipe::Recipe>,
+    /// Importance matrix for `recipe`.
+    pub imatrix: Option<crate::recipe::ImatrixInput>,
 }
 
 /// A model layout a directory destination can take.
@@ -73,6 +78,13 @@ pub enum Transform {
         /// Output block dtype.
         #[serde(serialize_with = "ser_dtype")]
         to: DType,
+        /// Values rounded to this float type first: what a two-step conversion through an intermediate file
+        /// of that type (an F16 GGUF, then llama-quantize) computes.
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "ser_opt_dtype"
+        )]
+        via: Option<DType>,
     },
     /// Bytes computed at plan time (`Plan::inline[index]`), e.g. llama.cpp's `rope_freqs`.
     Inline {
@@ -110,6 +122,13 @@ pub enum Transform {
 
 fn ser_mode<S: serde::Serializer>(m: &lbrx_quant::mlx::Mode, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(m.name())
+}
+
+fn ser_opt_dtype<S: serde::Serializer>(d: &Option<DType>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(d.name()),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_dtype<S: serde::Serializer>(d: &DType, s: S) -> Result<S::Ok, S::Error> {
@@ -255,7 +274,11 @@ pub(crate) fn transform_to(from: DType, to: DType) -> (DType, Transform) {
     let t = if from == to {
         Transform::Copy
     } else if to.info().kind == Quantized {
-        Transform::Quant { from, to }
+        Transform::Quant {
+            from,
+            to,
+            via: None,
+        }
     } else if from.info().kind == Quantized {
         Transform::Dequant { from, to }
     } else {
@@ -666,6 +689,21 @@ pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan>
     {
         if crate::hf::is_hf_model(src) {
             return crate::hf::plan_hf_gguf(src, dst, opts);
+        }
+        if let Some(r) = &opts.recipe {
+            if src.format() != Format::Gguf {
+                return Err(Error::Invalid(format!(
+                    "{}: a llama.cpp recipe needs a Hugging Face model directory or a GGUF",
+                    src.root().display()
+                )));
+            }
+            return crate::recipe::plan_quantize(
+                src,
+                dst,
+                r,
+                opts.max_shard_size,
+                opts.imatrix.as_ref(),
+            );
         }
         plan_gguf(src, dst, opts)
     } else if opts.target == Some(Target::Mlx) {

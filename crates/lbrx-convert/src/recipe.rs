@@ -485,7 +485,7 @@ pub fn plan_quantize(
     max_shard_size: Option<u64>,
     imatrix: Option<&ImatrixInput>,
 ) -> Result<crate::Plan> {
-    use crate::plan::{layout_gguf, transform_to, GgufOut};
+    use crate::plan::{layout_gguf, GgufOut};
     if src.format() != lbrx_core::Format::Gguf {
         return Err(Error::Invalid(format!(
             "{}: quantize takes a GGUF model; convert it first (`lbrx convert SRC model.gguf`), then quantize that",
@@ -493,69 +493,113 @@ pub fn plan_quantize(
         )));
     }
     let m = src.metadata();
-    let facts = ModelFacts::from_metadata(m);
     let list: Vec<(String, DType, Vec<u64>)> = src
         .tensors()
         .iter()
         .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
         .collect();
-    let mut r = r.clone();
-    r.has_imatrix = imatrix.is_some();
-    let r = &r;
-    let types = choose_types(&list, &facts, r)?;
-    let order = loader_order(&list);
-    let mut outs = Vec::with_capacity(list.len());
-    let mut weights = std::collections::BTreeMap::new();
-    for i in order {
-        let (name, dtype, shape) = &list[i];
-        let to = types[i];
-        let (to, transform) = transform_to(*dtype, to);
-        if let (Some(im), crate::Transform::Quant { .. }) = (imatrix, transform) {
-            if let Some(w) = im.data.entries.get(name) {
-                let cols = *shape.last().unwrap_or(&0) as usize;
-                let mats = if shape.len() >= 3 {
-                    shape[0] as usize
-                } else {
-                    1
-                };
-                if w.len() == cols * mats {
-                    weights.insert(outs.len(), w.clone());
-                } else if !name.starts_with("token_embd.") {
-                    return Err(Error::Invalid(format!(
-                        "{}: imatrix size {} is different from tensor size {} for {name}",
-                        im.file,
-                        w.len(),
-                        cols * mats
-                    )));
-                }
-            }
-        }
-        if transform != crate::Transform::Copy
-            && !(lbrx_quant::ggml_quant::can_quantize(to) || to.is_castable_float())
-        {
-            return Err(Error::Unsupported {
-                path: src.root().to_path_buf(),
-                what: format!("tensor '{name}': quantizing to {to} is not implemented yet"),
-            });
-        }
-        outs.push(GgufOut {
+    let outs = list
+        .iter()
+        .enumerate()
+        .map(|(i, (name, dtype, shape))| GgufOut {
             spec: lbrx_formats::gguf::GgufTensorSpec {
                 name: name.clone(),
-                dtype: to,
+                dtype: *dtype,
                 shape: shape.clone(),
             },
             src: i,
-            transform,
+            transform: crate::Transform::Copy,
             permute_heads: None,
             parts: Vec::new(),
             shift: None,
             unpermute: false,
             src_start: 0,
-        });
-    }
+        })
+        .collect();
     let mut meta = m.clone();
     for k in lbrx_formats::gguf::SPLIT_KEYS {
         meta.remove(k);
+    }
+    let (outs, weights) = apply_recipe(outs, src, &mut meta, r, imatrix)?;
+    let mut plan = layout_gguf(outs, &meta, dst, max_shard_size, Vec::new())?;
+    plan.imatrix = weights;
+    Ok(plan)
+}
+
+/// Applies a recipe to planned GGUF tensors, each in the type of the intermediate file a two-step pipeline
+/// writes (an F16 GGUF, then llama-quantize): the tensors in llama.cpp's loader order, each quantized to the
+/// type the recipe picks (its values rounded through the intermediate type first), the importance weights
+/// of each quantized tensor (by output index), and the metadata llama-quantize writes.
+pub(crate) fn apply_recipe(
+    outs: Vec<crate::plan::GgufOut>,
+    src: &dyn lbrx_core::Source,
+    meta: &mut Metadata,
+    r: &Recipe,
+    imatrix: Option<&ImatrixInput>,
+) -> Result<(
+    Vec<crate::plan::GgufOut>,
+    std::collections::BTreeMap<usize, Vec<f32>>,
+)> {
+    use crate::Transform;
+    let facts = ModelFacts::from_metadata(meta);
+    let mut r = r.clone();
+    r.has_imatrix = imatrix.is_some();
+    let r = &r;
+    let list: Vec<(String, DType, Vec<u64>)> = outs
+        .iter()
+        .map(|o| (o.spec.name.clone(), o.spec.dtype, o.spec.shape.clone()))
+        .collect();
+    let types = choose_types(&list, &facts, r)?;
+    let order = loader_order(&list);
+    let mut planned = Vec::with_capacity(outs.len());
+    let mut weights = std::collections::BTreeMap::new();
+    for i in order {
+        let mut o = outs[i].clone();
+        let (name, inter, shape) = (&list[i].0, list[i].1, &list[i].2);
+        let to = types[i];
+        if to != inter {
+            // what the job reads: the source tensor, or whatever its transform starts from
+            let from = match o.transform {
+                Transform::Cast { from, .. }
+                | Transform::Dequant { from, .. }
+                | Transform::Quant { from, .. } => from,
+                _ => src.tensors()[o.src].dtype,
+            };
+            if !(lbrx_quant::ggml_quant::can_quantize(to) || to.is_castable_float()) {
+                return Err(Error::Unsupported {
+                    path: src.root().to_path_buf(),
+                    what: format!("tensor '{name}': quantizing to {to} is not implemented yet"),
+                });
+            }
+            let via = (inter != from && inter.is_castable_float()).then_some(inter);
+            o.transform = if to.info().kind == lbrx_core::DTypeKind::Quantized {
+                Transform::Quant { from, to, via }
+            } else {
+                crate::plan::transform_to(from, to).1
+            };
+            o.spec.dtype = to;
+            if let (Some(im), Transform::Quant { .. }) = (imatrix, o.transform) {
+                if let Some(w) = im.data.entries.get(name) {
+                    let cols = *shape.last().unwrap_or(&0) as usize;
+                    let mats = if shape.len() >= 3 {
+                        shape[0] as usize
+                    } else {
+                        1
+                    };
+                    if w.len() == cols * mats {
+                        weights.insert(planned.len(), w.clone());
+                    } else if !name.starts_with("token_embd.") {
+                        return Err(Error::Invalid(format!(
+                            "{}: imatrix size {} is different from tensor size {} for {name}",
+                            im.file,
+                            w.len(),
+                            cols * mats
+                        )));
+                    }
+                }
+            }
+        }
+        planned.push(o);
     }
     // gguf_set_val_* moves a key it replaces to the end
     meta.remove("general.quantization_version");
@@ -584,9 +628,7 @@ pub fn plan_quantize(
             meta.insert(k, v);
         }
     }
-    let mut plan = layout_gguf(outs, &meta, dst, max_shard_size, Vec::new())?;
-    plan.imatrix = weights;
-    Ok(plan)
+    Ok((planned, weights))
 }
 
 #[cfg(test)]

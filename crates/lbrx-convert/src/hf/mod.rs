@@ -285,6 +285,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
     let ftype = match (opts.quant, opts.dtype) {
         (Some(q), _) => q,
         (None, Some(d)) => d,
+        (None, None) if opts.recipe.is_some() => DType::F16,
         (None, None) => guess_ftype(src),
     };
     let file_type = llama_file_type(ftype).ok_or_else(|| {
@@ -933,5 +934,13 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         spec.vocab,
         &mut meta,
     )?;
-    layout_gguf(outs, &meta, dst, opts.max_shard_size, inline)
+    let mut weights = std::collections::BTreeMap::new();
+    let mut outs = outs;
+    if let Some(r) = &opts.recipe {
+        (outs, weights) =
+            crate::recipe::apply_recipe(outs, src, &mut meta, r, opts.imatrix.as_ref())?;
+    }
+    let mut plan = layout_gguf(outs, &meta, dst, opts.max_shard_size, inline)?;
+    plan.imatrix = weights;
+    Ok(plan)
 }
