@@ -468,6 +468,9 @@ fn pick(
 /// Plans `llama-quantize IN OUT TYPE`: every tensor of a GGUF source in the type the recipe picks (tensors in
 /// name order, as llama.cpp writes them), all metadata kept, `general.file_type` and
 /// `general.quantization_version` set.
+/// Importance weights by output tensor index.
+pub(crate) type ImportanceByJob = std::collections::BTreeMap<usize, Vec<f32>>;
+
 /// An importance matrix for `plan_quantize`, with the file name written into the output's metadata.
 #[derive(Debug, Clone)]
 pub struct ImatrixInput {
@@ -536,10 +539,7 @@ pub(crate) fn apply_recipe(
     meta: &mut Metadata,
     r: &Recipe,
     imatrix: Option<&ImatrixInput>,
-) -> Result<(
-    Vec<crate::plan::GgufOut>,
-    std::collections::BTreeMap<usize, Vec<f32>>,
-)> {
+) -> Result<(Vec<crate::plan::GgufOut>, ImportanceByJob)> {
     use crate::Transform;
     let facts = ModelFacts::from_metadata(meta);
     let mut r = r.clone();

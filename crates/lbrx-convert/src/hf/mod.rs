@@ -935,7 +935,6 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         &mut meta,
     )?;
     let mut weights = std::collections::BTreeMap::new();
-    let mut outs = outs;
     if let Some(r) = &opts.recipe {
         (outs, weights) =
             crate::recipe::apply_recipe(outs, src, &mut meta, r, opts.imatrix.as_ref())?;
