@@ -308,7 +308,7 @@ fn bert_minilm_equals_convert_hf_to_gguf_and_embeds_alike() {
                     let nums: Vec<String> = text
                         .split_once("\"embedding\": [")
                         .map(|(_, rest)| {
-                            rest.split(|c| c == ',' || c == ']')
+                            rest.split([',', ']'])
                                 .map(str::trim)
                                 .take_while(|t| !t.is_empty() && t.parse::<f32>().is_ok())
                                 .map(str::to_string)
