@@ -99,28 +99,67 @@ pub(crate) fn make_qx_quants(
         };
     }
     let mut best = scale * sumlx;
-    for is in -9..=9 {
-        if is == 0 {
-            continue;
-        }
-        iscale = -(nmax as f32 + 0.1f32 * is as f32) / max;
-        sumlx = 0.0;
-        suml2 = 0.0;
-        for (&v, &wi) in x.iter().zip(w) {
-            let l = nearest_int(iscale * v).clamp(-nmax, nmax - 1) as f32;
-            sumlx += wi * v * l;
-            suml2 += wi * l * l;
-        }
-        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+    // The 18 candidate scales are independent: their sums are computed side by side, each in the reference's
+    // order (so it vectorizes across candidates, bit-exactly), then chosen among in the reference's order.
+    let mut isc = [0f32; 18];
+    for (k, is) in (-9..=9).filter(|&is| is != 0).enumerate() {
+        isc[k] = -(nmax as f32 + 0.1f32 * is as f32) / max;
+    }
+    let (slx, sl2) = candidate_sums(&isc, x, w, nmax);
+    for k in 0..18 {
+        if sl2[k] > 0.0 && slx[k] * slx[k] > best * sl2[k] {
+            iscale = isc[k];
             for (o, &v) in l_out.iter_mut().zip(x) {
                 let l = nearest_int(iscale * v);
                 *o = (nmax + l.clamp(-nmax, nmax - 1)) as i8;
             }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
+            scale = slx[k] / sl2[k];
+            best = scale * slx[k];
         }
     }
     scale
+}
+
+/// For each candidate inverse scale, the weighted sums `Σ w·x·l` and `Σ w·l²` of the clamped levels, each
+/// accumulated element by element as ggml does. Dispatches to an AVX2 build where the CPU has it.
+fn candidate_sums(isc: &[f32; 18], x: &[f32], w: &[f32], nmax: i32) -> ([f32; 18], [f32; 18]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked above); the function is the portable code below compiled with
+        // AVX2 enabled, computing the same values (no fused multiply-add: Rust never contracts).
+        return unsafe { candidate_sums_avx2(isc, x, w, nmax) };
+    }
+    candidate_sums_portable(isc, x, w, nmax)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn candidate_sums_avx2(
+    isc: &[f32; 18],
+    x: &[f32],
+    w: &[f32],
+    nmax: i32,
+) -> ([f32; 18], [f32; 18]) {
+    candidate_sums_portable(isc, x, w, nmax)
+}
+
+#[inline(always)]
+fn candidate_sums_portable(
+    isc: &[f32; 18],
+    x: &[f32],
+    w: &[f32],
+    nmax: i32,
+) -> ([f32; 18], [f32; 18]) {
+    let (mut slx, mut sl2) = ([0f32; 18], [0f32; 18]);
+    for (&v, &wi) in x.iter().zip(w) {
+        let wv = wi * v;
+        for k in 0..18 {
+            let l = nearest_int(isc[k] * v).clamp(-nmax, nmax - 1) as f32;
+            slx[k] += wv * l;
+            sl2[k] += wi * l * l;
+        }
+    }
+    (slx, sl2)
 }
 
 /// `make_q3_quants` (signed levels, iterative RMSE refinement), levels stored as l + nmax.
@@ -220,7 +259,7 @@ fn make_qkx2_quants(
         l_out.fill(0);
         return (0.0, -min);
     }
-    let mut iscale = nmax as f32 / (max - min);
+    let iscale = nmax as f32 / (max - min);
     let mut scale = 1.0 / iscale;
     let mut best_error = 0f32;
     for ((o, &v), &w) in l_out.iter_mut().zip(x).zip(weights) {
@@ -233,40 +272,140 @@ fn make_qkx2_quants(
     if nstep < 1 {
         return (scale, -min);
     }
-    for is in 0..=nstep {
-        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
-        let (mut sum_l, mut sum_l2, mut sum_xl) = (0f32, 0f32, 0f32);
-        for ((a, &v), &w) in laux.iter_mut().zip(x).zip(weights) {
-            let l = nearest_int(iscale * (v - min)).clamp(0, nmax);
-            *a = l as u8;
-            let lf = l as f32;
-            sum_l += w * lf;
-            sum_l2 += w * lf * lf;
-            sum_xl += w * lf * v;
+    // The candidates only depend on each other through `min`, which changes when one is taken: evaluate all
+    // remaining candidates side by side for the current `min` (each sum in the reference's element order, so
+    // it vectorizes across candidates bit-exactly), walk them in order, and start over after the one taken.
+    let _ = laux;
+    let mut next = 0i32;
+    'batches: while next <= nstep {
+        let cnt = (nstep - next + 1) as usize;
+        let mut isc = [0f32; MAX_STEPS];
+        for k in 0..cnt {
+            isc[k] = (rmin + rdelta * (next + k as i32) as f32 + nmax as f32) / (max - min);
         }
-        let d = sum_w * sum_l2 - sum_l * sum_l;
-        if d > 0.0 {
-            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
-            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
-            if this_min > 0.0 {
-                this_min = 0.0;
-                this_scale = sum_xl / sum_l2;
-            }
-            let mut cur_error = 0f32;
-            for ((&a, &v), &w) in laux.iter().zip(x).zip(weights) {
-                let diff = this_scale * a as f32 + this_min - v;
-                let diff = if use_mad { diff.abs() } else { diff * diff };
-                cur_error += w * diff;
-            }
-            if cur_error < best_error {
-                l_out.copy_from_slice(laux);
-                best_error = cur_error;
-                scale = this_scale;
-                min = this_min;
+        let ev = evaluate_candidates(&isc, cnt, x, weights, min, nmax, sum_w, sum_x, use_mad);
+        for k in 0..cnt {
+            if ev.d[k] > 0.0 && ev.err[k] < best_error {
+                for (o, &v) in l_out.iter_mut().zip(x) {
+                    *o = nearest_int(isc[k] * (v - min)).clamp(0, nmax) as u8;
+                }
+                best_error = ev.err[k];
+                scale = ev.scale[k];
+                min = ev.min[k];
+                next += k as i32 + 1;
+                continue 'batches;
             }
         }
+        break;
     }
     (scale, -min)
+}
+
+/// Most search steps of a K-quant scale search (Q4_K's 21).
+const MAX_STEPS: usize = 24;
+
+/// Per candidate of `make_qkx2_quants`: the determinant, fitted scale and minimum, and weighted error.
+struct Candidates {
+    d: [f32; MAX_STEPS],
+    scale: [f32; MAX_STEPS],
+    min: [f32; MAX_STEPS],
+    err: [f32; MAX_STEPS],
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_candidates(
+    isc: &[f32; MAX_STEPS],
+    cnt: usize,
+    x: &[f32],
+    w: &[f32],
+    min: f32,
+    nmax: i32,
+    sum_w: f32,
+    sum_x: f32,
+    use_mad: bool,
+) -> Candidates {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked above); the function is the portable code below compiled with
+        // AVX2 enabled, computing the same values (no fused multiply-add: Rust never contracts).
+        return unsafe {
+            evaluate_candidates_avx2(isc, cnt, x, w, min, nmax, sum_w, sum_x, use_mad)
+        };
+    }
+    evaluate_candidates_portable(isc, cnt, x, w, min, nmax, sum_w, sum_x, use_mad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn evaluate_candidates_avx2(
+    isc: &[f32; MAX_STEPS],
+    cnt: usize,
+    x: &[f32],
+    w: &[f32],
+    min: f32,
+    nmax: i32,
+    sum_w: f32,
+    sum_x: f32,
+    use_mad: bool,
+) -> Candidates {
+    evaluate_candidates_portable(isc, cnt, x, w, min, nmax, sum_w, sum_x, use_mad)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn evaluate_candidates_portable(
+    isc: &[f32; MAX_STEPS],
+    cnt: usize,
+    x: &[f32],
+    w: &[f32],
+    min: f32,
+    nmax: i32,
+    sum_w: f32,
+    sum_x: f32,
+    use_mad: bool,
+) -> Candidates {
+    let mut c = Candidates {
+        d: [0.0; MAX_STEPS],
+        scale: [0.0; MAX_STEPS],
+        min: [0.0; MAX_STEPS],
+        err: [0.0; MAX_STEPS],
+    };
+    let (mut sl, mut sl2, mut sxl) = ([0f32; MAX_STEPS], [0f32; MAX_STEPS], [0f32; MAX_STEPS]);
+    for (&v, &wi) in x.iter().zip(w) {
+        let vm = v - min;
+        for k in 0..MAX_STEPS {
+            let lf = nearest_int(isc[k] * vm).clamp(0, nmax) as f32;
+            let wl = wi * lf;
+            sl[k] += wl;
+            sl2[k] += wl * lf;
+            sxl[k] += wl * v;
+        }
+    }
+    for k in 0..cnt {
+        let d = sum_w * sl2[k] - sl[k] * sl[k];
+        c.d[k] = d;
+        if d > 0.0 {
+            let mut this_scale = (sum_w * sxl[k] - sum_x * sl[k]) / d;
+            let mut this_min = (sl2[k] * sum_x - sl[k] * sxl[k]) / d;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sxl[k] / sl2[k];
+            }
+            c.scale[k] = this_scale;
+            c.min[k] = this_min;
+        }
+    }
+    for (&v, &wi) in x.iter().zip(w) {
+        let vm = v - min;
+        for k in 0..MAX_STEPS {
+            let lf = nearest_int(isc[k] * vm).clamp(0, nmax) as f32;
+            let diff = c.scale[k] * lf + c.min[k] - v;
+            let diff = if use_mad { diff.abs() } else { diff * diff };
+            c.err[k] += wi * diff;
+        }
+    }
+    c
 }
 
 pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
