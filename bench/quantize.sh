@@ -24,7 +24,7 @@ echo "warm page cache; one run each, side by side; peak RSS from /usr/bin/time."
 echo
 echo "| recipe | llama-quantize (s) | lbrx quantize (s) | ratio | llama-quantize RSS (MB) | lbrx RSS (MB) | same bytes |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
-for r in Q8_0 Q6_K Q4_K_M; do
+for r in Q8_0 Q6_K Q4_K_M IQ4_XS; do
   ref=$(t "$bin/llama-quantize" "$in" "$dir/qref.gguf" $r "$threads")
   ours=$(t "$lbrx" quantize "$in" "$dir/qours.gguf" $r -q --force --threads "$threads")
   cmp -s "$dir/qref.gguf" "$dir/qours.gguf" && same=yes || same=NO

@@ -382,6 +382,22 @@ print(len(want))
             .arg(&corpus)
             .arg(p("w.npz")));
     }
+    // a single array to .npy: numpy.save's layout, the values cast as numpy casts them
+    let mk = "import sys, numpy as np\n\
+              np.save(sys.argv[1], (np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 7))\n";
+    ok(Command::new(&e.mlx).args(["-c", mk]).arg(p("one.npy")));
+    ok(lbrx()
+        .arg("convert")
+        .arg(p("one.npy"))
+        .arg(p("half.npy"))
+        .args(["--dtype", "f16", "--quiet"]));
+    let cmp = "import sys, numpy as np\n\
+               a, b = np.load(sys.argv[1]), np.load(sys.argv[2])\n\
+               assert b.dtype == np.float16 and b.shape == a.shape and (a.astype(np.float16) == b).all()\n";
+    ok(Command::new(&e.mlx)
+        .args(["-c", cmp])
+        .arg(p("one.npy"))
+        .arg(p("half.npy")));
     // bf16 has no NumPy type: refused with the way out, nothing written
     let out = lbrx()
         .arg("convert")

@@ -685,6 +685,13 @@ pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan>
     }
     if dst
         .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+        && opts.target.is_none()
+    {
+        return plan_npy(src, dst, opts);
+    }
+    if dst
+        .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
     {
         if crate::hf::is_hf_model(src) {
@@ -926,6 +933,64 @@ pub fn plan_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
         inline: Vec::new(),
         fixed,
         crc32,
+        imatrix: BTreeMap::new(),
+    })
+}
+
+/// Plans a NumPy `.npy` file at `dst`: the source's only tensor (cast per `opts.dtype`) after a `.npy` header,
+/// as `numpy.save` writes it.
+pub fn plan_npy(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    let [t] = src.tensors() else {
+        return Err(Error::Invalid(format!(
+            "{}: a .npy holds one array and the source has {} tensors; write a .npz instead",
+            src.root().display(),
+            src.tensors().len()
+        )));
+    };
+    if opts.quant.is_some() || opts.max_shard_size.is_some() {
+        return Err(Error::Invalid(
+            ".npy output takes --dtype only (no --quant or --max-shard-size)".into(),
+        ));
+    }
+    let (dtype, transform) = choose(t.dtype, &t.shape, opts);
+    let header = lbrx_formats::npz::writer::npy_header(dtype, &t.shape)
+        .map_err(|e| Error::Invalid(format!("tensor '{}': {e}", t.name)))?;
+    let len = dtype
+        .byte_len(&t.shape)
+        .ok_or_else(|| Error::Invalid(format!("tensor '{}': shape overflows", t.name)))?;
+    let offset = header.len() as u64;
+    Ok(Plan {
+        dst: dst.to_path_buf(),
+        kind: OutputKind::File,
+        files: vec![PlannedFile {
+            name: dst
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            size: offset + len,
+            header,
+        }],
+        jobs: vec![Job {
+            src: 0,
+            name: t.name.clone(),
+            dtype,
+            shape: t.shape.clone(),
+            file: 0,
+            offset,
+            len,
+            transform,
+            permute_heads: None,
+            parts: Vec::new(),
+            shift: None,
+            unpermute: false,
+            src_start: 0,
+        }],
+        small_files: Vec::new(),
+        assets: Vec::new(),
+        data_bytes: len,
+        inline: Vec::new(),
+        fixed: Vec::new(),
+        crc32: Vec::new(),
         imatrix: BTreeMap::new(),
     })
 }
