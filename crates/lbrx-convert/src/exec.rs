@@ -233,12 +233,7 @@ pub fn execute(
                     let bytes = source_bytes(job, src, item.elem, item.count)?;
                     let n = item.count as usize;
                     let mut floats = vec![0f32; n];
-                    if sdt.is_castable_float() {
-                        lbrx_quant::cast::decode_f32(sdt, &bytes, &mut floats);
-                    } else {
-                        lbrx_quant::ggml::dequantize(sdt, &bytes, &mut floats)
-                            .map_err(|e| context(e, name))?;
-                    }
+                    decode_values(sdt, &bytes, &mut floats, name)?;
                     for v in &mut floats {
                         *v += add;
                     }
@@ -326,12 +321,7 @@ pub fn execute(
                         let bytes = source_bytes(job, src, item.elem, item.count)?;
                         let n = item.count as usize;
                         let mut floats = vec![0f32; n];
-                        if from.is_castable_float() {
-                            lbrx_quant::cast::decode_f32(from, &bytes, &mut floats);
-                        } else {
-                            lbrx_quant::ggml::dequantize(from, &bytes, &mut floats)
-                                .map_err(|e| context(e, name))?;
-                        }
+                        decode_values(from, &bytes, &mut floats, name)?;
                         round_via(via, &mut floats);
                         let im = &plan.imatrix[&item.job];
                         let cols = *job.shape.last().unwrap_or(&1) as usize;
@@ -371,12 +361,7 @@ pub fn execute(
                         let mut at = out_off;
                         for s in bytes.chunks(blocks * bs / fbs * fts) {
                             let n = s.len() / fts * fbs;
-                            if from.is_castable_float() {
-                                lbrx_quant::cast::decode_f32(from, s, &mut floats[..n]);
-                            } else {
-                                lbrx_quant::ggml::dequantize(from, s, &mut floats[..n])
-                                    .map_err(|e| context(e, name))?;
-                            }
+                            decode_values(from, s, &mut floats[..n], name)?;
                             round_via(via, &mut floats[..n]);
                             let nb = n / bs * bts;
                             buf.resize(nb, 0);
@@ -438,12 +423,7 @@ fn mlx_quant_item(
         bytes
     } else {
         let mut floats = vec![0f32; n];
-        if from.is_castable_float() {
-            lbrx_quant::cast::decode_f32(from, &bytes, &mut floats);
-        } else {
-            lbrx_quant::ggml::dequantize(from, &bytes, &mut floats)
-                .map_err(|e| context(e, name))?;
-        }
+        decode_values(from, &bytes, &mut floats, name)?;
         if let Some(add) = job.shift {
             for v in &mut floats {
                 *v += add;
@@ -476,6 +456,16 @@ fn mlx_quant_item(
         sink.write_at(sj.file, sj.offset + first_group, sc)?;
     }
     Ok(buf.len() as u64)
+}
+
+/// Source values as f32: a float decoded, a ggml block type dequantized.
+fn decode_values(from: DType, bytes: &[u8], out: &mut [f32], name: &str) -> Result<()> {
+    if from.is_castable_float() {
+        lbrx_quant::cast::decode_f32(from, bytes, out);
+        Ok(())
+    } else {
+        lbrx_quant::ggml::dequantize(from, bytes, out).map_err(|e| context(e, name))
+    }
 }
 
 /// Rounds values to the float type `via` and back (a value stored in an intermediate file of that type).

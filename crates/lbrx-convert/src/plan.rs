@@ -268,6 +268,17 @@ fn choose(src: DType, shape: &[u64], opts: &ConvertOptions) -> (DType, Transform
     }
 }
 
+/// The dtype a transform reads, when it names one (`None` for copies and computed bytes).
+pub(crate) fn transform_source(t: Transform) -> Option<DType> {
+    match t {
+        Transform::Cast { from, .. }
+        | Transform::Dequant { from, .. }
+        | Transform::Quant { from, .. }
+        | Transform::MlxQuant { from, .. } => Some(from),
+        _ => None,
+    }
+}
+
 /// The transform that turns `from` into `to` (copy, cast, quantize or dequantize).
 pub(crate) fn transform_to(from: DType, to: DType) -> (DType, Transform) {
     use lbrx_core::DTypeKind::Quantized;

@@ -559,12 +559,8 @@ pub(crate) fn apply_recipe(
         let to = types[i];
         if to != inter {
             // what the job reads: the source tensor, or whatever its transform starts from
-            let from = match o.transform {
-                Transform::Cast { from, .. }
-                | Transform::Dequant { from, .. }
-                | Transform::Quant { from, .. } => from,
-                _ => src.tensors()[o.src].dtype,
-            };
+            let from = crate::plan::transform_source(o.transform)
+                .unwrap_or_else(|| src.tensors()[o.src].dtype);
             if !(lbrx_quant::ggml_quant::can_quantize(to) || to.is_castable_float()) {
                 return Err(Error::Unsupported {
                     path: src.root().to_path_buf(),

@@ -120,27 +120,11 @@ pub(crate) fn make_qx_quants(
     scale
 }
 
-/// For each candidate inverse scale, the weighted sums `Σ w·x·l` and `Σ w·l²` of the clamped levels, each
-/// accumulated element by element as ggml does. Dispatches to an AVX2 build where the CPU has it.
-fn candidate_sums(isc: &[f32; 18], x: &[f32], w: &[f32], nmax: i32) -> ([f32; 18], [f32; 18]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked above); the function is the portable code below compiled with
-        // AVX2 enabled, computing the same values (no fused multiply-add: Rust never contracts).
-        return unsafe { candidate_sums_avx2(isc, x, w, nmax) };
-    }
-    candidate_sums_portable(isc, x, w, nmax)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn candidate_sums_avx2(
-    isc: &[f32; 18],
-    x: &[f32],
-    w: &[f32],
-    nmax: i32,
-) -> ([f32; 18], [f32; 18]) {
-    candidate_sums_portable(isc, x, w, nmax)
+avx2_build! {
+    /// For each candidate inverse scale, the weighted sums `Σ w·x·l` and `Σ w·l²` of the clamped levels, each
+    /// accumulated element by element as ggml does.
+    fn candidate_sums(isc: &[f32; 18], x: &[f32], w: &[f32], nmax: i32) -> ([f32; 18], [f32; 18])
+        = candidate_sums_portable
 }
 
 #[inline(always)]
@@ -312,44 +296,19 @@ struct Candidates {
     err: [f32; MAX_STEPS],
 }
 
-#[allow(clippy::too_many_arguments)]
-fn evaluate_candidates(
-    isc: &[f32; MAX_STEPS],
-    cnt: usize,
-    x: &[f32],
-    w: &[f32],
-    min: f32,
-    nmax: i32,
-    sum_w: f32,
-    sum_x: f32,
-    use_mad: bool,
-) -> Candidates {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked above); the function is the portable code below compiled with
-        // AVX2 enabled, computing the same values (no fused multiply-add: Rust never contracts).
-        return unsafe {
-            evaluate_candidates_avx2(isc, cnt, x, w, min, nmax, sum_w, sum_x, use_mad)
-        };
-    }
-    evaluate_candidates_portable(isc, cnt, x, w, min, nmax, sum_w, sum_x, use_mad)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn evaluate_candidates_avx2(
-    isc: &[f32; MAX_STEPS],
-    cnt: usize,
-    x: &[f32],
-    w: &[f32],
-    min: f32,
-    nmax: i32,
-    sum_w: f32,
-    sum_x: f32,
-    use_mad: bool,
-) -> Candidates {
-    evaluate_candidates_portable(isc, cnt, x, w, min, nmax, sum_w, sum_x, use_mad)
+avx2_build! {
+    /// Every candidate step of `make_qkx2_quants` for the current minimum.
+    fn evaluate_candidates(
+        isc: &[f32; MAX_STEPS],
+        cnt: usize,
+        x: &[f32],
+        w: &[f32],
+        min: f32,
+        nmax: i32,
+        sum_w: f32,
+        sum_x: f32,
+        use_mad: bool,
+    ) -> Candidates = evaluate_candidates_portable
 }
 
 #[inline(always)]
@@ -527,6 +486,19 @@ pub(crate) fn q3_k(x: &[f32], y: &mut [u8]) {
     } else {
         put_f16(dd, 0, 0.0)
     };
+    q3_k_levels(x, d, sc, &mut l, hmask, qs);
+}
+
+/// The end of a Q3_K super-block: every value requantized with its sub-block's stored scale `d * s`, the
+/// third bits into `hmask`, the low two bits packed into `qs`.
+pub(crate) fn q3_k_levels(
+    x: &[f32],
+    d: f32,
+    sc: &[u8],
+    l: &mut [i8; QK_K],
+    hmask: &mut [u8],
+    qs: &mut [u8],
+) {
     for j in 0..16 {
         let low = if j < 8 { sc[j] & 0xf } else { sc[j - 8] >> 4 } as i8;
         let s = (low | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) as i8).wrapping_sub(32);
@@ -644,6 +616,11 @@ fn q45_scales(
 pub(crate) fn q4_k(x: &[f32], y: &mut [u8]) {
     let mut l = [0u8; QK_K];
     q45_scales(x, 15, -1.0, 20, &mut l, y);
+    pack_q4_k(&l, y);
+}
+
+/// Q4_K's 4-bit levels, two per byte, after the 16 bytes of scales.
+pub(crate) fn pack_q4_k(l: &[u8; QK_K], y: &mut [u8]) {
     let q = &mut y[16..144];
     for (n, j) in (0..QK_K).step_by(64).enumerate() {
         for k in 0..32 {
@@ -656,6 +633,11 @@ pub(crate) fn q4_k(x: &[f32], y: &mut [u8]) {
 pub(crate) fn q5_k(x: &[f32], y: &mut [u8]) {
     let mut l = [0u8; QK_K];
     q45_scales(x, 31, -0.5, 15, &mut l, y);
+    pack_q5_k(&l, y);
+}
+
+/// Q5_K's 5-bit levels: the fifth bits into `qh`, the low four two per byte.
+pub(crate) fn pack_q5_k(l: &[u8; QK_K], y: &mut [u8]) {
     let (qh, ql) = y[16..176].split_at_mut(32);
     qh.fill(0);
     let (mut m1, mut m2) = (1u8, 2u8);

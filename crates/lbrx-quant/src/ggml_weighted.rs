@@ -363,38 +363,7 @@ pub(crate) fn q3_k(x: &[f32], qw: &[f32], y: &mut [u8]) {
         sc[j % 4 + 8] |= (lv << (2 * (j / 4))) as u8;
     }
     let d = put_f16(dd, 0, d_block);
-    for j in 0..16 {
-        let low = if j < 8 { sc[j] & 0xf } else { sc[j - 8] >> 4 } as i8;
-        let s = (low | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) as i8).wrapping_sub(32);
-        let dj = d * s as f32;
-        if dj == 0.0 {
-            continue;
-        }
-        for ii in 0..16 {
-            let lv = nearest_int(x[16 * j + ii] / dj).clamp(-4, 3);
-            l[16 * j + ii] = (lv + 4) as i8;
-        }
-    }
-    hmask.fill(0);
-    let (mut m, mut hm) = (0usize, 1u8);
-    for lj in l.iter_mut() {
-        if *lj > 3 {
-            hmask[m] |= hm;
-            *lj -= 4;
-        }
-        m += 1;
-        if m == QK_K / 8 {
-            m = 0;
-            hm <<= 1;
-        }
-    }
-    for j in (0..QK_K).step_by(128) {
-        for k in 0..32 {
-            qs[j / 4 + k] =
-                (l[j + k] | (l[j + k + 32] << 2) | (l[j + k + 64] << 4) | (l[j + k + 96] << 6))
-                    as u8;
-        }
-    }
+    crate::ggml_kquant::q3_k_levels(x, d, sc, &mut l, hmask, qs);
 }
 
 /// Q4_K / Q5_K scales with an importance matrix (`quantize_row_q{4,5}_K_impl`); fills `l` with the levels.
@@ -463,38 +432,14 @@ fn q45_scales(x: &[f32], qw: &[f32], nmax: i32, l: &mut [u8; QK_K], y: &mut [u8]
 pub(crate) fn q4_k(x: &[f32], qw: &[f32], y: &mut [u8]) {
     let mut l = [0u8; QK_K];
     q45_scales(x, qw, 15, &mut l, y);
-    let q = &mut y[16..144];
-    for (n, j) in (0..QK_K).step_by(64).enumerate() {
-        for k in 0..32 {
-            q[n * 32 + k] = l[j + k] | (l[j + k + 32] << 4);
-        }
-    }
+    crate::ggml_kquant::pack_q4_k(&l, y);
 }
 
 /// One Q5_K super-block with an importance matrix.
 pub(crate) fn q5_k(x: &[f32], qw: &[f32], y: &mut [u8]) {
     let mut l = [0u8; QK_K];
     q45_scales(x, qw, 31, &mut l, y);
-    let (qh, ql) = y[16..176].split_at_mut(32);
-    qh.fill(0);
-    let (mut m1, mut m2) = (1u8, 2u8);
-    for (blk, n) in (0..QK_K).step_by(64).enumerate() {
-        for j in 0..32 {
-            let mut l1 = l[n + j];
-            if l1 > 15 {
-                l1 -= 16;
-                qh[j] |= m1;
-            }
-            let mut l2 = l[n + j + 32];
-            if l2 > 15 {
-                l2 -= 16;
-                qh[j] |= m2;
-            }
-            ql[blk * 32 + j] = l1 | (l2 << 4);
-        }
-        m1 <<= 2;
-        m2 <<= 2;
-    }
+    crate::ggml_kquant::pack_q5_k(&l, y);
 }
 
 /// One Q6_K super-block with an importance matrix: the reference quantizer with the weights given to

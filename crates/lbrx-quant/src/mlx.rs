@@ -62,30 +62,21 @@ pub fn quantize_affine(
             "MLX quantize: {n} values do not fit {groups} groups of {group} at {bits} bits"
         )));
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above); the function is the portable code below
-        // compiled with AVX2 enabled, so it computes the same values (no FMA contraction: Rust never fuses).
-        unsafe { quantize_groups_avx2(dtype, src, bits, group, packed, scales, biases) };
-        return Ok(());
-    }
-    quantize_groups(dtype, src, bits, group, packed, scales, biases);
+    quantize_groups_dispatch(dtype, src, bits, group, packed, scales, biases);
     Ok(())
 }
 
-/// [`quantize_groups`] compiled for AVX2 (twice the lanes of baseline SSE2; measured in BENCHMARKS.md).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn quantize_groups_avx2(
-    dtype: DType,
-    src: &[u8],
-    bits: u32,
-    group: usize,
-    packed: &mut [u8],
-    scales: &mut [u8],
-    biases: &mut [u8],
-) {
-    quantize_groups(dtype, src, bits, group, packed, scales, biases)
+avx2_build! {
+    /// [`quantize_groups`], built for AVX2 where the CPU has it (measured in BENCHMARKS.md).
+    fn quantize_groups_dispatch(
+        dtype: DType,
+        src: &[u8],
+        bits: u32,
+        group: usize,
+        packed: &mut [u8],
+        scales: &mut [u8],
+        biases: &mut [u8],
+    ) -> () = quantize_groups
 }
 
 /// The quantizer proper, on sizes already checked.

@@ -365,7 +365,7 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
         let src_dtype = if o.transform == Transform::Copy || o.parts.len() > 1 {
             src.tensors()[o.src].dtype
         } else {
-            transform_from(o.transform, o.spec.dtype)
+            crate::plan::transform_source(o.transform).unwrap_or(o.spec.dtype)
         };
         let float = src_dtype.is_castable_float()
             || src_dtype.info().kind == lbrx_core::DTypeKind::Quantized;
@@ -476,17 +476,6 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
     )?;
     plan.assets = assets;
     Ok(plan)
-}
-
-/// The source dtype of a planned transform whose output is `out`.
-fn transform_from(t: Transform, out: DType) -> DType {
-    match t {
-        Transform::Cast { from, .. }
-        | Transform::Dequant { from, .. }
-        | Transform::Quant { from, .. }
-        | Transform::MlxQuant { from, .. } => from,
-        _ => out,
-    }
 }
 
 /// Python truthiness of a JSON value (what `if x := d.get(...)` tests).
