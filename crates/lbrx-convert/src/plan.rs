@@ -453,6 +453,26 @@ pub(crate) struct GgufOut {
     pub src_start: u64,
 }
 
+impl GgufOut {
+    /// Source tensor `src` written unchanged under its own name.
+    pub(crate) fn copy_of(src: usize, t: &lbrx_core::TensorInfo) -> GgufOut {
+        GgufOut {
+            spec: lbrx_formats::gguf::GgufTensorSpec {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+            },
+            src,
+            transform: Transform::Copy,
+            permute_heads: None,
+            parts: Vec::new(),
+            shift: None,
+            unpermute: false,
+            src_start: 0,
+        }
+    }
+}
+
 /// Plans a single GGUF file at `dst`: tensor names kept, float tensors cast per `opts.dtype`, metadata kept.
 pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
     let mut outs = Vec::with_capacity(src.tensors().len());

@@ -496,28 +496,11 @@ pub fn plan_quantize(
         )));
     }
     let m = src.metadata();
-    let list: Vec<(String, DType, Vec<u64>)> = src
+    let outs = src
         .tensors()
         .iter()
-        .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
-        .collect();
-    let outs = list
-        .iter()
         .enumerate()
-        .map(|(i, (name, dtype, shape))| GgufOut {
-            spec: lbrx_formats::gguf::GgufTensorSpec {
-                name: name.clone(),
-                dtype: *dtype,
-                shape: shape.clone(),
-            },
-            src: i,
-            transform: crate::Transform::Copy,
-            permute_heads: None,
-            parts: Vec::new(),
-            shift: None,
-            unpermute: false,
-            src_start: 0,
-        })
+        .map(|(i, t)| GgufOut::copy_of(i, t))
         .collect();
     let mut meta = m.clone();
     for k in lbrx_formats::gguf::SPLIT_KEYS {

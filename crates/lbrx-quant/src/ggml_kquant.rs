@@ -582,22 +582,43 @@ fn q45_scales(
         0.0
     };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
+    for j in 0..8 {
+        ls[j] = nearest_int(inv_scale * scales[j]) as u8;
+        lm[j] = nearest_int(inv_min * mins[j]) as u8;
+    }
+    q45_levels(x, nmax, &ls, &lm, max_scale / 63.0, max_min / 63.0, l, y)
+}
+
+/// The end of a Q4_K/Q5_K super-block: the 6-bit sub-block scales `ls` and minimums `lm` (capped at 63)
+/// packed with the f16 super-scales `d` and `dmin`, then every value requantized with its stored scale and
+/// minimum into `l`. Returns the f16-rounded (d, dmin).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn q45_levels(
+    x: &[f32],
+    nmax: i32,
+    ls: &[u8; 8],
+    lm: &[u8; 8],
+    d: f32,
+    dmin: f32,
+    l: &mut [u8; QK_K],
+    y: &mut [u8],
+) -> (f32, f32) {
     let sc = &mut y[4..16];
     sc.fill(0);
     for j in 0..8 {
-        let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
-        let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+        let (lsj, lmj) = (ls[j].min(63), lm[j].min(63));
         if j < 4 {
-            sc[j] = ls;
-            sc[j + 4] = lm;
+            sc[j] = lsj;
+            sc[j + 4] = lmj;
         } else {
-            sc[j + 4] = (ls & 0xf) | ((lm & 0xf) << 4);
-            sc[j - 4] |= (ls >> 4) << 6;
-            sc[j] |= (lm >> 4) << 6;
+            sc[j + 4] = (lsj & 0xf) | ((lmj & 0xf) << 4);
+            sc[j - 4] |= (lsj >> 4) << 6;
+            sc[j] |= (lmj >> 4) << 6;
         }
     }
-    let d = put_f16(y, 0, max_scale / 63.0);
-    let dmin = put_f16(y, 2, max_min / 63.0);
+    let d = put_f16(y, 0, d);
+    let dmin = put_f16(y, 2, dmin);
     for j in 0..8 {
         let (s, m) = scale_min_k4(j, &y[4..16]);
         let dj = d * s as f32;

@@ -7,7 +7,7 @@
 
 #![allow(clippy::needless_range_loop)]
 
-use crate::ggml_kquant::{make_qx_quants, nearest_int, put_f16, scale_min_k4};
+use crate::ggml_kquant::{make_qx_quants, nearest_int, put_f16};
 
 const QK_K: usize = 256;
 const GROUP_MAX_EPS: f32 = 1e-15;
@@ -400,32 +400,7 @@ fn q45_scales(x: &[f32], qw: &[f32], nmax: i32, l: &mut [u8; QK_K], y: &mut [u8]
     }
     let d_block = make_qp_quants(8, 63, &scales, &mut ls, &sw);
     let m_block = make_qp_quants(8, 63, &mins, &mut lm, &sw);
-    let sc = &mut y[4..16];
-    sc.fill(0);
-    for j in 0..8 {
-        let (lsj, lmj) = (ls[j].min(63), lm[j].min(63));
-        if j < 4 {
-            sc[j] = lsj;
-            sc[j + 4] = lmj;
-        } else {
-            sc[j + 4] = (lsj & 0xf) | ((lmj & 0xf) << 4);
-            sc[j - 4] |= (lsj >> 4) << 6;
-            sc[j] |= (lmj >> 4) << 6;
-        }
-    }
-    let d = put_f16(y, 0, d_block);
-    let dmin = put_f16(y, 2, m_block);
-    for j in 0..8 {
-        let (s, m) = scale_min_k4(j, &y[4..16]);
-        let dj = d * s as f32;
-        if dj == 0.0 {
-            continue;
-        }
-        let dm = dmin * m as f32;
-        for ii in 0..32 {
-            l[32 * j + ii] = nearest_int((x[32 * j + ii] + dm) / dj).clamp(0, nmax) as u8;
-        }
-    }
+    crate::ggml_kquant::q45_levels(x, nmax, &ls, &lm, d_block, m_block, l, y);
 }
 
 /// One Q4_K super-block with an importance matrix.

@@ -288,20 +288,7 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
             .tensors()
             .iter()
             .enumerate()
-            .map(|(i, t)| GgufOut {
-                spec: GgufTensorSpec {
-                    name: t.name.clone(),
-                    dtype: t.dtype,
-                    shape: t.shape.clone(),
-                },
-                src: i,
-                transform: Transform::Copy,
-                permute_heads: None,
-                parts: Vec::new(),
-                shift: None,
-                unpermute: false,
-                src_start: 0,
-            })
+            .map(|(i, t)| GgufOut::copy_of(i, t))
             .collect();
         (outs, config)
     };
@@ -312,6 +299,12 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
         .to_string();
     let fam = family(&model_type);
     let outs = sanitize(outs, &config, fam)?;
+    if outs.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: no weights to write (an MLX model needs its tensors)",
+            src.root().display()
+        )));
+    }
     let dtype = model_dtype(opts, &config);
 
     // mlx_lm.load adds generation_config.json's eos_token_id; save_config drops these two.
