@@ -32,10 +32,22 @@ pub fn can_quantize(dtype: DType) -> bool {
             | DType::Q2_0
             | DType::IQ4NL
             | DType::IQ4XS
+            | DType::IQ2XXS
+            | DType::IQ2XS
+            | DType::IQ2S
+            | DType::IQ3XXS
+            | DType::IQ3S
+            | DType::IQ1S
+            | DType::IQ1M
             | DType::F32
             | DType::F16
             | DType::BF16
     )
+}
+
+/// Whether ggml quantizes `dtype` only with an importance matrix (`ggml_quantize_requires_imatrix`).
+pub fn requires_imatrix(dtype: DType) -> bool {
+    matches!(dtype, DType::IQ2XXS | DType::IQ2XS | DType::IQ1S)
 }
 
 /// Quantizes `src` (whole blocks) into `out` as ggml's reference quantizer for `dtype` does.
@@ -47,6 +59,11 @@ pub fn quantize(dtype: DType, src: &[f32], out: &mut [u8]) -> Result<()> {
             "quantize {dtype}: {} values do not fill {} bytes",
             src.len(),
             out.len()
+        )));
+    }
+    if requires_imatrix(dtype) {
+        return Err(Error::Invalid(format!(
+            "quantizing to {dtype} needs an importance matrix (as in llama.cpp): pass one with --imatrix"
         )));
     }
     let f: fn(&[f32], &mut [u8]) = match dtype {
@@ -68,6 +85,10 @@ pub fn quantize(dtype: DType, src: &[f32], out: &mut [u8]) -> Result<()> {
         DType::Q2_0 => crate::ggml_weighted::q2_0,
         DType::IQ4NL => |x, y| crate::ggml_weighted::iq4_nl(x, None, y),
         DType::IQ4XS => |x, y| crate::ggml_weighted::iq4_xs(x, None, y),
+        DType::IQ2S => |x, y| crate::ggml_iq::iq2_s(x, None, y),
+        DType::IQ3XXS => |x, y| crate::ggml_iq::iq3_xxs(x, None, y),
+        DType::IQ3S => |x, y| crate::ggml_iq::iq3_s(x, None, y),
+        DType::IQ1M => |x, y| crate::ggml_iq::iq1_m(x, None, y),
         DType::Q8_0 => {
             let done = crate::simd::q8_0_prefix(src, out);
             for (x, y) in src[done * bs..]
@@ -147,6 +168,13 @@ pub fn quantize_rows(
         DType::Q6K => w::q6_k,
         DType::IQ4NL => |x, q, y| w::iq4_nl(x, Some(q), y),
         DType::IQ4XS => |x, q, y| w::iq4_xs(x, Some(q), y),
+        DType::IQ2XXS => |x, q, y| crate::ggml_iq::iq2_xxs(x, Some(q), y),
+        DType::IQ2XS => |x, q, y| crate::ggml_iq::iq2_xs(x, Some(q), y),
+        DType::IQ2S => |x, q, y| crate::ggml_iq::iq2_s(x, Some(q), y),
+        DType::IQ3XXS => |x, q, y| crate::ggml_iq::iq3_xxs(x, Some(q), y),
+        DType::IQ3S => |x, q, y| crate::ggml_iq::iq3_s(x, Some(q), y),
+        DType::IQ1S => |x, q, y| crate::ggml_iq::iq1_s(x, Some(q), y),
+        DType::IQ1M => |x, q, y| crate::ggml_iq::iq1_m(x, Some(q), y),
         _ => return quantize(dtype, src, out),
     };
     for (x, y) in src

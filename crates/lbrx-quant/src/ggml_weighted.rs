@@ -102,7 +102,7 @@ fn make_qkx3_quants(
 }
 
 /// `make_qp_quants`: non-negative levels in [0, nmax] for non-negative values, weighted.
-fn make_qp_quants(n: usize, nmax: i32, x: &[f32], l: &mut [u8], qw: &[f32]) -> f32 {
+pub(crate) fn make_qp_quants(n: usize, nmax: i32, x: &[f32], l: &mut [u8], qw: &[f32]) -> f32 {
     let mut max = 0f32;
     for &v in &x[..n] {
         max = if max > v { max } else { v };

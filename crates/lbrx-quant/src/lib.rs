@@ -30,6 +30,7 @@ pub mod ggml;
 pub mod ggml_kquant;
 pub mod ggml_quant;
 mod ggml_tables;
+mod ggml_iq;
 pub mod ggml_weighted;
 pub mod mlx;
 mod simd;
