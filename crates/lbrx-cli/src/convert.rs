@@ -23,10 +23,11 @@ pub(crate) struct Args {
     #[arg(long, value_parser = parse_dtype)]
     dtype: Option<Auto>,
     /// Quantize weight matrices to this ggml type (GGUF output): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
-    /// Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0, MXFP4 (every matrix the same type; ggml's reference quantizers). Vectors, norms and biases
-    /// stay float (F32 for a Hugging Face model, as llama.cpp writes them).
-    /// A llama.cpp file type that is not a plain ggml type (Q4_K_M, Q5_K_S, Q3_K_L, MXFP4_MOE ...) means
-    /// `--recipe` with that name.
+    /// Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S, IQ1_M, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0
+    /// (every matrix the same type; ggml's reference quantizers). Vectors, norms and biases stay float (F32
+    /// for a Hugging Face model, as llama.cpp writes them). A llama.cpp file type that is not a plain ggml type
+    /// (Q4_K_M, Q5_K_S, Q3_K_L, IQ3_M, MXFP4_MOE ...), and IQ2_XXS, IQ2_XS, IQ1_S (which need an importance
+    /// matrix), mean `--recipe` with that name.
     #[arg(long, value_parser = parse_quant)]
     quant: Option<Quant>,
     /// GGUF output: llama-quantize's per-tensor type choices of this file type (Q4_K_M, Q6_K, IQ4_XS ...),
@@ -110,15 +111,18 @@ fn parse_quant(s: &str) -> Result<Quant, String> {
         Some(d)
             if lbrx_quant::ggml_quant::can_quantize(d)
                 && d.info().block_size > 1
-                && d != DType::Q8K =>
+                && d != DType::Q8K
+                // IQ2_XXS, IQ2_XS, IQ1_S exist only with an importance matrix: their llama.cpp recipes
+                && !(lbrx_quant::ggml_quant::requires_imatrix(d)
+                    && lbrx_convert::recipe::Recipe::named(s).is_ok()) =>
         {
             Ok(Quant::Type(d))
         }
         _ if lbrx_convert::recipe::Recipe::named(s).is_ok() => Ok(Quant::Recipe(s.to_string())),
         _ => Err(format!(
             "'{s}' is not a quantization type lbrx writes yet (use Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, \
-             Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0, or a llama.cpp recipe \
-             such as Q4_K_M)"
+             Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S, IQ1_M, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, \
+             Q2_0, or a llama.cpp recipe such as Q4_K_M or IQ2_XXS)"
         )),
     }
 }

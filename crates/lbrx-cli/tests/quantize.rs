@@ -101,7 +101,7 @@ fn every_recipe_equals_llama_quantize() {
     for r in [
         "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q6_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q2_K",
         "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0", "IQ4_NL", "IQ4_XS", "Q1_0",
-        "Q2_0",
+        "Q2_0", "IQ3_S", "IQ3_M",
     ] {
         check(&e, &input, d.path(), r, &[]);
     }
@@ -189,18 +189,60 @@ fn imatrix(e: &Env, model: &Path, dir: &Path, format: &str) -> String {
 }
 
 /// With an importance matrix (GGUF and legacy .dat), every type that uses one: the same file as llama-quantize
-/// (the weighted `_impl` quantizers, the imatrix-dependent type choices, the `quantize.imatrix.*` keys).
+/// (the weighted `_impl` quantizers, the imatrix-dependent type choices, the `quantize.imatrix.*` keys),
+/// including the i-quant recipes (IQ1_S ... IQ3_M), which are refused without one as llama-quantize refuses
+/// them.
 #[test]
 fn imatrix_quantization_equals_llama_quantize() {
     let Some(e) = env() else { return };
     let d = tempfile::tempdir().unwrap();
     let input = f16_model(&e, "llama2", d.path());
     let im = imatrix(&e, &input, d.path(), "gguf");
+    let mut iq2 = None;
     for r in [
         "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q3_K_M", "Q2_K", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
-        "IQ4_XS", "IQ4_NL", "Q8_0",
+        "IQ4_XS", "IQ4_NL", "Q8_0", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M",
+        "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "Q2_K_S",
     ] {
-        check(&e, &input, d.path(), r, &["--imatrix", &im]);
+        let ours = check(&e, &input, d.path(), r, &["--imatrix", &im]);
+        if r == "IQ2_XXS" {
+            iq2 = Some(ours);
+        }
+    }
+    // the very low-bit recipes are refused without an importance matrix, as llama-quantize refuses them
+    for r in ["IQ2_XXS", "IQ1_S", "IQ2_M", "IQ3_XXS", "Q2_K_S"] {
+        let out = d.path().join(format!("refused-{r}.gguf"));
+        let o = lbrx()
+            .arg("quantize")
+            .arg(&input)
+            .arg(&out)
+            .args([r, "-q"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("importance matrix"),
+            "{r}: {err}"
+        );
+        assert!(!out.exists());
+        assert!(!Command::new(&e.quantize)
+            .arg(&input)
+            .arg(&out)
+            .args([r, "2"])
+            .output()
+            .unwrap()
+            .status
+            .success());
+    }
+    // llama.cpp runs a 2-bit i-quant file
+    if let (Some(simple), Some(iq2)) = (llama_tool("llama-simple"), iq2) {
+        let out =
+            ok(Command::new(&simple)
+                .arg("-m")
+                .arg(&iq2)
+                .args(["-n", "8", "The quick brown fox"]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("The quick brown fox"), "{text}");
     }
     let dat = imatrix(&e, &input, d.path(), "dat");
     let with_dat = check(&e, &input, d.path(), "Q4_K_M", &["--imatrix", &dat]);

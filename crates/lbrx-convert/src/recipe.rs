@@ -25,6 +25,16 @@ pub const FTYPES: &[(&str, u32, DType)] = &[
     ("Q5_K_M", 17, DType::Q5K),
     ("Q6_K", 18, DType::Q6K),
     ("Q2_K_S", 21, DType::Q2K),
+    ("IQ2_XXS", 19, DType::IQ2XXS),
+    ("IQ2_XS", 20, DType::IQ2XS),
+    ("IQ2_S", 28, DType::IQ2XS),
+    ("IQ2_M", 29, DType::IQ2S),
+    ("IQ1_S", 24, DType::IQ1S),
+    ("IQ1_M", 31, DType::IQ1M),
+    ("IQ3_XXS", 23, DType::IQ3XXS),
+    ("IQ3_XS", 22, DType::IQ3S),
+    ("IQ3_S", 26, DType::IQ3S),
+    ("IQ3_M", 27, DType::IQ3S),
     ("IQ4_NL", 25, DType::IQ4NL),
     ("IQ4_XS", 30, DType::IQ4XS),
     ("TQ1_0", 36, DType::TQ1_0),
@@ -54,9 +64,16 @@ pub struct Recipe {
     pub has_imatrix: bool,
 }
 
+/// llama-quantize's aliases: (alias, file type).
+const ALIASES: &[(&str, &str)] = &[("Q3_K", "Q3_K_M"), ("Q4_K", "Q4_K_M"), ("Q5_K", "Q5_K_M")];
+
 impl Recipe {
-    /// Looks a recipe up by its llama.cpp name (case-insensitive).
+    /// Looks a recipe up by its llama.cpp name or alias (case-insensitive).
     pub fn named(name: &str) -> Result<Recipe> {
+        let name = ALIASES
+            .iter()
+            .find(|a| a.0.eq_ignore_ascii_case(name))
+            .map_or(name, |a| a.1);
         let &(n, ftype, default) = FTYPES
             .iter()
             .find(|f| f.0.eq_ignore_ascii_case(name))
@@ -192,7 +209,7 @@ impl ModelFacts {
         ModelFacts {
             n_gqa: if heads > 0 { heads / kv } else { 0 },
             n_expert: u("expert_count").unwrap_or(0),
-            is_70b: arch == "llama" && n_layer == 80,
+            is_70b: arch == "llama" && n_layer == 80 && heads != kv,
             n_layer,
             arch,
         }
@@ -341,11 +358,20 @@ fn pick(
     };
     let falcon = f.arch == "falcon";
     let iq4 = matches!(ft, "IQ4_NL" | "IQ4_XS");
+    // the file types below 3 bits per weight, which have their own rules
+    let low_iq = matches!(
+        ft,
+        "IQ2_XXS" | "IQ2_XS" | "IQ1_S" | "IQ2_S" | "IQ2_M" | "IQ1_M"
+    );
+    let iq2_sm = matches!(ft, "IQ2_S" | "IQ2_M");
+    let gqa4 = f.n_gqa >= 4;
     if cat == Cat::Output || (tied && cat == Cat::TokenEmbd) {
         let nx = *shape.last().unwrap_or(&0);
         let qk = t.info().block_size as u64;
         if ft == "MXFP4_MOE" || falcon || !nx.is_multiple_of(qk) {
             t = DType::Q8_0;
+        } else if low_iq || ft == "IQ3_XXS" {
+            t = DType::Q5K;
         } else if t != DType::Q8_0 {
             t = DType::Q6K;
         }
@@ -357,14 +383,54 @@ fn pick(
             DType::Q8_0
         };
     } else if cat == Cat::TokenEmbd {
-        if matches!(ft, "TQ1_0" | "TQ2_0" | "Q2_0") {
+        match ft {
+            "IQ2_XXS" | "IQ2_XS" | "IQ1_S" | "IQ1_M" => t = DType::Q2K,
+            "IQ2_S" | "IQ2_M" | "IQ3_XXS" => t = DType::IQ3S,
+            "TQ1_0" | "TQ2_0" | "Q2_0" => t = DType::Q4K,
+            _ => {}
+        }
+    } else if low_iq {
+        if is_attn_v(cat) {
+            t = if gqa4 || f.n_expert >= 4 {
+                DType::Q4K
+            } else if iq2_sm {
+                DType::IQ3S
+            } else {
+                DType::Q2K
+            };
+            st.i_attention_wv += 1;
+        } else if f.n_expert == 8 && cat == Cat::AttnK {
             t = DType::Q4K;
+        } else if cat == Cat::FfnDown {
+            // by tensor count, not by layer, in this branch of llama.cpp
+            if st.i_ffn_down < n_layer / 8 {
+                t = if iq2_sm { DType::IQ3S } else { DType::Q2K };
+            }
+            st.i_ffn_down += 1;
+        } else if cat == Cat::AttnOutput {
+            if f.n_expert == 8 {
+                t = DType::Q5K;
+            } else if matches!(ft, "IQ1_S" | "IQ1_M") {
+                t = DType::IQ2XXS;
+            } else if iq2_sm {
+                t = DType::IQ3S;
+            }
         }
     } else if is_attn_v(cat) {
-        let gqa4 = f.n_gqa >= 4;
         match ft {
             "Q2_K" => t = if gqa4 { DType::Q4K } else { DType::Q3K },
             "Q2_K_S" if gqa4 => t = DType::Q4K,
+            "IQ3_XXS" => {
+                t = if gqa4 {
+                    DType::Q4K
+                } else if !r.has_imatrix {
+                    DType::IQ3S
+                } else {
+                    DType::IQ3XXS
+                }
+            }
+            "IQ3_XS" | "IQ3_S" if gqa4 => t = DType::Q4K,
+            "IQ3_M" => t = DType::Q4K,
             "Q3_K_M" => {
                 t = if st.i_attention_wv < 2 {
                     DType::Q5K
@@ -387,15 +453,26 @@ fn pick(
             t = DType::Q8_0;
         }
         st.i_attention_wv += 1;
-    } else if cat == Cat::AttnK {
-        if f.n_expert == 8 {
+    } else if cat == Cat::AttnK || cat == Cat::AttnQ {
+        if cat == Cat::AttnK && f.n_expert == 8 {
             t = DType::Q8_0;
+        } else if ft == "IQ3_XS" {
+            t = DType::IQ3XXS;
+        } else if ft == "IQ3_XXS" {
+            t = DType::IQ2S;
         }
     } else if cat == Cat::FfnDown {
         let i_layer = layer(st.i_ffn_down)?;
         match ft {
             "Q2_K" => t = DType::Q3K,
             "Q2_K_S" if i_layer < n_layer / 8 => t = DType::Q4K,
+            "IQ3_XXS" if !r.has_imatrix => {
+                t = if i_layer < n_layer / 8 {
+                    DType::Q4K
+                } else {
+                    DType::Q3K
+                }
+            }
             "Q3_K_M" => {
                 t = if i_layer < n_layer / 16 {
                     DType::Q5K
@@ -404,6 +481,12 @@ fn pick(
                 } else {
                     DType::Q3K
                 }
+            }
+            "IQ3_M"
+                if i_layer < n_layer / 8
+                    || (f.n_expert == 8 && use_more_bits(i_layer, n_layer)) =>
+            {
+                t = DType::Q4K
             }
             "Q3_K_L" => t = if falcon { DType::Q4K } else { DType::Q5K },
             "Q4_K_M" => {
@@ -433,14 +516,25 @@ fn pick(
             if f.n_expert == 8 {
                 if matches!(
                     ft,
-                    "Q2_K" | "Q3_K_S" | "Q3_K_M" | "Q4_K_S" | "Q4_K_M" | "IQ4_NL" | "IQ4_XS"
+                    "Q2_K"
+                        | "IQ3_XS"
+                        | "IQ3_XXS"
+                        | "Q3_K_S"
+                        | "Q3_K_M"
+                        | "IQ4_NL"
+                        | "Q4_K_S"
+                        | "Q4_K_M"
+                        | "IQ3_S"
+                        | "IQ3_M"
+                        | "IQ4_XS"
                 ) {
                     t = DType::Q5K;
                 }
             } else {
                 match ft {
                     "Q2_K" => t = DType::Q3K,
-                    "Q3_K_M" => t = DType::Q4K,
+                    "IQ3_XXS" => t = DType::IQ3S,
+                    "Q3_K_M" | "IQ3_M" => t = DType::Q4K,
                     "Q3_K_L" => t = DType::Q5K,
                     _ => {}
                 }
@@ -450,24 +544,41 @@ fn pick(
         }
     } else if cat == Cat::AttnQkv {
         match ft {
-            "Q3_K_M" | "Q3_K_L" => t = DType::Q4K,
+            "Q3_K_M" | "Q3_K_L" | "IQ3_M" => t = DType::Q4K,
             "Q4_K_M" => t = DType::Q5K,
             "Q5_K_M" => t = DType::Q6K,
             _ => {}
         }
-    } else if cat == Cat::FfnGate {
-        layer(st.i_ffn_gate)?;
-        st.i_ffn_gate += 1;
-    } else if cat == Cat::FfnUp {
-        layer(st.i_ffn_up)?;
-        st.i_ffn_up += 1;
+    } else if cat == Cat::FfnGate || cat == Cat::FfnUp {
+        let counter = if cat == Cat::FfnGate {
+            &mut st.i_ffn_gate
+        } else {
+            &mut st.i_ffn_up
+        };
+        let i_layer = layer(*counter)?;
+        if ft == "IQ3_XS" && i_layer >= n_layer / 8 && i_layer < 7 * n_layer / 8 {
+            t = DType::IQ3XXS;
+        }
+        *counter += 1;
     }
     Ok(t)
 }
 
-/// Plans `llama-quantize IN OUT TYPE`: every tensor of a GGUF source in the type the recipe picks (tensors in
-/// name order, as llama.cpp writes them), all metadata kept, `general.file_type` and
-/// `general.quantization_version` set.
+/// llama.cpp's `tensor_requires_imatrix`: the very low-bit types (and Q2_K in a Q2_K_S file) are garbage
+/// without an importance matrix, so llama-quantize refuses them; the embeddings and output are exempt.
+fn requires_imatrix(name: &str, to: DType, ftype: &str) -> bool {
+    if matches!(
+        name,
+        "token_embd.weight" | "per_layer_token_embd.weight" | "output.weight"
+    ) {
+        return false;
+    }
+    matches!(
+        to,
+        DType::IQ3XXS | DType::IQ2XXS | DType::IQ2XS | DType::IQ2S | DType::IQ1M | DType::IQ1S
+    ) || (to == DType::Q2K && ftype == "Q2_K_S")
+}
+
 /// Importance weights by output tensor index.
 pub(crate) type ImportanceByJob = std::collections::BTreeMap<usize, Vec<f32>>;
 
@@ -480,7 +591,9 @@ pub struct ImatrixInput {
     pub file: String,
 }
 
-/// Plans `llama-quantize IN OUT TYPE [--imatrix FILE]` (see the module docs).
+/// Plans `llama-quantize IN OUT TYPE [--imatrix FILE]`: every tensor of a GGUF source in the type the recipe
+/// picks (tensors in name order, as llama.cpp writes them), all metadata kept, `general.file_type` and
+/// `general.quantization_version` set.
 pub fn plan_quantize(
     src: &dyn lbrx_core::Source,
     dst: &std::path::Path,
@@ -557,6 +670,14 @@ pub(crate) fn apply_recipe(
                 crate::plan::transform_to(from, to).1
             };
             o.spec.dtype = to;
+            let needs_imatrix = requires_imatrix(name, to, r.name);
+            if needs_imatrix && imatrix.is_none() {
+                return Err(Error::Invalid(format!(
+                    "{}: this quantization requires an importance matrix (tensor '{name}' would be {to}, as \
+                     in llama.cpp): make one with llama-imatrix and pass it with --imatrix",
+                    r.name
+                )));
+            }
             if let (Some(im), Transform::Quant { .. }) = (imatrix, o.transform) {
                 if let Some(w) = im.data.entries.get(name) {
                     let cols = *shape.last().unwrap_or(&0) as usize;
@@ -577,6 +698,15 @@ pub(crate) fn apply_recipe(
                     }
                 }
             }
+        }
+        if to != inter
+            && requires_imatrix(name, to, r.name)
+            && !weights.contains_key(&planned.len())
+        {
+            return Err(Error::Invalid(format!(
+                "{}: missing importance matrix for tensor '{name}' ({to}) in a very low-bit quantization",
+                imatrix.map_or("", |i| i.file.as_str())
+            )));
         }
         planned.push(o);
     }

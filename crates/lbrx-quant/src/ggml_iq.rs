@@ -333,12 +333,7 @@ fn search_group(
             let r = k * dim..(k + 1) * dim;
             round_levels(&xval[r.clone()], id, kmax, &mut laux[r.clone()]);
             on_grid_aux[k] = lat
-                .snap(
-                    &xval[r.clone()],
-                    &waux[r.clone()],
-                    this_scale,
-                    &mut laux[r],
-                )
+                .snap(&xval[r.clone()], &waux[r.clone()], this_scale, &mut laux[r])
                 .1;
         }
         let (sumqx, sumq2) = odd_sums(weight, xval, &laux[..n]);
@@ -881,7 +876,11 @@ pub(crate) fn iq1_m(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
     let (mut weight, mut l, mut idx) = ([0f32; BS], [0i8; BS], [0usize; BS]);
     // The level values of sub-group k (of 2) for a sign choice: 0 (+,+), 1 (+,-), 2 (-,+), 3 (-,-).
     let levels = |shift: usize, k: usize| {
-        let plus = if k == 0 { shift < 2 } else { shift % 2 == 0 };
+        let plus = if k == 0 {
+            shift < 2
+        } else {
+            shift.is_multiple_of(2)
+        };
         if plus {
             X_P
         } else {
@@ -917,7 +916,8 @@ pub(crate) fn iq1_m(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
         let (mut besti1, mut besti2, mut best_k) = (usize::MAX, usize::MAX, usize::MAX);
         for i1 in 0..=BS {
             for i2 in i1..=BS {
-                let (mut qx_p, mut qx_m, mut q2_p, mut q2_m) = ([0f32; 2], [0f32; 2], [0f32; 2], [0f32; 2]);
+                let (mut qx_p, mut qx_m, mut q2_p, mut q2_m) =
+                    ([0f32; 2], [0f32; 2], [0f32; 2], [0f32; 2]);
                 for h in 0..2 {
                     let sx = px[h][i1] + px[h][i2];
                     qx_p[h] = txs[h] * p2 - sx;
@@ -958,7 +958,15 @@ pub(crate) fn iq1_m(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
             best_k = 3 - best_k;
         }
         let mut index = [0usize; 2];
-        scale = iq1_snap(lat, xb, &weight, scale, |k| levels(best_k, k), &mut l, &mut index);
+        scale = iq1_snap(
+            lat,
+            xb,
+            &weight,
+            scale,
+            |k| levels(best_k, k),
+            &mut l,
+            &mut index,
+        );
         y[2 * ib] = index[0] as u8;
         y[2 * ib + 1] = index[1] as u8;
         y[32 + ib] = ((index[0] >> 8) | ((index[1] >> 8) << 4)) as u8;
@@ -1013,11 +1021,23 @@ mod tests {
     #[test]
     fn lattice_points_match_ggml_kgrid_tables() {
         let cases: [(Grid, usize, &[u16]); 6] = [
-            (Grid::Iq2xxs, 2, &[0, 2, 5, 8, 10, 17, 20, 32, 34, 40, 42, 65]),
-            (Grid::Iq2xs, 2, &[0, 2, 5, 8, 10, 17, 20, 22, 25, 32, 34, 37]),
+            (
+                Grid::Iq2xxs,
+                2,
+                &[0, 2, 5, 8, 10, 17, 20, 32, 34, 40, 42, 65],
+            ),
+            (
+                Grid::Iq2xs,
+                2,
+                &[0, 2, 5, 8, 10, 17, 20, 22, 25, 32, 34, 37],
+            ),
             (Grid::Iq2s, 2, &[0, 2, 5, 8, 10, 17, 20, 22, 25, 32, 34, 37]),
             (Grid::Iq1s, 2, &[0, 2, 5, 8, 10, 17, 21, 32, 34, 40, 42, 69]),
-            (Grid::Iq3xxs, 3, &[0, 2, 4, 9, 11, 15, 16, 18, 25, 34, 59, 61]),
+            (
+                Grid::Iq3xxs,
+                3,
+                &[0, 2, 4, 9, 11, 15, 16, 18, 25, 34, 59, 61],
+            ),
             (Grid::Iq3s, 3, &[0, 1, 2, 5, 7, 8, 9, 10, 12, 14, 16, 17]),
         ];
         for (g, bits, want) in cases {
@@ -1032,7 +1052,13 @@ mod tests {
 
     #[test]
     fn off_grid_points_have_neighbours_on_the_grid() {
-        for g in [Grid::Iq2xxs, Grid::Iq2s, Grid::Iq1s, Grid::Iq3xxs, Grid::Iq3s] {
+        for g in [
+            Grid::Iq2xxs,
+            Grid::Iq2s,
+            Grid::Iq1s,
+            Grid::Iq3xxs,
+            Grid::Iq3s,
+        ] {
             let lat = lattice(g);
             let l = vec![1i8; lat.dim];
             if lat.index(&l).is_none() {
@@ -1045,7 +1071,9 @@ mod tests {
                     let off = (-(m + 1)) as usize;
                     let len = lat.neighbours[off] as usize;
                     assert!(len > 0);
-                    assert!(lat.neighbours[off + 1..off + 1 + len].iter().all(|&j| (j as usize) < n));
+                    assert!(lat.neighbours[off + 1..off + 1 + len]
+                        .iter()
+                        .all(|&j| (j as usize) < n));
                 }
             }
         }

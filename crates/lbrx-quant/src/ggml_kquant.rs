@@ -19,6 +19,32 @@ pub(crate) fn nearest_int(v: f32) -> i32 {
     (val.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
 }
 
+/// C's float-to-int conversion as x86-64 executes it (`cvttss2si`): truncation toward zero, and `INT_MIN` for
+/// NaN and out-of-range values (which C leaves undefined; ggml's references hit them on inputs so small that
+/// the inverse scale overflows to infinity).
+#[inline(always)]
+pub(crate) fn c_int(v: f32) -> i32 {
+    if v > -2147483904.0 && v < 2147483648.0 {
+        v as i32
+    } else {
+        i32::MIN
+    }
+}
+
+/// glibc's `lroundf` on x86-64: half away from zero, `LONG_MIN` for NaN and out-of-range values.
+fn c_lround(v: f32) -> i64 {
+    if v.abs() < 9.223_372e18 {
+        v.round() as i64
+    } else {
+        i64::MIN
+    }
+}
+
+/// ggml's ternary level `lroundf(v) + 1` in a C `int` (the long is cut to 32 bits).
+fn trit(v: f32) -> i32 {
+    c_lround(v).wrapping_add(1) as i32
+}
+
 pub(crate) fn put_f16(y: &mut [u8], at: usize, v: f32) -> f32 {
     let bits = f16_bits(v);
     y[at..at + 2].copy_from_slice(&bits.to_le_bytes());
@@ -769,25 +795,21 @@ pub(crate) fn amax(x: &[f32]) -> f32 {
         .fold(0f32, |a, v| if a > v.abs() { a } else { v.abs() })
 }
 
-/// C's `lroundf` for the ternary levels (half away from zero).
-fn lround(v: f32) -> i32 {
-    v.round() as i32
-}
-
 /// One TQ1_0 super-block (ternary, 5 trits per byte; `quantize_row_tq1_0_ref`).
 pub(crate) fn tq1_0(x: &[f32], y: &mut [u8]) {
     let d = amax(&x[..QK_K]);
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let pack = |vals: &mut dyn Iterator<Item = f32>, shift_first: bool| -> u8 {
-        let mut q: u32 = 0;
+        // a C uint8_t, as ggml accumulates it
+        let mut q: u8 = 0;
         for v in vals {
-            q = q * 3 + (lround(v * id) + 1) as u32;
+            q = q.wrapping_mul(3).wrapping_add(trit(v * id) as u8);
         }
         if shift_first {
-            q *= 3;
+            q = q.wrapping_mul(3);
         }
         // ceiling division by 3^5
-        (q as u16 as u32 * 256).div_ceil(243) as u8
+        (q as u32 * 256).div_ceil(243) as u8
     };
     let mut xo = 0;
     for m in 0..32 {
@@ -813,7 +835,7 @@ pub(crate) fn tq2_0(x: &[f32], y: &mut [u8]) {
         for m in 0..32 {
             let mut q = 0u8;
             for n in 0..4 {
-                let xi = lround(x[xo + m + n * 32] * id) + 1;
+                let xi = trit(x[xo + m + n * 32] * id);
                 q = q.wrapping_add(((xi & 3) << (2 * n)) as u8);
             }
             y[j + m] = q;

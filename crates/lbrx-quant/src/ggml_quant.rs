@@ -7,6 +7,7 @@
 //! [`quantize_rows`] (the `_impl` paths, in `ggml_weighted`). The other IQ types are not written yet.
 
 use crate::cast::{encode_f32, f16_bits};
+use crate::ggml_kquant::c_int;
 use lbrx_core::{DType, Error, Result};
 
 /// Whether [`quantize`] implements `dtype` (without an importance matrix).
@@ -225,9 +226,9 @@ fn inv(d: f32) -> f32 {
     }
 }
 
-/// C's `(int8_t)f`: truncation toward zero (inputs here are in range).
+/// C's `(int8_t)f` as x86-64 executes it: a 32-bit truncation whose low byte is kept.
 fn trunc_i8(f: f32) -> i32 {
-    f as i8 as i32
+    c_int(f) as i8 as i32
 }
 
 fn q4_0(x: &[f32], y: &mut [u8]) {
@@ -277,9 +278,9 @@ fn q5_1(x: &[f32], y: &mut [u8]) {
     put_f16(y, 2, min);
     let mut qh = 0u32;
     for j in 0..16 {
-        // C's (uint8_t)f: truncation (the values are non-negative and below 32 here).
-        let xi0 = ((x[j] - min) * id + 0.5) as u8 as u32;
-        let xi1 = ((x[16 + j] - min) * id + 0.5) as u8 as u32;
+        // C's (uint8_t)f: a 32-bit truncation whose low byte is kept
+        let xi0 = c_int((x[j] - min) * id + 0.5) as u8 as u32;
+        let xi1 = c_int((x[16 + j] - min) * id + 0.5) as u8 as u32;
         y[8 + j] = ((xi0 & 0x0f) | ((xi1 & 0x0f) << 4)) as u8;
         qh |= ((xi0 & 0x10) >> 4) << j;
         qh |= ((xi1 & 0x10) >> 4) << (j + 16);
@@ -287,10 +288,13 @@ fn q5_1(x: &[f32], y: &mut [u8]) {
     y[4..8].copy_from_slice(&qh.to_le_bytes());
 }
 
-/// C's `roundf` (half away from zero) for |v| < 2^31, without a libm call: truncate (exact), then step away
-/// from zero when the exact remainder is at least one half.
+/// `(int)roundf(v)` as x86-64 executes it, without a libm call: truncate (exact), then step away from zero when
+/// the exact remainder is at least one half; `INT_MIN` for NaN and |v| >= 2^31 (as `cvttss2si` gives).
 #[inline(always)]
 fn roundf_small(v: f32) -> i32 {
+    if v.is_nan() || v.abs() >= 2147483648.0 {
+        return i32::MIN;
+    }
     let t = v as i32;
     let frac = v - t as f32;
     if frac >= 0.5 {

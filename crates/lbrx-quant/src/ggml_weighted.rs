@@ -7,7 +7,7 @@
 
 #![allow(clippy::needless_range_loop)]
 
-use crate::ggml_kquant::{make_qx_quants, nearest_int, put_f16};
+use crate::ggml_kquant::{c_int, make_qx_quants, nearest_int, put_f16};
 
 const QK_K: usize = 256;
 const GROUP_MAX_EPS: f32 = 1e-15;
@@ -138,29 +138,31 @@ pub(crate) fn make_qp_quants(n: usize, nmax: i32, x: &[f32], l: &mut [u8], qw: &
             iscale = iscale_is;
         }
     }
+    // Levels are stored in C's uint8_t: a negative value (IQ2_XXS passes one sign-flipped value) wraps, and
+    // the refinement reads the wrapped value back.
     let (mut sumlx, mut suml2) = (0f32, 0f32);
-    let mut li = [0i32; 32];
     for i in 0..n {
-        li[i] = nearest_int(iscale * x[i]).min(nmax);
+        let li = nearest_int(iscale * x[i]).min(nmax);
+        l[i] = li as u8;
         let w = qw[i];
-        sumlx += w * x[i] * li[i] as f32;
-        suml2 += w * li[i] as f32 * li[i] as f32;
+        sumlx += w * x[i] * li as f32;
+        suml2 += w * li as f32 * li as f32;
     }
     for _ in 0..5 {
         let mut changed = 0;
         for i in 0..n {
             let w = qw[i];
-            let lf = li[i] as f32;
+            let lf = l[i] as f32;
             let mut slx = sumlx - w * x[i] * lf;
             let mut sl2 = suml2 - w * lf * lf;
             if slx > 0.0 && sl2 > 0.0 {
                 let new_l = nearest_int(x[i] * sl2 / slx).min(nmax);
-                if new_l != li[i] {
+                if new_l != l[i] as i32 {
                     let nf = new_l as f32;
                     slx += w * x[i] * nf;
                     sl2 += w * nf * nf;
                     if slx * slx * suml2 > sumlx * sumlx * sl2 {
-                        li[i] = new_l;
+                        l[i] = new_l as u8;
                         sumlx = slx;
                         suml2 = sl2;
                         changed += 1;
@@ -171,9 +173,6 @@ pub(crate) fn make_qp_quants(n: usize, nmax: i32, x: &[f32], l: &mut [u8], qw: &
         if changed == 0 {
             break;
         }
-    }
-    for i in 0..n {
-        l[i] = li[i] as u8;
     }
     if suml2 > 0.0 {
         sumlx / suml2
@@ -615,7 +614,7 @@ pub(crate) fn q2_0(x: &[f32], y: &mut [u8]) {
     let qs = &mut y[2..18];
     qs.fill(0);
     for j in 0..64 {
-        let q = ((x[j] * id).round() as i32 + 1).clamp(0, 3);
+        let q = c_int((x[j] * id).round()).wrapping_add(1).clamp(0, 3);
         qs[j / 4] |= (q as u8) << ((j % 4) * 2);
     }
 }

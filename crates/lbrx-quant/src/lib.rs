@@ -27,10 +27,10 @@ macro_rules! avx2_build {
 
 pub mod cast;
 pub mod ggml;
+mod ggml_iq;
 pub mod ggml_kquant;
 pub mod ggml_quant;
 mod ggml_tables;
-mod ggml_iq;
 pub mod ggml_weighted;
 pub mod mlx;
 mod simd;

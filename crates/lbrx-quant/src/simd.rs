@@ -208,6 +208,15 @@ mod x86 {
             let amax = lanes.iter().fold(0f32, |a, &l| a.max(l));
             let d = amax / 127.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            // NaN inputs or an infinite scale (subnormal blocks) leave the range the packs saturate in: the
+            // scalar code reproduces what C's conversions give there.
+            let nan = v.iter().fold(0, |a, &q| {
+                a | _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(q, q))
+            });
+            if nan != 0 || !id.is_finite() || !amax.is_finite() {
+                crate::ggml_quant::q8_0_scalar(x, y);
+                continue;
+            }
             y[..2].copy_from_slice(&crate::cast::f16_bits(d).to_le_bytes());
             let idv = _mm256_set1_ps(id);
             let i: [__m256i; 4] = v.map(|q| {
