@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Quantization benchmark: lbrx quantize against llama-quantize (llama-cpp-python 0.3.36 sdist, same machine,
-# same thread count, one run each side by side) for F16 -> Q8_0, Q6_K, Q4_K_M on the 2.5 GB F16 GGUF of the
+# same thread count, one run each side by side) for F16 -> Q8_0, Q6_K, Q4_K_M, IQ4_XS, IQ3_S, IQ3_M (recipes
+# that need no importance matrix; override with LBRX_BENCH_RECIPES) on the 2.5 GB F16 GGUF of the
 # HF -> GGUF benchmark model, checking the outputs are byte-identical; and against the Python gguf package's
-# quantizer for Q8_0 and Q4_0 throughput (gguf-py has no K-quant quantizer). Prints a markdown report.
+# quantizer for every type it implements (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, TQ1_0, TQ2_0, MXFP4; it has no K-quant
+# or i-quant quantizer). Prints a markdown report.
 # Usage: bench/quantize.sh   (env: LBRX_BENCH_DIR, LBRX_VENV, LBRX_LLAMA_DIR)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +26,7 @@ echo "warm page cache; one run each, side by side; peak RSS from /usr/bin/time."
 echo
 echo "| recipe | llama-quantize (s) | lbrx quantize (s) | ratio | llama-quantize RSS (MB) | lbrx RSS (MB) | same bytes |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
-for r in Q8_0 Q6_K Q4_K_M IQ4_XS; do
+for r in ${LBRX_BENCH_RECIPES:-Q8_0 Q6_K Q4_K_M IQ4_XS IQ3_S IQ3_M}; do
   ref=$(t "$bin/llama-quantize" "$in" "$dir/qref.gguf" $r "$threads")
   ours=$(t "$lbrx" quantize "$in" "$dir/qours.gguf" $r -q --force --threads "$threads")
   cmp -s "$dir/qref.gguf" "$dir/qours.gguf" && same=yes || same=NO
@@ -40,10 +42,11 @@ echo
 echo "| type | gguf.quants (M weights/s) | lbrx in memory (M weights/s) | speed-up | lbrx quantize --pure, file written (M weights/s) |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 (cd "$root" && cargo build --release -q -p lbrx-convert --example quant_bench)
-for r in Q8_0 Q4_0; do
+for r in ${LBRX_BENCH_PY_TYPES:-Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 TQ1_0 TQ2_0 MXFP4}; do
   py=$("$venv/bin/python" "$root/bench/quant_py.py" "$in" $r 200000000)
   mem=$("$root/target/release/examples/quant_bench" "$in" $r 200000000 3)
-  ours=$(t "$lbrx" quantize "$in" "$dir/qours.gguf" $r -q --force --pure --threads "$threads")
+  recipe=$r; [ $r = MXFP4 ] && recipe=MXFP4_MOE   # the recipe whose --pure is every matrix in that type
+  ours=$(t "$lbrx" quantize "$in" "$dir/qours.gguf" $recipe -q --force --pure --threads "$threads")
   rm -f "$dir/qours.gguf"
   n=1250000000
   pr=$(echo "${py#* } / ${py% *} / 1000000" | bc -l); mr=$(echo "${mem#* } / ${mem% *} / 1000000" | bc -l)

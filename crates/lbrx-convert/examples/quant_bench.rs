@@ -43,10 +43,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             |(f, q): &mut (Vec<f32>, Vec<u8>), &(i, e, n)| {
                 let view = src.view(i).expect("view");
                 let bytes = &view.bytes()[(e * 2) as usize..((e + n) * 2) as usize];
-                f.resize(n as usize, 0.0);
-                lbrx_quant::cast::decode_f32(DType::F16, bytes, f);
-                q.resize((n / bs) as usize * to.info().type_size as usize, 0);
-                lbrx_quant::ggml_quant::quantize(to, f, q).expect("quantize");
+                // in pieces of 64 Ki values, as the executor decodes and quantizes them
+                let piece = (65536 / bs * bs) as usize;
+                for b in bytes.chunks(piece * 2) {
+                    let m = b.len() / 2;
+                    f.resize(m, 0.0);
+                    lbrx_quant::cast::decode_f32(DType::F16, b, f);
+                    q.resize(m / bs as usize * to.info().type_size as usize, 0);
+                    lbrx_quant::ggml_quant::quantize(to, f, q).expect("quantize");
+                }
             },
         );
         times.push(t0.elapsed().as_secs_f64());

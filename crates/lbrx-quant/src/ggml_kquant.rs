@@ -146,7 +146,7 @@ pub(crate) fn make_qx_quants(
     scale
 }
 
-avx2_build! {
+simd_build! {
     /// For each candidate inverse scale, the weighted sums `Σ w·x·l` and `Σ w·l²` of the clamped levels, each
     /// accumulated element by element as ggml does.
     fn candidate_sums(isc: &[f32; 18], x: &[f32], w: &[f32], nmax: i32) -> ([f32; 18], [f32; 18])
@@ -322,7 +322,7 @@ struct Candidates {
     err: [f32; MAX_STEPS],
 }
 
-avx2_build! {
+simd_build! {
     /// Every candidate step of `make_qkx2_quants` for the current minimum.
     fn evaluate_candidates(
         isc: &[f32; MAX_STEPS],

@@ -2,53 +2,153 @@
 //! takes without an importance matrix), bit-exact: same operation order, C's truncating float -> int casts,
 //! `roundf` (half away from zero) where ggml uses it, and round-to-nearest-even f16 scales.
 //!
-//! Types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q1_0, Q2_0, the K-quants Q2_K..Q6_K and Q8_K (in `ggml_kquant`), TQ1_0,
-//! TQ2_0, MXFP4, NVFP4, IQ4_NL, IQ4_XS and the float types; with an importance matrix through
-//! [`quantize_rows`] (the `_impl` paths, in `ggml_weighted`). The other IQ types are not written yet.
+//! Types (one table, `QUANTIZERS`): Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q1_0, Q2_0, the K-quants Q2_K..Q6_K and Q8_K
+//! (in `ggml_kquant`), TQ1_0, TQ2_0, MXFP4, NVFP4, IQ4_NL, IQ4_XS, the i-quants IQ1_S..IQ3_S (in `ggml_iq`) and
+//! the float types; with an importance matrix through [`quantize_rows`] (the `_impl` paths, in `ggml_weighted`
+//! and `ggml_iq`).
 
 use crate::cast::{encode_f32, f16_bits};
 use crate::ggml_kquant::c_int;
 use lbrx_core::{DType, Error, Result};
 
-/// Whether [`quantize`] implements `dtype` (without an importance matrix).
+/// How ggml quantizes a type without an importance matrix.
+#[derive(Clone, Copy)]
+enum Plain {
+    /// One block at a time.
+    Block(fn(&[f32], &mut [u8])),
+    /// The whole buffer at once (the vector builds, the float encoders).
+    Whole(fn(&[f32], &mut [u8])),
+    /// ggml refuses: the type exists only with an importance matrix.
+    NeedsImatrix,
+}
+
+/// How ggml quantizes a type with an importance matrix (one weight per column).
+#[derive(Clone, Copy)]
+enum Weighted {
+    /// The matrix is ignored: the plain path.
+    Ignored,
+    /// One block at a time, with the weights of its columns.
+    Block(fn(&[f32], &[f32], &mut [u8])),
+    /// One row at a time, with the row's weights.
+    Row(fn(&[f32], &[f32], &mut [u8])),
+}
+
+/// The registry of ggml quantizers: every type lbrx quantizes to, ggml's path without and with an importance
+/// matrix. The only list of quantizable types.
+const QUANTIZERS: &[(DType, Plain, Weighted)] = {
+    use crate::ggml_iq as iq;
+    use crate::ggml_kquant as k;
+    use crate::ggml_weighted as w;
+    use Plain::{Block, NeedsImatrix, Whole};
+    &[
+        (
+            DType::F32,
+            Whole(|x, y| encode_f32(DType::F32, x, y)),
+            Weighted::Ignored,
+        ),
+        (
+            DType::F16,
+            Whole(|x, y| encode_f32(DType::F16, x, y)),
+            Weighted::Ignored,
+        ),
+        (
+            DType::BF16,
+            Whole(|x, y| encode_f32(DType::BF16, x, y)),
+            Weighted::Ignored,
+        ),
+        (
+            DType::Q4_0,
+            Whole(q4_0_all),
+            Weighted::Row(|x, q, y| w::q_0_row(x, q, y, false)),
+        ),
+        (
+            DType::Q4_1,
+            Whole(q4_1_all),
+            Weighted::Row(|x, q, y| w::q_1_row(x, q, y, false)),
+        ),
+        (
+            DType::Q5_0,
+            Whole(q5_0_all),
+            Weighted::Row(|x, q, y| w::q_0_row(x, q, y, true)),
+        ),
+        (
+            DType::Q5_1,
+            Whole(q5_1_all),
+            Weighted::Row(|x, q, y| w::q_1_row(x, q, y, true)),
+        ),
+        (DType::Q8_0, Whole(q8_0_all), Weighted::Ignored),
+        (DType::Q2K, Block(k::q2_k), Weighted::Block(w::q2_k)),
+        (DType::Q3K, Block(k::q3_k), Weighted::Block(w::q3_k)),
+        (DType::Q4K, Block(k::q4_k), Weighted::Block(w::q4_k)),
+        (DType::Q5K, Block(k::q5_k), Weighted::Block(w::q5_k)),
+        (DType::Q6K, Block(k::q6_k), Weighted::Block(w::q6_k)),
+        (DType::Q8K, Block(k::q8_k), Weighted::Ignored),
+        (DType::TQ1_0, Block(k::tq1_0), Weighted::Ignored),
+        (DType::TQ2_0, Block(k::tq2_0), Weighted::Ignored),
+        (DType::MXFP4, Block(k::mxfp4), Weighted::Ignored),
+        (DType::NVFP4, Block(w::nvfp4), Weighted::Ignored),
+        (DType::Q1_0, Block(w::q1_0), Weighted::Ignored),
+        (DType::Q2_0, Block(w::q2_0), Weighted::Ignored),
+        (
+            DType::IQ4NL,
+            Block(|x, y| w::iq4_nl(x, None, y)),
+            Weighted::Block(|x, q, y| w::iq4_nl(x, Some(q), y)),
+        ),
+        (
+            DType::IQ4XS,
+            Block(|x, y| w::iq4_xs(x, None, y)),
+            Weighted::Block(|x, q, y| w::iq4_xs(x, Some(q), y)),
+        ),
+        (
+            DType::IQ3S,
+            Block(|x, y| iq::iq3_s(x, None, y)),
+            Weighted::Block(|x, q, y| iq::iq3_s(x, Some(q), y)),
+        ),
+        (
+            DType::IQ3XXS,
+            Block(|x, y| iq::iq3_xxs(x, None, y)),
+            Weighted::Block(|x, q, y| iq::iq3_xxs(x, Some(q), y)),
+        ),
+        (
+            DType::IQ2S,
+            Block(|x, y| iq::iq2_s(x, None, y)),
+            Weighted::Block(|x, q, y| iq::iq2_s(x, Some(q), y)),
+        ),
+        (
+            DType::IQ2XS,
+            NeedsImatrix,
+            Weighted::Block(|x, q, y| iq::iq2_xs(x, Some(q), y)),
+        ),
+        (
+            DType::IQ2XXS,
+            NeedsImatrix,
+            Weighted::Block(|x, q, y| iq::iq2_xxs(x, Some(q), y)),
+        ),
+        (
+            DType::IQ1M,
+            Block(|x, y| iq::iq1_m(x, None, y)),
+            Weighted::Block(|x, q, y| iq::iq1_m(x, Some(q), y)),
+        ),
+        (
+            DType::IQ1S,
+            NeedsImatrix,
+            Weighted::Block(|x, q, y| iq::iq1_s(x, Some(q), y)),
+        ),
+    ]
+};
+
+fn quantizer(dtype: DType) -> Option<(Plain, Weighted)> {
+    QUANTIZERS.iter().find(|q| q.0 == dtype).map(|q| (q.1, q.2))
+}
+
+/// Whether lbrx quantizes to `dtype` (with an importance matrix at least; see [`requires_imatrix`]).
 pub fn can_quantize(dtype: DType) -> bool {
-    matches!(
-        dtype,
-        DType::Q4_0
-            | DType::Q4_1
-            | DType::Q5_0
-            | DType::Q5_1
-            | DType::Q8_0
-            | DType::Q2K
-            | DType::Q3K
-            | DType::Q4K
-            | DType::Q5K
-            | DType::Q6K
-            | DType::Q8K
-            | DType::TQ1_0
-            | DType::TQ2_0
-            | DType::MXFP4
-            | DType::NVFP4
-            | DType::Q1_0
-            | DType::Q2_0
-            | DType::IQ4NL
-            | DType::IQ4XS
-            | DType::IQ2XXS
-            | DType::IQ2XS
-            | DType::IQ2S
-            | DType::IQ3XXS
-            | DType::IQ3S
-            | DType::IQ1S
-            | DType::IQ1M
-            | DType::F32
-            | DType::F16
-            | DType::BF16
-    )
+    quantizer(dtype).is_some()
 }
 
 /// Whether ggml quantizes `dtype` only with an importance matrix (`ggml_quantize_requires_imatrix`).
 pub fn requires_imatrix(dtype: DType) -> bool {
-    matches!(dtype, DType::IQ2XXS | DType::IQ2XS | DType::IQ1S)
+    matches!(quantizer(dtype), Some((Plain::NeedsImatrix, _)))
 }
 
 /// Quantizes `src` (whole blocks) into `out` as ggml's reference quantizer for `dtype` does.
@@ -62,56 +162,23 @@ pub fn quantize(dtype: DType, src: &[f32], out: &mut [u8]) -> Result<()> {
             out.len()
         )));
     }
-    if requires_imatrix(dtype) {
-        return Err(Error::Invalid(format!(
-            "quantizing to {dtype} needs an importance matrix (as in llama.cpp): pass one with --imatrix"
-        )));
-    }
-    let f: fn(&[f32], &mut [u8]) = match dtype {
-        DType::Q4_0 => q4_0,
-        DType::Q4_1 => q4_1,
-        DType::Q5_0 => q5_0,
-        DType::Q5_1 => q5_1,
-        DType::Q2K => crate::ggml_kquant::q2_k,
-        DType::Q3K => crate::ggml_kquant::q3_k,
-        DType::Q4K => crate::ggml_kquant::q4_k,
-        DType::Q5K => crate::ggml_kquant::q5_k,
-        DType::Q6K => crate::ggml_kquant::q6_k,
-        DType::Q8K => crate::ggml_kquant::q8_k,
-        DType::TQ1_0 => crate::ggml_kquant::tq1_0,
-        DType::TQ2_0 => crate::ggml_kquant::tq2_0,
-        DType::MXFP4 => crate::ggml_kquant::mxfp4,
-        DType::NVFP4 => crate::ggml_weighted::nvfp4,
-        DType::Q1_0 => crate::ggml_weighted::q1_0,
-        DType::Q2_0 => crate::ggml_weighted::q2_0,
-        DType::IQ4NL => |x, y| crate::ggml_weighted::iq4_nl(x, None, y),
-        DType::IQ4XS => |x, y| crate::ggml_weighted::iq4_xs(x, None, y),
-        DType::IQ2S => |x, y| crate::ggml_iq::iq2_s(x, None, y),
-        DType::IQ3XXS => |x, y| crate::ggml_iq::iq3_xxs(x, None, y),
-        DType::IQ3S => |x, y| crate::ggml_iq::iq3_s(x, None, y),
-        DType::IQ1M => |x, y| crate::ggml_iq::iq1_m(x, None, y),
-        DType::Q8_0 => {
-            let done = crate::simd::q8_0_prefix(src, out);
-            for (x, y) in src[done * bs..]
-                .chunks_exact(bs)
-                .zip(out[done * ts..].chunks_exact_mut(ts))
-            {
-                q8_0_scalar(x, y);
+    match quantizer(dtype) {
+        Some((Plain::Whole(f), _)) => f(src, out),
+        Some((Plain::Block(f), _)) => {
+            for (x, y) in src.chunks_exact(bs).zip(out.chunks_exact_mut(ts)) {
+                f(x, y);
             }
-            return Ok(());
         }
-        DType::F32 | DType::F16 | DType::BF16 => {
-            encode_f32(dtype, src, out);
-            return Ok(());
-        }
-        other => {
+        Some((Plain::NeedsImatrix, _)) => {
             return Err(Error::Invalid(format!(
-                "quantizing to {other} is not implemented yet"
+                "quantizing to {dtype} needs an importance matrix (as in llama.cpp): pass one with --imatrix"
             )))
         }
-    };
-    for (x, y) in src.chunks_exact(bs).zip(out.chunks_exact_mut(ts)) {
-        f(x, y);
+        None => {
+            return Err(Error::Invalid(format!(
+                "quantizing to {dtype} is not implemented"
+            )))
+        }
     }
     Ok(())
 }
@@ -144,80 +211,104 @@ pub fn quantize_rows(
             out.len()
         )));
     }
-    use crate::ggml_weighted as w;
     let row_bytes = row_len / bs * ts;
-    type BlockFn = fn(&[f32], &[f32], &mut [u8]);
-    let block: BlockFn = match dtype {
-        DType::Q4_0 | DType::Q5_0 | DType::Q4_1 | DType::Q5_1 => {
-            for (x, y) in src
-                .chunks_exact(row_len)
-                .zip(out.chunks_exact_mut(row_bytes))
-            {
-                match dtype {
-                    DType::Q4_0 => w::q_0_row(x, qw, y, false),
-                    DType::Q5_0 => w::q_0_row(x, qw, y, true),
-                    DType::Q4_1 => w::q_1_row(x, qw, y, false),
-                    _ => w::q_1_row(x, qw, y, true),
+    let rows = src
+        .chunks_exact(row_len)
+        .zip(out.chunks_exact_mut(row_bytes));
+    match quantizer(dtype).map(|q| q.1) {
+        Some(Weighted::Row(f)) => rows.for_each(|(x, y)| f(x, qw, y)),
+        Some(Weighted::Block(f)) => {
+            for (x, y) in rows {
+                for (b, (xb, yb)) in x.chunks_exact(bs).zip(y.chunks_exact_mut(ts)).enumerate() {
+                    f(xb, &qw[b * bs..(b + 1) * bs], yb);
                 }
             }
-            return Ok(());
         }
-        DType::Q2K => w::q2_k,
-        DType::Q3K => w::q3_k,
-        DType::Q4K => w::q4_k,
-        DType::Q5K => w::q5_k,
-        DType::Q6K => w::q6_k,
-        DType::IQ4NL => |x, q, y| w::iq4_nl(x, Some(q), y),
-        DType::IQ4XS => |x, q, y| w::iq4_xs(x, Some(q), y),
-        DType::IQ2XXS => |x, q, y| crate::ggml_iq::iq2_xxs(x, Some(q), y),
-        DType::IQ2XS => |x, q, y| crate::ggml_iq::iq2_xs(x, Some(q), y),
-        DType::IQ2S => |x, q, y| crate::ggml_iq::iq2_s(x, Some(q), y),
-        DType::IQ3XXS => |x, q, y| crate::ggml_iq::iq3_xxs(x, Some(q), y),
-        DType::IQ3S => |x, q, y| crate::ggml_iq::iq3_s(x, Some(q), y),
-        DType::IQ1S => |x, q, y| crate::ggml_iq::iq1_s(x, Some(q), y),
-        DType::IQ1M => |x, q, y| crate::ggml_iq::iq1_m(x, Some(q), y),
         _ => return quantize(dtype, src, out),
-    };
-    for (x, y) in src
-        .chunks_exact(row_len)
-        .zip(out.chunks_exact_mut(row_bytes))
-    {
-        for (b, (xb, yb)) in x.chunks_exact(bs).zip(y.chunks_exact_mut(ts)).enumerate() {
-            block(xb, &qw[b * bs..(b + 1) * bs], yb);
-        }
     }
     Ok(())
 }
 
+/// Q8_0 over whole blocks: the AVX2 quantizer where the CPU has it, the scalar reference for the rest.
+fn q8_0_all(src: &[f32], out: &mut [u8]) {
+    let done = crate::simd::q8_0_prefix(src, out);
+    for (x, y) in src[done * 32..]
+        .chunks_exact(32)
+        .zip(out[done * 34..].chunks_exact_mut(34))
+    {
+        q8_0_scalar(x, y);
+    }
+}
+
+/// Runs a 32-value block quantizer over whole blocks (inlined into each vector build below).
+#[inline(always)]
+fn each_block(src: &[f32], out: &mut [u8], ts: usize, f: impl Fn(&[f32], &mut [u8])) {
+    for (x, y) in src.chunks_exact(32).zip(out.chunks_exact_mut(ts)) {
+        f(x, y);
+    }
+}
+
+macro_rules! legacy_builds {
+    ($($all:ident, $each:ident, $block:ident, $ts:expr;)*) => {$(
+        #[inline(always)]
+        fn $each(src: &[f32], out: &mut [u8]) {
+            each_block(src, out, $ts, $block)
+        }
+        simd_build! {
+            /// The block quantizer over whole blocks, built for the widest vectors the CPU has.
+            fn $all(src: &[f32], out: &mut [u8]) -> () = $each
+        }
+    )*};
+}
+
+legacy_builds! {
+    q4_0_all, q4_0_each, q4_0, 18;
+    q4_1_all, q4_1_each, q4_1, 20;
+    q5_0_all, q5_0_each, q5_0, 22;
+    q5_1_all, q5_1_each, q5_1, 24;
+}
+
+#[inline(always)]
 fn put_f16(y: &mut [u8], at: usize, v: f32) {
     y[at..at + 2].copy_from_slice(&f16_bits(v).to_le_bytes());
 }
 
-/// The value of largest magnitude (the first one on ties), as ggml's `amax`/`max` loop finds it.
+/// The value of largest magnitude (the first one on ties), as ggml's `amax`/`max` loop finds it: the largest
+/// magnitude lane by lane (NaN never wins, as in C's `amax < fabsf(v)`), then the first value that has it.
+#[inline(always)]
 fn signed_absmax(x: &[f32]) -> f32 {
-    let (mut amax, mut max) = (0f32, 0f32);
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
+    let mut m = [0f32; 8];
+    for c in x.chunks_exact(8) {
+        for i in 0..8 {
+            let a = c[i].abs();
+            m[i] = if m[i] < a { a } else { m[i] };
         }
     }
-    max
+    let amax = m.iter().fold(0f32, |acc, &v| if acc < v { v } else { acc });
+    if amax == 0.0 {
+        return 0.0;
+    }
+    x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0)
 }
 
+/// C's `min`/`max` loop (`v < min`, `v > max` from FLT_MAX/-FLT_MAX): lane by lane, then, as the sign of a zero
+/// depends on which one came first, the first value equal to each.
+#[inline(always)]
 fn min_max(x: &[f32]) -> (f32, f32) {
-    let (mut min, mut max) = (f32::MAX, -f32::MAX);
-    for &v in x {
-        if v < min {
-            min = v;
-        }
-        if v > max {
-            max = v;
+    let (mut lo, mut hi) = ([f32::MAX; 8], [-f32::MAX; 8]);
+    for c in x.chunks_exact(8) {
+        for i in 0..8 {
+            lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
+            hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
         }
     }
-    (min, max)
+    let min = lo.iter().fold(f32::MAX, |a, &v| if v < a { v } else { a });
+    let max = hi.iter().fold(-f32::MAX, |a, &v| if v > a { v } else { a });
+    let first = |t: f32| x.iter().copied().find(|&v| v == t).unwrap_or(t);
+    (first(min), first(max))
 }
 
+#[inline(always)]
 fn inv(d: f32) -> f32 {
     if d != 0.0 {
         1.0 / d
@@ -227,10 +318,12 @@ fn inv(d: f32) -> f32 {
 }
 
 /// C's `(int8_t)f` as x86-64 executes it: a 32-bit truncation whose low byte is kept.
+#[inline(always)]
 fn trunc_i8(f: f32) -> i32 {
     c_int(f) as i8 as i32
 }
 
+#[inline(always)]
 fn q4_0(x: &[f32], y: &mut [u8]) {
     let d = signed_absmax(x) / -8.0;
     let id = inv(d);
@@ -242,6 +335,7 @@ fn q4_0(x: &[f32], y: &mut [u8]) {
     }
 }
 
+#[inline(always)]
 fn q4_1(x: &[f32], y: &mut [u8]) {
     let (min, max) = min_max(x);
     let d = (max - min) / 15.0;
@@ -255,6 +349,7 @@ fn q4_1(x: &[f32], y: &mut [u8]) {
     }
 }
 
+#[inline(always)]
 fn q5_0(x: &[f32], y: &mut [u8]) {
     let d = signed_absmax(x) / -16.0;
     let id = inv(d);
@@ -270,6 +365,7 @@ fn q5_0(x: &[f32], y: &mut [u8]) {
     y[2..6].copy_from_slice(&qh.to_le_bytes());
 }
 
+#[inline(always)]
 fn q5_1(x: &[f32], y: &mut [u8]) {
     let (min, max) = min_max(x);
     let d = (max - min) / 31.0;
@@ -347,6 +443,59 @@ mod round_tests {
         }
         for v in vals.into_iter().filter(|v| v.is_finite()) {
             assert_eq!(roundf_small(v), v.round() as i32, "{v}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod build_tests {
+    use super::*;
+    use crate::{cap_simd_level, simd_level, SimdLevel};
+
+    /// Every vector build of the dispatched kernels (AVX-512, AVX2, as far as the CPU has them) gives the
+    /// portable code's bytes, for the quantizers that use them, with and without an importance matrix.
+    #[test]
+    fn every_simd_build_equals_the_portable_code() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let cols = 1024;
+        let x: Vec<f32> = (0..cols * 24)
+            .map(|i| {
+                let v = next();
+                if i % 53 == 0 {
+                    v * 30.0
+                } else {
+                    v * (1 + i / cols) as f32 * 0.1
+                }
+            })
+            .collect();
+        let w: Vec<f32> = (0..cols).map(|_| next() + 0.5).collect();
+        let run = |level: SimdLevel| {
+            cap_simd_level(level);
+            let mut outs = Vec::new();
+            for t in [DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K] {
+                for im in [None, Some(&w[..])] {
+                    let mut y = vec![0u8; x.len() / 256 * t.info().type_size as usize];
+                    quantize_rows(t, &x, cols, im, &mut y).unwrap();
+                    outs.push(y);
+                }
+            }
+            cap_simd_level(SimdLevel::Avx512);
+            outs
+        };
+        let portable = run(SimdLevel::Portable);
+        for level in [SimdLevel::Avx2, SimdLevel::Avx512] {
+            assert_eq!(
+                run(level),
+                portable,
+                "{level:?} (this CPU: {:?})",
+                simd_level()
+            );
         }
     }
 }

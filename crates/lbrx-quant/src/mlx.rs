@@ -66,8 +66,8 @@ pub fn quantize_affine(
     Ok(())
 }
 
-avx2_build! {
-    /// [`quantize_groups`], built for AVX2 where the CPU has it (measured in BENCHMARKS.md).
+simd_build! {
+    /// [`quantize_groups`], built for AVX-512/AVX2 where the CPU has them (measured in BENCHMARKS.md).
     fn quantize_groups_dispatch(
         dtype: DType,
         src: &[u8],
@@ -394,7 +394,8 @@ pub fn dequantize_fp(
 mod tests {
     use super::*;
 
-    /// The dispatched quantizer (AVX2 where the CPU has it) equals the portable code on every bit width.
+    /// The dispatched quantizer (at every level the CPU has: AVX-512, AVX2) equals the portable code on every
+    /// bit width.
     #[test]
     fn dispatched_equals_portable() {
         let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -421,10 +422,14 @@ mod tests {
                     vec![0u8; groups * 4],
                 );
                 let mut b = a.clone();
-                quantize_affine(DType::F32, &src, bits, group, &mut a.0, &mut a.1, &mut a.2)
-                    .unwrap();
                 quantize_groups(DType::F32, &src, bits, group, &mut b.0, &mut b.1, &mut b.2);
-                assert_eq!(a, b, "{bits} bits, groups of {group}");
+                for level in [crate::SimdLevel::Avx2, crate::SimdLevel::Avx512] {
+                    crate::cap_simd_level(level);
+                    quantize_affine(DType::F32, &src, bits, group, &mut a.0, &mut a.1, &mut a.2)
+                        .unwrap();
+                    crate::cap_simd_level(crate::SimdLevel::Avx512);
+                    assert_eq!(a, b, "{bits} bits, groups of {group}, {level:?}");
+                }
                 assert!(a.0.iter().any(|&v| v != 0));
             }
         }
