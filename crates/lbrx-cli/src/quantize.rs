@@ -31,6 +31,12 @@ pub(crate) struct Args {
     /// first match wins).
     #[arg(long = "tensor-type", value_name = "PATTERN=TYPE")]
     tensor_type: Vec<String>,
+    /// The type of output.weight (and of token embeddings tied to it), e.g. q8_0.
+    #[arg(long, value_name = "TYPE", value_parser = parse_type)]
+    output_tensor_type: Option<DType>,
+    /// The type of the token embeddings, e.g. q8_0.
+    #[arg(long, value_name = "TYPE", value_parser = parse_type)]
+    token_embedding_type: Option<DType>,
     /// Importance matrix from llama-imatrix (GGUF or legacy .dat): quantize with it as llama-quantize does.
     #[arg(long, value_name = "FILE")]
     imatrix: Option<PathBuf>,
@@ -57,15 +63,13 @@ pub(crate) fn run(a: Args) -> CliResult {
     let mut recipe = Recipe::named(&a.kind)?;
     recipe.pure = a.pure;
     recipe.leave_output = a.leave_output_tensor;
+    recipe.output_type = a.output_tensor_type;
+    recipe.token_embd_type = a.token_embedding_type;
     for o in &a.tensor_type {
         let (pat, ty) = o
             .rsplit_once('=')
             .ok_or_else(|| format!("--tensor-type '{o}': expected PATTERN=TYPE"))?;
-        let dtype = DType::from_name(ty)
-            .filter(|d| lbrx_quant::ggml_quant::can_quantize(*d))
-            .ok_or_else(|| {
-                format!("--tensor-type '{o}': '{ty}' is not a type lbrx quantizes to")
-            })?;
+        let dtype = parse_type(ty).map_err(|e| format!("--tensor-type '{o}': {e}"))?;
         let re = regex_lite(pat)?;
         recipe.overrides.push((re, dtype));
     }
@@ -85,6 +89,13 @@ pub(crate) fn run(a: Args) -> CliResult {
         ..a.write.options()
     };
     execute_plan(&plan, &*src, &opts, a.threads, a.quiet, a.json)
+}
+
+/// A ggml type lbrx quantizes to, by name (case-insensitive).
+fn parse_type(s: &str) -> Result<DType, String> {
+    DType::from_name(s)
+        .filter(|d| lbrx_quant::ggml_quant::can_quantize(*d))
+        .ok_or_else(|| format!("'{s}' is not a type lbrx quantizes to"))
 }
 
 fn regex_lite(p: &str) -> Result<regex::Regex, String> {

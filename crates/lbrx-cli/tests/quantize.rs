@@ -114,6 +114,18 @@ fn every_recipe_equals_llama_quantize() {
         "Q4_K_M",
         &["--tensor-type", "attn_v=q8_0"],
     );
+    check(
+        &e,
+        &input,
+        d.path(),
+        "Q4_K_M",
+        &[
+            "--output-tensor-type",
+            "q8_0",
+            "--token-embedding-type",
+            "q4_k",
+        ],
+    );
     // requantizing a quantized file goes through f32 as llama-quantize does
     let q8 = d.path().join("ours-Q8_0.gguf");
     let (refp, ours) = (

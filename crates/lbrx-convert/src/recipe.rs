@@ -60,6 +60,10 @@ pub struct Recipe {
     pub leave_output: bool,
     /// User overrides: (substring or regex, type), first match wins (`--tensor-type PATTERN=TYPE`).
     pub overrides: Vec<(regex::Regex, DType)>,
+    /// The type of `output.weight` (and of tied token embeddings) (`--output-tensor-type`).
+    pub output_type: Option<DType>,
+    /// The type of the token embeddings (`--token-embedding-type`).
+    pub token_embd_type: Option<DType>,
     /// An importance matrix is given (some choices depend on it, as in llama.cpp).
     pub has_imatrix: bool,
 }
@@ -90,6 +94,8 @@ impl Recipe {
             pure: false,
             leave_output: false,
             overrides: Vec::new(),
+            output_type: None,
+            token_embd_type: None,
             has_imatrix: false,
         })
     }
@@ -264,6 +270,21 @@ pub fn choose_types(
             out[i] = *dtype;
             continue;
         }
+        // the user's embedding and output types come first (a --tensor-type pattern may still name the
+        // per-layer embeddings), with no fallback, as in llama.cpp
+        let named = name == "per_layer_token_embd.weight"
+            && r.overrides.iter().any(|(p, _)| p.is_match(name));
+        match (cats[i], r.token_embd_type, r.output_type) {
+            (Cat::TokenEmbd, Some(t), _) if !named => {
+                out[i] = t;
+                continue;
+            }
+            (Cat::Output, _, Some(t)) => {
+                out[i] = t;
+                continue;
+            }
+            _ => {}
+        }
         let mut t = r.default;
         if t.info().kind == lbrx_core::DTypeKind::Quantized {
             let manual = r
@@ -368,7 +389,9 @@ fn pick(
     if cat == Cat::Output || (tied && cat == Cat::TokenEmbd) {
         let nx = *shape.last().unwrap_or(&0);
         let qk = t.info().block_size as u64;
-        if ft == "MXFP4_MOE" || falcon || !nx.is_multiple_of(qk) {
+        if let Some(o) = r.output_type {
+            t = o;
+        } else if ft == "MXFP4_MOE" || falcon || !nx.is_multiple_of(qk) {
             t = DType::Q8_0;
         } else if low_iq || ft == "IQ3_XXS" {
             t = DType::Q5K;
