@@ -196,6 +196,9 @@ pub(crate) fn print_plan(plan: &Plan, json: bool) -> CliResult {
     for (name, p) in &plan.assets {
         s += &format!("{name} (copied from {})\n", p.display());
     }
+    for w in &plan.warnings {
+        s += &format!("\nwarning: {w}\n");
+    }
     out(&s)
 }
 
@@ -250,7 +253,9 @@ pub(crate) fn run(a: Args) -> CliResult {
             if !to_gguf {
                 return Err("--recipe (a llama.cpp file type) needs a .gguf destination".into());
             }
-            Some(lbrx_convert::recipe::Recipe::named(&r)?)
+            let mut r = lbrx_convert::recipe::Recipe::named(&r)?;
+            r.dry_run = a.dry_run;
+            Some(r)
         }
         None => None,
     };

@@ -65,6 +65,7 @@ pub(crate) fn run(a: Args) -> CliResult {
     recipe.leave_output = a.leave_output_tensor;
     recipe.output_type = a.output_tensor_type;
     recipe.token_embd_type = a.token_embedding_type;
+    recipe.dry_run = a.dry_run;
     for o in &a.tensor_type {
         let (pat, ty) = o
             .rsplit_once('=')

@@ -220,6 +220,8 @@ pub struct Plan {
     /// experts).
     #[serde(skip)]
     pub imatrix: BTreeMap<usize, Vec<f32>>,
+    /// What the plan cannot do as it stands (a dry run of a recipe that needs an importance matrix).
+    pub warnings: Vec<String>,
 }
 
 /// A CRC-32 (zip's) of written bytes, stored little-endian at some offsets once the bytes are there.
@@ -616,6 +618,7 @@ pub(crate) fn layout_gguf(
         fixed: Vec::new(),
         crc32: Vec::new(),
         imatrix: BTreeMap::new(),
+        warnings: Vec::new(),
     })
 }
 
@@ -702,6 +705,7 @@ pub(crate) fn layout_safetensors_dir(
         fixed: Vec::new(),
         crc32: Vec::new(),
         imatrix: BTreeMap::new(),
+        warnings: Vec::new(),
     })
 }
 
@@ -887,6 +891,7 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
         fixed: Vec::new(),
         crc32: Vec::new(),
         imatrix: BTreeMap::new(),
+        warnings: Vec::new(),
     })
 }
 
@@ -965,6 +970,7 @@ pub fn plan_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
         fixed,
         crc32,
         imatrix: BTreeMap::new(),
+        warnings: Vec::new(),
     })
 }
 
@@ -1023,6 +1029,7 @@ pub fn plan_npy(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
         fixed: Vec::new(),
         crc32: Vec::new(),
         imatrix: BTreeMap::new(),
+        warnings: Vec::new(),
     })
 }
 

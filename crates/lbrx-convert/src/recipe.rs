@@ -66,6 +66,9 @@ pub struct Recipe {
     pub token_embd_type: Option<DType>,
     /// An importance matrix is given (some choices depend on it, as in llama.cpp).
     pub has_imatrix: bool,
+    /// Plan only (`--dry-run`): a missing importance matrix is reported in the plan's warnings instead of
+    /// refused.
+    pub dry_run: bool,
 }
 
 /// llama-quantize's aliases: (alias, file type).
@@ -97,6 +100,7 @@ impl Recipe {
             output_type: None,
             token_embd_type: None,
             has_imatrix: false,
+            dry_run: false,
         })
     }
 }
@@ -642,9 +646,10 @@ pub fn plan_quantize(
     for k in lbrx_formats::gguf::SPLIT_KEYS {
         meta.remove(k);
     }
-    let (outs, weights) = apply_recipe(outs, src, &mut meta, r, imatrix)?;
+    let (outs, weights, warnings) = apply_recipe(outs, src, &mut meta, r, imatrix)?;
     let mut plan = layout_gguf(outs, &meta, dst, max_shard_size, Vec::new())?;
     plan.imatrix = weights;
+    plan.warnings = warnings;
     Ok(plan)
 }
 
@@ -658,7 +663,7 @@ pub(crate) fn apply_recipe(
     meta: &mut Metadata,
     r: &Recipe,
     imatrix: Option<&ImatrixInput>,
-) -> Result<(Vec<crate::plan::GgufOut>, ImportanceByJob)> {
+) -> Result<(Vec<crate::plan::GgufOut>, ImportanceByJob, Vec<String>)> {
     use crate::Transform;
     let facts = ModelFacts::from_metadata(meta);
     let mut r = r.clone();
@@ -672,6 +677,7 @@ pub(crate) fn apply_recipe(
     let order = loader_order(&list);
     let mut planned = Vec::with_capacity(outs.len());
     let mut weights = std::collections::BTreeMap::new();
+    let mut warnings = Vec::new();
     for i in order {
         let mut o = outs[i].clone();
         let (name, inter, shape) = (&list[i].0, list[i].1, &list[i].2);
@@ -695,11 +701,17 @@ pub(crate) fn apply_recipe(
             o.spec.dtype = to;
             let needs_imatrix = requires_imatrix(name, to, r.name);
             if needs_imatrix && imatrix.is_none() {
-                return Err(Error::Invalid(format!(
+                let m = format!(
                     "{}: this quantization requires an importance matrix (tensor '{name}' would be {to}, as \
                      in llama.cpp): make one with llama-imatrix and pass it with --imatrix",
                     r.name
-                )));
+                );
+                if !r.dry_run {
+                    return Err(Error::Invalid(m));
+                }
+                if warnings.is_empty() {
+                    warnings.push(m);
+                }
             }
             if let (Some(im), Transform::Quant { .. }) = (imatrix, o.transform) {
                 if let Some(w) = im.data.entries.get(name) {
@@ -723,6 +735,7 @@ pub(crate) fn apply_recipe(
             }
         }
         if to != inter
+            && imatrix.is_some()
             && requires_imatrix(name, to, r.name)
             && !weights.contains_key(&planned.len())
         {
@@ -760,7 +773,7 @@ pub(crate) fn apply_recipe(
             meta.insert(k, v);
         }
     }
-    Ok((planned, weights))
+    Ok((planned, weights, warnings))
 }
 
 #[cfg(test)]

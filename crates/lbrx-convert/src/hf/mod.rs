@@ -934,12 +934,13 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         spec.vocab,
         &mut meta,
     )?;
-    let mut weights = std::collections::BTreeMap::new();
+    let (mut weights, mut warnings) = (std::collections::BTreeMap::new(), Vec::new());
     if let Some(r) = &opts.recipe {
-        (outs, weights) =
+        (outs, weights, warnings) =
             crate::recipe::apply_recipe(outs, src, &mut meta, r, opts.imatrix.as_ref())?;
     }
     let mut plan = layout_gguf(outs, &meta, dst, opts.max_shard_size, inline)?;
     plan.imatrix = weights;
+    plan.warnings = warnings;
     Ok(plan)
 }
