@@ -47,10 +47,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let piece = (65536 / bs * bs) as usize;
                 for b in bytes.chunks(piece * 2) {
                     let m = b.len() / 2;
-                    f.resize(m, 0.0);
-                    lbrx_quant::cast::decode_f32(DType::F16, b, f);
                     q.resize(m / bs as usize * to.info().type_size as usize, 0);
-                    lbrx_quant::ggml_quant::quantize(to, f, q).expect("quantize");
+                    if to.is_castable_float() {
+                        f.resize(m, 0.0);
+                        lbrx_quant::cast::decode_f32(DType::F16, b, f);
+                        lbrx_quant::ggml_quant::quantize(to, f, q).expect("quantize");
+                    } else {
+                        lbrx_quant::ggml_quant::quantize_from(DType::F16, b, to, q)
+                            .expect("quantize");
+                    }
                 }
             },
         );

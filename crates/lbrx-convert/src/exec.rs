@@ -359,14 +359,22 @@ pub fn execute(
                         let blocks = (PIECE_BYTES / (bs * 4)).max(1);
                         let mut floats = vec![0f32; blocks * bs];
                         let mut at = out_off;
+                        // stored floats go straight to the quantizer (vector kernels read them as they are)
+                        let direct =
+                            via.is_none() && matches!(from, DType::F32 | DType::F16 | DType::BF16);
                         for s in bytes.chunks(blocks * bs / fbs * fts) {
                             let n = s.len() / fts * fbs;
-                            decode_values(from, s, &mut floats[..n], name)?;
-                            round_via(via, &mut floats[..n]);
                             let nb = n / bs * bts;
                             buf.resize(nb, 0);
-                            lbrx_quant::ggml_quant::quantize(to, &floats[..n], &mut buf[..nb])
-                                .map_err(|e| context(e, name))?;
+                            if direct {
+                                lbrx_quant::ggml_quant::quantize_from(from, s, to, &mut buf[..nb])
+                                    .map_err(|e| context(e, name))?;
+                            } else {
+                                decode_values(from, s, &mut floats[..n], name)?;
+                                round_via(via, &mut floats[..n]);
+                                lbrx_quant::ggml_quant::quantize(to, &floats[..n], &mut buf[..nb])
+                                    .map_err(|e| context(e, name))?;
+                            }
                             sink.write_at(job.file, at, &buf[..nb])?;
                             at += nb as u64;
                         }

@@ -229,30 +229,86 @@ pub fn quantize_rows(
     Ok(())
 }
 
-/// Q8_0 over whole blocks: the AVX2 quantizer where the CPU has it, the scalar reference for the rest.
+/// A 32-value block type over whole blocks: the vector quantizer where the CPU has one, the scalar reference
+/// for the blocks it does not take.
+fn vector_or_scalar(to: DType, src: &[f32], out: &mut [u8], scalar: fn(&[f32], &mut [u8])) {
+    let ts = to.info().type_size as usize;
+    let n = src.len() / 32;
+    let mut done = 0;
+    while done < n {
+        done += crate::simd::quantize_prefix_f32(&src[done * 32..], to, &mut out[done * ts..]);
+        if done < n {
+            scalar(
+                &src[done * 32..done * 32 + 32],
+                &mut out[done * ts..(done + 1) * ts],
+            );
+            done += 1;
+        }
+    }
+}
+
 fn q8_0_all(src: &[f32], out: &mut [u8]) {
-    let done = crate::simd::q8_0_prefix(src, out);
-    for (x, y) in src[done * 32..]
-        .chunks_exact(32)
-        .zip(out[done * 34..].chunks_exact_mut(34))
+    vector_or_scalar(DType::Q8_0, src, out, q8_0_scalar)
+}
+
+fn q4_0_all(src: &[f32], out: &mut [u8]) {
+    vector_or_scalar(DType::Q4_0, src, out, q4_0)
+}
+
+/// Quantizes values stored as `from` (F32, F16 or BF16 bytes, whole blocks) into `out` as [`quantize`] does
+/// with the decoded values: Q8_0 and Q4_0 straight from the stored values in vector kernels where the CPU has
+/// them, every other case decoded in pieces first.
+pub fn quantize_from(from: DType, src: &[u8], to: DType, out: &mut [u8]) -> Result<()> {
+    let fs = from.info().type_size as usize;
+    let (bs, ts) = (to.info().block_size as usize, to.info().type_size as usize);
+    if !matches!(from, DType::F32 | DType::F16 | DType::BF16)
+        || !src.len().is_multiple_of(fs * bs)
+        || out.len() != src.len() / fs / bs * ts
     {
-        q8_0_scalar(x, y);
+        return Err(Error::Invalid(format!(
+            "quantize {from} -> {to}: {} bytes do not make whole blocks of {} bytes",
+            src.len(),
+            out.len()
+        )));
     }
+    let n = src.len() / fs / bs;
+    let vector = crate::simd::has_quantize_kernel(from, to);
+    let mut floats = Vec::new();
+    let mut done = 0;
+    while done < n {
+        if vector {
+            done += crate::simd::quantize_prefix(
+                from,
+                &src[done * bs * fs..],
+                to,
+                &mut out[done * ts..],
+            );
+            if done == n {
+                break;
+            }
+        }
+        // what the vector code does not take: the block it stopped at, else pieces of up to 4096 blocks
+        let k = if vector { 1 } else { (n - done).min(4096) };
+        floats.resize(k * bs, 0.0);
+        crate::cast::decode_f32(
+            from,
+            &src[done * bs * fs..(done + k) * bs * fs],
+            &mut floats,
+        );
+        quantize(to, &floats, &mut out[done * ts..(done + k) * ts])?;
+        done += k;
+    }
+    Ok(())
 }
 
-/// Runs a 32-value block quantizer over whole blocks (inlined into each vector build below).
-#[inline(always)]
-fn each_block(src: &[f32], out: &mut [u8], ts: usize, f: impl Fn(&[f32], &mut [u8])) {
-    for (x, y) in src.chunks_exact(32).zip(out.chunks_exact_mut(ts)) {
-        f(x, y);
-    }
-}
-
+/// A 32-value block quantizer over whole blocks (its body inlined into each vector build).
 macro_rules! legacy_builds {
     ($($all:ident, $each:ident, $block:ident, $ts:expr;)*) => {$(
         #[inline(always)]
         fn $each(src: &[f32], out: &mut [u8]) {
-            each_block(src, out, $ts, $block)
+            for (x, y) in src.chunks_exact(32).zip(out.chunks_exact_mut($ts)) {
+                $block(x, y);
+            }
         }
         simd_build! {
             /// The block quantizer over whole blocks, built for the widest vectors the CPU has.
@@ -262,7 +318,6 @@ macro_rules! legacy_builds {
 }
 
 legacy_builds! {
-    q4_0_all, q4_0_each, q4_0, 18;
     q4_1_all, q4_1_each, q4_1, 20;
     q5_0_all, q5_0_each, q5_0, 22;
     q5_1_all, q5_1_each, q5_1, 24;
@@ -451,6 +506,99 @@ mod round_tests {
 mod build_tests {
     use super::*;
     use crate::{cap_simd_level, simd_level, SimdLevel};
+
+    /// Blocks of 32 that stress a quantizer: random, zeros, constants, ties after scaling, huge and tiny
+    /// magnitudes, subnormals, NaN and infinities, signed zeros, the largest magnitude negative and repeated.
+    fn edge_values() -> Vec<f32> {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut vals: Vec<f32> = (0..1 << 14)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 300.0
+            })
+            .collect();
+        vals.extend(vec![0f32; 32]);
+        vals.extend(vec![3.25f32; 32]);
+        vals.extend(vec![-3.25f32; 32]);
+        vals.extend((0..32).map(|i| (i as f32 - 16.0) * 127.0 / 16.0 + 0.5));
+        vals.extend((0..32).map(|i| (i as f32 - 16.0) / 2.0));
+        vals.extend((0..32).map(|i| if i == 3 { 1e30 } else { 1e-30 * i as f32 }));
+        vals.extend((0..32).map(|i| f32::from_bits(i as u32 + 1)));
+        vals.extend((0..32).map(|i| match i {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            _ => i as f32,
+        }));
+        vals.extend((0..32).map(|i| if i % 2 == 0 { -0.0 } else { 0.0 }));
+        vals.extend((0..32).map(|i| {
+            if i == 5 || i == 9 {
+                -7.0
+            } else {
+                i as f32 / 8.0
+            }
+        }));
+        vals.extend((0..32).map(|i| {
+            if i == 5 {
+                -7.0
+            } else if i == 9 {
+                7.0
+            } else {
+                1.0
+            }
+        }));
+        vals.extend((0..32).map(|i| 60000.0 * if i % 3 == 0 { -1.0 } else { 1.0 }));
+        vals
+    }
+
+    /// Quantizing straight from stored F32/F16/BF16 values (the vector kernels of Q8_0 and Q4_0, the decoding
+    /// path of the others) gives the bytes of decoding first, then ggml's scalar reference.
+    #[test]
+    fn quantize_from_stored_values_equals_decode_then_reference() {
+        let vals = edge_values();
+        for from in [DType::F32, DType::F16, DType::BF16] {
+            let mut stored = vec![0u8; vals.len() * from.info().type_size as usize];
+            crate::cast::encode_f32(from, &vals, &mut stored);
+            let mut decoded = vec![0f32; vals.len()];
+            crate::cast::decode_f32(from, &stored, &mut decoded);
+            for to in [
+                DType::Q8_0,
+                DType::Q4_0,
+                DType::Q4_1,
+                DType::Q5_0,
+                DType::Q4K,
+            ] {
+                let (bs, ts) = (to.info().block_size as usize, to.info().type_size as usize);
+                let n = decoded.len() / bs;
+                let mut want = vec![0u8; n * ts];
+                let reference: fn(&[f32], &mut [u8]) = match to {
+                    DType::Q8_0 => q8_0_scalar,
+                    DType::Q4_0 => q4_0,
+                    DType::Q4_1 => q4_1,
+                    DType::Q5_0 => q5_0,
+                    _ => crate::ggml_kquant::q4_k,
+                };
+                for (x, y) in decoded.chunks_exact(bs).zip(want.chunks_exact_mut(ts)) {
+                    reference(x, y);
+                }
+                let fs = from.info().type_size as usize;
+                let mut got = vec![0u8; n * ts];
+                quantize_from(from, &stored[..n * bs * fs], to, &mut got).unwrap();
+                for (b, (g, w)) in got.chunks(ts).zip(want.chunks(ts)).enumerate() {
+                    assert_eq!(
+                        g,
+                        w,
+                        "{from} -> {to}, block {b}: {:?}",
+                        &decoded[b * bs..(b + 1) * bs]
+                    );
+                }
+                let mut again = vec![0u8; n * ts];
+                quantize(to, &decoded[..n * bs], &mut again).unwrap();
+                assert_eq!(again, want, "{from} -> {to} through quantize");
+            }
+        }
+    }
 
     /// Every vector build of the dispatched kernels (AVX-512, AVX2, as far as the CPU has them) gives the
     /// portable code's bytes, for the quantizers that use them, with and without an importance matrix.

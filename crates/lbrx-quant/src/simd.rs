@@ -36,18 +36,49 @@ pub(crate) fn encode_prefix(to: DType, src: &[f32], dst: &mut [u8]) -> usize {
     0
 }
 
-/// Quantizes the leading whole Q8_0 blocks of `src` into `dst` with SIMD, lane for lane what the scalar
-/// reference does (the block maximum is order-free, each product and rounding is per element); returns the
-/// block count done (0 without a SIMD path).
-pub(crate) fn q8_0_prefix(src: &[f32], dst: &mut [u8]) -> usize {
+/// Whether [`quantize_prefix`] has a vector kernel for `from` -> `to` on this CPU.
+pub(crate) fn has_quantize_kernel(from: DType, to: DType) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 was checked at run time; `q8_0` stays inside both slices.
-            return unsafe { x86::q8_0(src, dst) };
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            return matches!(from, DType::F32 | DType::F16 | DType::BF16)
+                && matches!(to, DType::Q8_0 | DType::Q4_0);
         }
     }
-    let _ = (src, dst);
+    let _ = (from, to);
+    false
+}
+
+/// [`quantize_prefix`] of f32 values.
+pub(crate) fn quantize_prefix_f32(src: &[f32], to: DType, dst: &mut [u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            return x86::quantize_prefix_f32(src, to, dst);
+        }
+    }
+    let _ = (src, to, dst);
+    0
+}
+
+/// Quantizes the leading whole blocks of `src` (elements of `from`: F32, F16 or BF16) into `to` (Q8_0 or Q4_0)
+/// with SIMD, lane for lane what the scalar reference does (a block's maximum is order-free, each product,
+/// rounding and truncation is per element), stopping before the first block the vector code does not take (a
+/// NaN or an infinite scale); returns the blocks done (0 without a SIMD path).
+pub(crate) fn quantize_prefix(from: DType, src: &[u8], to: DType, dst: &mut [u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            return x86::quantize_prefix(from, src, to, dst);
+        }
+    }
+    let _ = (from, src, to, dst);
     0
 }
 
@@ -181,58 +212,148 @@ mod x86 {
         _mm256_and_si256(_mm256_cvttps_epi32(r), ordered)
     }
 
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn q8_0(src: &[f32], dst: &mut [u8]) -> usize {
-        let n = (src.len() / 32).min(dst.len() / 34);
+    /// Loads a 32-value block at `p` as four 8-lane vectors; `None` when a value is NaN (the scalar code then
+    /// reproduces what C's conversions give).
+    #[inline(always)]
+    unsafe fn load_block<L: Load>(p: *const u8) -> Option<[__m256; 4]> {
+        // SAFETY: the caller guarantees 32 elements at p.
+        let v = unsafe { [0, 8, 16, 24].map(|k| L::load(p.add(k * L::SIZE))) };
+        let nan = v.iter().fold(0, |a, &q| {
+            a | _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(q, q))
+        });
+        (nan == 0).then_some(v)
+    }
+
+    /// The largest |value| of a NaN-free block.
+    #[inline(always)]
+    unsafe fn block_amax(v: &[__m256; 4]) -> f32 {
         let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-        for b in 0..n {
-            let x = &src[b * 32..b * 32 + 32];
-            let y = &mut dst[b * 34..b * 34 + 34];
-            // SAFETY: x has 32 elements; four unaligned 8-lane loads read exactly x[0..32].
-            let v = unsafe {
-                [
-                    _mm256_loadu_ps(x.as_ptr()),
-                    _mm256_loadu_ps(x.as_ptr().add(8)),
-                    _mm256_loadu_ps(x.as_ptr().add(16)),
-                    _mm256_loadu_ps(x.as_ptr().add(24)),
-                ]
+        let mut m = _mm256_setzero_ps();
+        for &q in v {
+            m = _mm256_max_ps(_mm256_and_ps(q, abs_mask), m);
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: lanes has room for 8 f32.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
+        lanes.iter().fold(0f32, |a, &l| a.max(l))
+    }
+
+    /// i32 lanes of four vectors -> 32 bytes in element order (signed or unsigned saturation at 8 bits).
+    #[inline(always)]
+    unsafe fn pack_bytes(i: [__m256i; 4], signed: bool) -> __m256i {
+        let p16a = _mm256_packs_epi32(i[0], i[1]);
+        let p16b = _mm256_packs_epi32(i[2], i[3]);
+        let p8 = if signed {
+            _mm256_packs_epi16(p16a, p16b)
+        } else {
+            _mm256_packus_epi16(p16a, p16b)
+        };
+        // packs interleave 128-bit halves; the permute restores element order
+        _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
+
+    /// Q8_0 over the leading whole blocks of `n` blocks at `sp`, stopping before a block the vector code does not
+    /// take (a NaN, an infinite scale); returns the blocks done.
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn q8_0<L: Load>(sp: *const u8, n: usize, dst: &mut [u8]) -> usize {
+        for b in 0..n.min(dst.len() / 34) {
+            // SAFETY: the caller guarantees n blocks of 32 elements at sp.
+            let Some(v) = (unsafe { load_block::<L>(sp.add(b * 32 * L::SIZE)) }) else {
+                return b;
             };
-            // max(|v|, acc) keeps acc when |v| is NaN, as the scalar f32::max fold does.
-            let mut m = _mm256_setzero_ps();
-            for q in v {
-                m = _mm256_max_ps(_mm256_and_ps(q, abs_mask), m);
-            }
-            let mut lanes = [0f32; 8];
-            // SAFETY: lanes has room for 8 f32.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
-            let amax = lanes.iter().fold(0f32, |a, &l| a.max(l));
+            let amax = unsafe { block_amax(&v) };
             let d = amax / 127.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            // NaN inputs or an infinite scale (subnormal blocks) leave the range the packs saturate in: the
-            // scalar code reproduces what C's conversions give there.
-            let nan = v.iter().fold(0, |a, &q| {
-                a | _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(q, q))
-            });
-            if nan != 0 || !id.is_finite() || !amax.is_finite() {
-                crate::ggml_quant::q8_0_scalar(x, y);
-                continue;
+            if !id.is_finite() || !amax.is_finite() {
+                return b;
             }
+            let y = &mut dst[b * 34..b * 34 + 34];
             y[..2].copy_from_slice(&crate::cast::f16_bits(d).to_le_bytes());
             let idv = _mm256_set1_ps(id);
-            let i: [__m256i; 4] = v.map(|q| {
-                // SAFETY: AVX2 is enabled for this function.
-                unsafe { roundf_epi32(_mm256_mul_ps(q, idv)) }
-            });
-            // i32 -> i16 -> i8 (values lie in [-127, 127]); packs interleave 128-bit halves, the permute restores order.
-            let p16a = _mm256_packs_epi32(i[0], i[1]);
-            let p16b = _mm256_packs_epi32(i[2], i[3]);
-            let p8 = _mm256_packs_epi16(p16a, p16b);
-            let ordered =
-                _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            // SAFETY: AVX2 is enabled for this function.
+            let i: [__m256i; 4] = v.map(|q| unsafe { roundf_epi32(_mm256_mul_ps(q, idv)) });
+            // values lie in [-127, 127]
+            let ordered = unsafe { pack_bytes(i, true) };
             // SAFETY: y[2..34] holds 32 bytes.
             unsafe { _mm256_storeu_si256(y[2..].as_mut_ptr() as *mut __m256i, ordered) };
         }
-        n
+        n.min(dst.len() / 34)
+    }
+
+    /// Q4_0 as [`q8_0`]: the signed value of largest magnitude (the first on ties) over -8 is the scale, each
+    /// value `(int8_t)(x * id + 8.5)` capped at 15, two per byte.
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn q4_0<L: Load>(sp: *const u8, n: usize, dst: &mut [u8]) -> usize {
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        for b in 0..n.min(dst.len() / 18) {
+            // SAFETY: the caller guarantees n blocks of 32 elements at sp.
+            let Some(v) = (unsafe { load_block::<L>(sp.add(b * 32 * L::SIZE)) }) else {
+                return b;
+            };
+            let amax = unsafe { block_amax(&v) };
+            if !amax.is_finite() {
+                return b;
+            }
+            let max = if amax == 0.0 {
+                0.0
+            } else {
+                // the first value whose magnitude is the maximum
+                let av = _mm256_set1_ps(amax);
+                let mut mask = 0u32;
+                for (k, &q) in v.iter().enumerate() {
+                    let eq = _mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_and_ps(q, abs_mask), av);
+                    mask |= (_mm256_movemask_ps(eq) as u32) << (8 * k);
+                }
+                let first = mask.trailing_zeros() as usize;
+                let mut vals = [0f32; 32];
+                for (k, &q) in v.iter().enumerate() {
+                    // SAFETY: vals has room for 32 f32.
+                    unsafe { _mm256_storeu_ps(vals.as_mut_ptr().add(8 * k), q) };
+                }
+                vals[first.min(31)]
+            };
+            let d = max / -8.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            if !id.is_finite() {
+                return b;
+            }
+            let y = &mut dst[b * 18..b * 18 + 18];
+            y[..2].copy_from_slice(&crate::cast::f16_bits(d).to_le_bytes());
+            let (idv, half) = (_mm256_set1_ps(id), _mm256_set1_ps(8.5));
+            // x * id lies in [-8, 8], so the truncations lie in [0, 16] and pack without saturating
+            let i: [__m256i; 4] =
+                v.map(|q| _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(q, idv), half)));
+            let q = _mm256_min_epu8(unsafe { pack_bytes(i, false) }, _mm256_set1_epi8(15));
+            let (lo, hi) = (_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+            let packed = _mm_or_si128(lo, _mm_slli_epi16::<4>(hi));
+            // SAFETY: y[2..18] holds 16 bytes.
+            unsafe { _mm_storeu_si128(y[2..].as_mut_ptr() as *mut __m128i, packed) };
+        }
+        n.min(dst.len() / 18)
+    }
+
+    pub(super) fn quantize_prefix(from: DType, src: &[u8], to: DType, dst: &mut [u8]) -> usize {
+        let size = from.info().type_size as usize;
+        blocks(from, src.as_ptr(), src.len() / size / 32, to, dst)
+    }
+
+    pub(super) fn quantize_prefix_f32(src: &[f32], to: DType, dst: &mut [u8]) -> usize {
+        blocks(DType::F32, src.as_ptr().cast(), src.len() / 32, to, dst)
+    }
+
+    fn blocks(from: DType, sp: *const u8, n: usize, to: DType, dst: &mut [u8]) -> usize {
+        // SAFETY: the caller checked AVX2 and F16C at run time; sp holds n whole blocks of `from`.
+        unsafe {
+            match (from, to) {
+                (DType::F32, DType::Q8_0) => q8_0::<F32>(sp, n, dst),
+                (DType::F16, DType::Q8_0) => q8_0::<F16>(sp, n, dst),
+                (DType::BF16, DType::Q8_0) => q8_0::<BF16>(sp, n, dst),
+                (DType::F32, DType::Q4_0) => q4_0::<F32>(sp, n, dst),
+                (DType::F16, DType::Q4_0) => q4_0::<F16>(sp, n, dst),
+                (DType::BF16, DType::Q4_0) => q4_0::<BF16>(sp, n, dst),
+                _ => 0,
+            }
+        }
     }
 
     pub(super) fn encode_prefix(to: DType, src: &[f32], dst: &mut [u8]) -> usize {
@@ -335,41 +456,6 @@ mod tests {
                 crate::cast::encode_f32(to, &vals[..n], &mut b);
                 assert!(a == b, "{to}, {n} values");
             }
-        }
-    }
-
-    #[test]
-    fn q8_0_simd_equals_scalar() {
-        let bytes = random_f32(1 << 16);
-        let mut vals: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) % 1000.0)
-            .collect();
-        // edge blocks: zeros, constant, ties at .5 after scaling, huge and tiny magnitudes, NaN and infinities
-        let mut edge = vec![0f32; 32];
-        edge.extend(vec![3.25f32; 32]);
-        edge.extend((0..32).map(|i| (i as f32 - 16.0) * 127.0 / 16.0 + 0.5));
-        edge.extend((0..32).map(|i| if i == 3 { 1e30 } else { 1e-30 * i as f32 }));
-        edge.extend((0..32).map(|i| f32::from_bits(i as u32 + 1)));
-        edge.extend((0..32).map(|i| match i {
-            0 => f32::NAN,
-            1 => f32::INFINITY,
-            _ => i as f32,
-        }));
-        vals.extend(edge);
-        vals.truncate(vals.len() / 32 * 32);
-        let mut simd = vec![0u8; vals.len() / 32 * 34];
-        let done = super::q8_0_prefix(&vals, &mut simd);
-        if done == 0 {
-            return; // no SIMD on this CPU: nothing to compare
-        }
-        assert_eq!(done, vals.len() / 32);
-        let mut scalar = vec![0u8; simd.len()];
-        for (x, y) in vals.chunks_exact(32).zip(scalar.chunks_exact_mut(34)) {
-            crate::ggml_quant::q8_0_scalar(x, y);
-        }
-        for (b, (a, s)) in simd.chunks(34).zip(scalar.chunks(34)).enumerate() {
-            assert_eq!(a, s, "block {b}: {:?}", &vals[b * 32..b * 32 + 32]);
         }
     }
 
