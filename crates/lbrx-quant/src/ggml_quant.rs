@@ -255,6 +255,18 @@ fn q4_0_all(src: &[f32], out: &mut [u8]) {
     vector_or_scalar(DType::Q4_0, src, out, q4_0)
 }
 
+fn q4_1_all(src: &[f32], out: &mut [u8]) {
+    vector_or_scalar(DType::Q4_1, src, out, q4_1)
+}
+
+fn q5_0_all(src: &[f32], out: &mut [u8]) {
+    vector_or_scalar(DType::Q5_0, src, out, q5_0)
+}
+
+fn q5_1_all(src: &[f32], out: &mut [u8]) {
+    vector_or_scalar(DType::Q5_1, src, out, q5_1)
+}
+
 /// Quantizes values stored as `from` (F32, F16 or BF16 bytes, whole blocks) into `out` as [`quantize`] does
 /// with the decoded values: Q8_0 and Q4_0 straight from the stored values in vector kernels where the CPU has
 /// them, every other case decoded in pieces first.
@@ -299,28 +311,6 @@ pub fn quantize_from(from: DType, src: &[u8], to: DType, out: &mut [u8]) -> Resu
         done += k;
     }
     Ok(())
-}
-
-/// A 32-value block quantizer over whole blocks (its body inlined into each vector build).
-macro_rules! legacy_builds {
-    ($($all:ident, $each:ident, $block:ident, $ts:expr;)*) => {$(
-        #[inline(always)]
-        fn $each(src: &[f32], out: &mut [u8]) {
-            for (x, y) in src.chunks_exact(32).zip(out.chunks_exact_mut($ts)) {
-                $block(x, y);
-            }
-        }
-        simd_build! {
-            /// The block quantizer over whole blocks, built for the widest vectors the CPU has.
-            fn $all(src: &[f32], out: &mut [u8]) -> () = $each
-        }
-    )*};
-}
-
-legacy_builds! {
-    q4_1_all, q4_1_each, q4_1, 20;
-    q5_0_all, q5_0_each, q5_0, 22;
-    q5_1_all, q5_1_each, q5_1, 24;
 }
 
 #[inline(always)]
@@ -577,6 +567,7 @@ mod build_tests {
                     DType::Q4_0 => q4_0,
                     DType::Q4_1 => q4_1,
                     DType::Q5_0 => q5_0,
+                    DType::Q5_1 => q5_1,
                     _ => crate::ggml_kquant::q4_k,
                 };
                 for (x, y) in decoded.chunks_exact(bs).zip(want.chunks_exact_mut(ts)) {

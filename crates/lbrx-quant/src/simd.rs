@@ -44,7 +44,10 @@ pub(crate) fn has_quantize_kernel(from: DType, to: DType) -> bool {
             && std::arch::is_x86_feature_detected!("f16c")
         {
             return matches!(from, DType::F32 | DType::F16 | DType::BF16)
-                && matches!(to, DType::Q8_0 | DType::Q4_0);
+                && matches!(
+                    to,
+                    DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1
+                );
         }
     }
     let _ = (from, to);
@@ -65,7 +68,8 @@ pub(crate) fn quantize_prefix_f32(src: &[f32], to: DType, dst: &mut [u8]) -> usi
     0
 }
 
-/// Quantizes the leading whole blocks of `src` (elements of `from`: F32, F16 or BF16) into `to` (Q8_0 or Q4_0)
+/// Quantizes the leading whole blocks of `src` (elements of `from`: F32, F16 or BF16) into `to` (Q8_0, Q4_0,
+/// Q4_1, Q5_0 or Q5_1)
 /// with SIMD, lane for lane what the scalar reference does (a block's maximum is order-free, each product,
 /// rounding and truncation is per element), stopping before the first block the vector code does not take (a
 /// NaN or an infinite scale); returns the blocks done (0 without a SIMD path).
@@ -280,12 +284,50 @@ mod x86 {
         n.min(dst.len() / 34)
     }
 
-    /// Q4_0 as [`q8_0`]: the signed value of largest magnitude (the first on ties) over -8 is the scale, each
-    /// value `(int8_t)(x * id + 8.5)` capped at 15, two per byte.
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn q4_0<L: Load>(sp: *const u8, n: usize, dst: &mut [u8]) -> usize {
+    /// The first of a block's 32 values that equals `target` (under `abs` when `magnitude`), as ggml's
+    /// sequential `<`/`>` scans keep the first on ties (which decides the sign of a zero).
+    #[inline(always)]
+    unsafe fn first_equal(v: &[__m256; 4], target: f32, magnitude: bool) -> f32 {
         let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-        for b in 0..n.min(dst.len() / 18) {
+        let t = _mm256_set1_ps(target);
+        let mut mask = 0u32;
+        let mut vals = [0f32; 32];
+        for (k, &q) in v.iter().enumerate() {
+            let x = if magnitude {
+                _mm256_and_ps(q, abs_mask)
+            } else {
+                q
+            };
+            mask |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(x, t)) as u32) << (8 * k);
+            // SAFETY: vals has room for 32 f32.
+            unsafe { _mm256_storeu_ps(vals.as_mut_ptr().add(8 * k), q) };
+        }
+        vals[(mask.trailing_zeros() as usize).min(31)]
+    }
+
+    /// 32 quantized values (each at most 31, element order) into nibbles, two per byte (element j and j + 16),
+    /// and the bit-4 mask (bit j for element j).
+    #[inline(always)]
+    unsafe fn nibbles(q: __m256i) -> (__m128i, u32) {
+        let low = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
+        let (lo, hi) = (
+            _mm256_castsi256_si128(low),
+            _mm256_extracti128_si256::<1>(low),
+        );
+        let qh = _mm256_movemask_epi8(_mm256_slli_epi16::<3>(q)) as u32;
+        (_mm_or_si128(lo, _mm_slli_epi16::<4>(hi)), qh)
+    }
+
+    /// Q4_0 and Q5_0 as [`q8_0`]: the signed value of largest magnitude (the first on ties) over -8 or -16 is
+    /// the scale, each value `(int8_t)(x * id + 8.5)` (`16.5`) capped at 15 (31).
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn q_0<L: Load, const FIVE: bool>(sp: *const u8, n: usize, dst: &mut [u8]) -> usize {
+        let (ts, half, top) = if FIVE {
+            (22, 16.0f32, 31i8)
+        } else {
+            (18, 8.0f32, 15i8)
+        };
+        for b in 0..n.min(dst.len() / ts) {
             // SAFETY: the caller guarantees n blocks of 32 elements at sp.
             let Some(v) = (unsafe { load_block::<L>(sp.add(b * 32 * L::SIZE)) }) else {
                 return b;
@@ -297,39 +339,81 @@ mod x86 {
             let max = if amax == 0.0 {
                 0.0
             } else {
-                // the first value whose magnitude is the maximum
-                let av = _mm256_set1_ps(amax);
-                let mut mask = 0u32;
-                for (k, &q) in v.iter().enumerate() {
-                    let eq = _mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_and_ps(q, abs_mask), av);
-                    mask |= (_mm256_movemask_ps(eq) as u32) << (8 * k);
-                }
-                let first = mask.trailing_zeros() as usize;
-                let mut vals = [0f32; 32];
-                for (k, &q) in v.iter().enumerate() {
-                    // SAFETY: vals has room for 32 f32.
-                    unsafe { _mm256_storeu_ps(vals.as_mut_ptr().add(8 * k), q) };
-                }
-                vals[first.min(31)]
+                unsafe { first_equal(&v, amax, true) }
             };
-            let d = max / -8.0;
+            let d = max / -half;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
             if !id.is_finite() {
                 return b;
             }
-            let y = &mut dst[b * 18..b * 18 + 18];
+            let y = &mut dst[b * ts..(b + 1) * ts];
             y[..2].copy_from_slice(&crate::cast::f16_bits(d).to_le_bytes());
-            let (idv, half) = (_mm256_set1_ps(id), _mm256_set1_ps(8.5));
-            // x * id lies in [-8, 8], so the truncations lie in [0, 16] and pack without saturating
+            let (idv, off) = (_mm256_set1_ps(id), _mm256_set1_ps(half + 0.5));
+            // x * id lies in [-half, half], so the truncations lie in [0, 2 half] and pack without saturating
             let i: [__m256i; 4] =
-                v.map(|q| _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(q, idv), half)));
-            let q = _mm256_min_epu8(unsafe { pack_bytes(i, false) }, _mm256_set1_epi8(15));
-            let (lo, hi) = (_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
-            let packed = _mm_or_si128(lo, _mm_slli_epi16::<4>(hi));
-            // SAFETY: y[2..18] holds 16 bytes.
-            unsafe { _mm_storeu_si128(y[2..].as_mut_ptr() as *mut __m128i, packed) };
+                v.map(|q| _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(q, idv), off)));
+            let q = _mm256_min_epu8(unsafe { pack_bytes(i, false) }, _mm256_set1_epi8(top));
+            let (qs, qh) = unsafe { nibbles(q) };
+            if FIVE {
+                y[2..6].copy_from_slice(&qh.to_le_bytes());
+            }
+            // SAFETY: the last 16 bytes of y are the nibbles.
+            unsafe { _mm_storeu_si128(y[ts - 16..].as_mut_ptr() as *mut __m128i, qs) };
         }
-        n.min(dst.len() / 18)
+        n.min(dst.len() / ts)
+    }
+
+    /// Q4_1 and Q5_1 as [`q8_0`]: minimum and maximum (the first on ties), `d = (max - min) / 15` (31), each
+    /// value `(x - min) * id + 0.5` truncated (Q4_1 caps it at 15).
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn q_1<L: Load, const FIVE: bool>(sp: *const u8, n: usize, dst: &mut [u8]) -> usize {
+        let (ts, levels) = if FIVE { (24, 31.0f32) } else { (20, 15.0f32) };
+        for b in 0..n.min(dst.len() / ts) {
+            // SAFETY: the caller guarantees n blocks of 32 elements at sp.
+            let Some(v) = (unsafe { load_block::<L>(sp.add(b * 32 * L::SIZE)) }) else {
+                return b;
+            };
+            let (mut lo, mut hi) = (v[0], v[0]);
+            for &q in &v[1..] {
+                lo = _mm256_min_ps(lo, q);
+                hi = _mm256_max_ps(hi, q);
+            }
+            let (mut l, mut h) = ([0f32; 8], [0f32; 8]);
+            // SAFETY: l and h have room for 8 f32.
+            unsafe {
+                _mm256_storeu_ps(l.as_mut_ptr(), lo);
+                _mm256_storeu_ps(h.as_mut_ptr(), hi);
+            }
+            let min = unsafe { first_equal(&v, l.iter().fold(f32::MAX, |a, &x| a.min(x)), false) };
+            let max = unsafe { first_equal(&v, h.iter().fold(-f32::MAX, |a, &x| a.max(x)), false) };
+            let d = (max - min) / levels;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            if !d.is_finite() || !id.is_finite() {
+                return b;
+            }
+            let y = &mut dst[b * ts..(b + 1) * ts];
+            y[..2].copy_from_slice(&crate::cast::f16_bits(d).to_le_bytes());
+            y[2..4].copy_from_slice(&crate::cast::f16_bits(min).to_le_bytes());
+            let (idv, minv, half) = (_mm256_set1_ps(id), _mm256_set1_ps(min), _mm256_set1_ps(0.5));
+            // (x - min) * id lies in [0, levels], so the truncations pack without saturating
+            let i: [__m256i; 4] = v.map(|q| {
+                _mm256_cvttps_epi32(_mm256_add_ps(
+                    _mm256_mul_ps(_mm256_sub_ps(q, minv), idv),
+                    half,
+                ))
+            });
+            let mut q = unsafe { pack_bytes(i, false) };
+            if !FIVE {
+                q = _mm256_min_epu8(q, _mm256_set1_epi8(15));
+            }
+            let (qs, qh) = unsafe { nibbles(q) };
+            if FIVE {
+                y[4..8].copy_from_slice(&qh.to_le_bytes());
+            }
+            // SAFETY: the last 16 bytes of y are the nibbles.
+            unsafe { _mm_storeu_si128(y[ts - 16..].as_mut_ptr() as *mut __m128i, qs) };
+        }
+        n.min(dst.len() / ts)
     }
 
     pub(super) fn quantize_prefix(from: DType, src: &[u8], to: DType, dst: &mut [u8]) -> usize {
@@ -348,9 +432,18 @@ mod x86 {
                 (DType::F32, DType::Q8_0) => q8_0::<F32>(sp, n, dst),
                 (DType::F16, DType::Q8_0) => q8_0::<F16>(sp, n, dst),
                 (DType::BF16, DType::Q8_0) => q8_0::<BF16>(sp, n, dst),
-                (DType::F32, DType::Q4_0) => q4_0::<F32>(sp, n, dst),
-                (DType::F16, DType::Q4_0) => q4_0::<F16>(sp, n, dst),
-                (DType::BF16, DType::Q4_0) => q4_0::<BF16>(sp, n, dst),
+                (DType::F32, DType::Q4_0) => q_0::<F32, false>(sp, n, dst),
+                (DType::F16, DType::Q4_0) => q_0::<F16, false>(sp, n, dst),
+                (DType::BF16, DType::Q4_0) => q_0::<BF16, false>(sp, n, dst),
+                (DType::F32, DType::Q5_0) => q_0::<F32, true>(sp, n, dst),
+                (DType::F16, DType::Q5_0) => q_0::<F16, true>(sp, n, dst),
+                (DType::BF16, DType::Q5_0) => q_0::<BF16, true>(sp, n, dst),
+                (DType::F32, DType::Q4_1) => q_1::<F32, false>(sp, n, dst),
+                (DType::F16, DType::Q4_1) => q_1::<F16, false>(sp, n, dst),
+                (DType::BF16, DType::Q4_1) => q_1::<BF16, false>(sp, n, dst),
+                (DType::F32, DType::Q5_1) => q_1::<F32, true>(sp, n, dst),
+                (DType::F16, DType::Q5_1) => q_1::<F16, true>(sp, n, dst),
+                (DType::BF16, DType::Q5_1) => q_1::<BF16, true>(sp, n, dst),
                 _ => 0,
             }
         }
