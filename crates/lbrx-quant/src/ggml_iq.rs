@@ -398,6 +398,73 @@ struct Spec {
     qp_start: bool,
 }
 
+/// The IQ2/IQ3 search parameters, one row per type (ggml's constants in each `_impl`).
+const IQ2_XXS: Spec = Spec {
+    grid: Grid::Iq2xxs,
+    group: 32,
+    parity: true,
+    sigma_factor: 1.0,
+    plain: xsq,
+    eps: GROUP_MAX_EPS,
+    nsteps: 6,
+    step: 0.1,
+    refine: Refine::Always,
+    kmax: 3,
+    qp_start: true,
+};
+const IQ2_XS: Spec = Spec {
+    grid: Grid::Iq2xs,
+    group: 16,
+    parity: true,
+    sigma_factor: 1.0,
+    plain: xsq,
+    eps: GROUP_MAX_EPS,
+    nsteps: 9,
+    step: 0.1,
+    refine: Refine::OffGrid,
+    kmax: 3,
+    qp_start: false,
+};
+const IQ2_S: Spec = Spec {
+    grid: Grid::Iq2s,
+    group: 16,
+    parity: false,
+    sigma_factor: 2.0,
+    plain: |s2, x| 0.25 * s2 + x * x,
+    eps: GROUP_MAX_EPS_IQ2_S,
+    nsteps: 9,
+    step: 0.1,
+    refine: Refine::OffGrid,
+    kmax: 3,
+    qp_start: false,
+};
+const IQ3_XXS: Spec = Spec {
+    grid: Grid::Iq3xxs,
+    group: 32,
+    parity: true,
+    sigma_factor: 2.0,
+    plain: xsq,
+    eps: GROUP_MAX_EPS_IQ3_XXS,
+    nsteps: 15,
+    step: 0.2,
+    refine: Refine::OffGrid,
+    kmax: 8,
+    qp_start: false,
+};
+const IQ3_S: Spec = Spec {
+    grid: Grid::Iq3s,
+    group: 32,
+    parity: false,
+    sigma_factor: 2.0,
+    plain: xsq,
+    eps: 0.0,
+    nsteps: 9,
+    step: 0.2,
+    refine: Refine::AllIfAnyOff,
+    kmax: 8,
+    qp_start: false,
+};
+
 fn search_superblock(spec: &Spec, x: &[f32], qw: Option<&[f32]>) -> Groups {
     let lat = lattice(spec.grid);
     let mut g = Groups {
@@ -487,20 +554,7 @@ fn xsq(_: f32, x: f32) -> f32 {
 
 /// IQ2_XXS (`quantize_row_iq2_xxs_impl`; ggml requires an importance matrix, the caller checks).
 pub(crate) fn iq2_xxs(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
-    let spec = Spec {
-        grid: Grid::Iq2xxs,
-        group: 32,
-        parity: true,
-        sigma_factor: 1.0,
-        plain: xsq,
-        eps: GROUP_MAX_EPS,
-        nsteps: 6,
-        step: 0.1,
-        refine: Refine::Always,
-        kmax: 3,
-        qp_start: true,
-    };
-    let g = search_superblock(&spec, x, qw);
+    let g = search_superblock(&IQ2_XXS, x, qw);
     y.fill(0);
     if g.max_scale == 0.0 {
         return;
@@ -524,20 +578,7 @@ pub(crate) fn iq2_xxs(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
 
 /// IQ2_XS (`quantize_row_iq2_xs_impl`; ggml requires an importance matrix, the caller checks).
 pub(crate) fn iq2_xs(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
-    let spec = Spec {
-        grid: Grid::Iq2xs,
-        group: 16,
-        parity: true,
-        sigma_factor: 1.0,
-        plain: xsq,
-        eps: GROUP_MAX_EPS,
-        nsteps: 9,
-        step: 0.1,
-        refine: Refine::OffGrid,
-        kmax: 3,
-        qp_start: false,
-    };
-    let g = search_superblock(&spec, x, qw);
+    let g = search_superblock(&IQ2_XS, x, qw);
     y.fill(0);
     if g.max_scale == 0.0 {
         return;
@@ -559,20 +600,7 @@ pub(crate) fn iq2_xs(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
 
 /// IQ2_S (`quantize_row_iq2_s_impl`).
 pub(crate) fn iq2_s(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
-    let spec = Spec {
-        grid: Grid::Iq2s,
-        group: 16,
-        parity: false,
-        sigma_factor: 2.0,
-        plain: |s2, x| 0.25 * s2 + x * x,
-        eps: GROUP_MAX_EPS_IQ2_S,
-        nsteps: 9,
-        step: 0.1,
-        refine: Refine::OffGrid,
-        kmax: 3,
-        qp_start: false,
-    };
-    let g = search_superblock(&spec, x, qw);
+    let g = search_superblock(&IQ2_S, x, qw);
     y.fill(0);
     for ib in 0..16 {
         if g.empty[ib] {
@@ -599,20 +627,7 @@ pub(crate) fn iq2_s(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
 
 /// IQ3_XXS (`quantize_row_iq3_xxs_impl` with the 256-point grid).
 pub(crate) fn iq3_xxs(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
-    let spec = Spec {
-        grid: Grid::Iq3xxs,
-        group: 32,
-        parity: true,
-        sigma_factor: 2.0,
-        plain: xsq,
-        eps: GROUP_MAX_EPS_IQ3_XXS,
-        nsteps: 15,
-        step: 0.2,
-        refine: Refine::OffGrid,
-        kmax: 8,
-        qp_start: false,
-    };
-    let g = search_superblock(&spec, x, qw);
+    let g = search_superblock(&IQ3_XXS, x, qw);
     y.fill(0);
     if g.max_scale == 0.0 {
         return;
@@ -637,20 +652,7 @@ pub(crate) fn iq3_xxs(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
 /// IQ3_S (`quantize_row_iq3_s_impl`, groups of 32). As in ggml, an all-zero group does not advance the index
 /// and sign write positions, so the following groups' indices and signs move up by one group.
 pub(crate) fn iq3_s(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
-    let spec = Spec {
-        grid: Grid::Iq3s,
-        group: 32,
-        parity: false,
-        sigma_factor: 2.0,
-        plain: xsq,
-        eps: 0.0,
-        nsteps: 9,
-        step: 0.2,
-        refine: Refine::AllIfAnyOff,
-        kmax: 8,
-        qp_start: false,
-    };
-    let g = search_superblock(&spec, x, qw);
+    let g = search_superblock(&IQ3_S, x, qw);
     y.fill(0);
     let (mut qs, mut signs) = (2usize, 2 + 64 + 8);
     for ib in 0..8 {

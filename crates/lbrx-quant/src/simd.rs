@@ -6,14 +6,18 @@
 
 use lbrx_core::DType;
 
+/// Whether the CPU has AVX2 and F16C, all the kernels below need.
+#[cfg(target_arch = "x86_64")]
+fn avx2_f16c() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c")
+}
+
 /// Converts the longest prefix of whole 8-element groups it has a SIMD path for; returns the element count
 /// converted (0 when the CPU or the dtype pair has no SIMD path). Lengths were checked by the caller.
 pub(crate) fn cast_prefix(from: DType, src: &[u8], to: DType, dst: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if avx2_f16c() {
             return x86::cast_prefix(from, src, to, dst);
         }
     }
@@ -26,9 +30,7 @@ pub(crate) fn cast_prefix(from: DType, src: &[u8], to: DType, dst: &mut [u8]) ->
 pub(crate) fn encode_prefix(to: DType, src: &[f32], dst: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if avx2_f16c() {
             return x86::encode_prefix(to, src, dst);
         }
     }
@@ -40,9 +42,7 @@ pub(crate) fn encode_prefix(to: DType, src: &[f32], dst: &mut [u8]) -> usize {
 pub(crate) fn has_quantize_kernel(from: DType, to: DType) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if avx2_f16c() {
             return matches!(from, DType::F32 | DType::F16 | DType::BF16)
                 && matches!(
                     to,
@@ -58,9 +58,7 @@ pub(crate) fn has_quantize_kernel(from: DType, to: DType) -> bool {
 pub(crate) fn quantize_prefix_f32(src: &[f32], to: DType, dst: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if avx2_f16c() {
             return x86::quantize_prefix_f32(src, to, dst);
         }
     }
@@ -76,9 +74,7 @@ pub(crate) fn quantize_prefix_f32(src: &[f32], to: DType, dst: &mut [u8]) -> usi
 pub(crate) fn quantize_prefix(from: DType, src: &[u8], to: DType, dst: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if avx2_f16c() {
             return x86::quantize_prefix(from, src, to, dst);
         }
     }
