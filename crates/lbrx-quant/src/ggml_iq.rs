@@ -548,6 +548,14 @@ fn search_superblock(spec: &Spec, x: &[f32], qw: Option<&[f32]>) -> Groups {
     g
 }
 
+/// Writes the super-block scale `max_scale / 31` (times ggml's fudge factor for the type) and returns the
+/// inverse of the unfudged scale, which the 4-bit group scales are rounded with.
+fn super_scale(y: &mut [u8], max_scale: f32, fudge: f32) -> f32 {
+    let d = max_scale / 31.0;
+    put_f16(y, 0, d * fudge);
+    1.0 / d
+}
+
 fn xsq(_: f32, x: f32) -> f32 {
     x * x
 }
@@ -559,9 +567,7 @@ pub(crate) fn iq2_xxs(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
     if g.max_scale == 0.0 {
         return;
     }
-    let d = g.max_scale / 31.0;
-    put_f16(y, 0, d);
-    let id = 1.0 / d;
+    let id = super_scale(y, g.max_scale, 1.0);
     for ib in 0..8 {
         let (mut a, mut b) = (0u32, 0u32);
         if !g.empty[ib] {
@@ -583,9 +589,7 @@ pub(crate) fn iq2_xs(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
     if g.max_scale == 0.0 {
         return;
     }
-    let d = g.max_scale / 31.0;
-    put_f16(y, 0, d);
-    let id = 1.0 / d;
+    let id = super_scale(y, g.max_scale, 1.0);
     for ib in 0..16 {
         if !g.empty[ib] {
             for k in 0..2 {
@@ -617,9 +621,7 @@ pub(crate) fn iq2_s(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
     if g.max_scale == 0.0 {
         return;
     }
-    let d = g.max_scale / 31.0;
-    put_f16(y, 0, d * 0.9875);
-    let id = 1.0 / d;
+    let id = super_scale(y, g.max_scale, 0.9875);
     for ib in 0..16 {
         y[74 + ib / 2] |= (scale_level(id, g.scales[ib], 15) << (4 * (ib % 2))) as u8;
     }
@@ -632,9 +634,7 @@ pub(crate) fn iq3_xxs(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
     if g.max_scale == 0.0 {
         return;
     }
-    let d = g.max_scale / 31.0;
-    put_f16(y, 0, d * 1.0125);
-    let id = 1.0 / d;
+    let id = super_scale(y, g.max_scale, 1.0125);
     for ib in 0..8 {
         let mut ss = 0u32;
         if !g.empty[ib] {
@@ -671,9 +671,7 @@ pub(crate) fn iq3_s(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
     if g.max_scale == 0.0 {
         return;
     }
-    let d = g.max_scale / 31.0;
-    put_f16(y, 0, d * 1.033);
-    let id = 1.0 / d;
+    let id = super_scale(y, g.max_scale, 1.033);
     for ib in (0..8).step_by(2) {
         let l1 = scale_level(id, g.scales[ib], 15);
         let l2 = scale_level(id, g.scales[ib + 1], 15);
