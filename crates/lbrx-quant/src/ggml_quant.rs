@@ -542,6 +542,45 @@ mod build_tests {
         vals
     }
 
+    /// Hostile values (NaN, infinities, the float limits, subnormals) never panic any quantizer, with or without
+    /// an importance matrix (ggml aborts on some of them; lbrx writes some bytes and goes on).
+    #[test]
+    fn no_quantizer_panics_on_nan_or_infinity() {
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            -f32::MAX,
+            f32::MIN_POSITIVE / 4.0,
+            0.0,
+            -0.0,
+            1.0,
+        ];
+        let cols = 512;
+        let x: Vec<f32> = (0..cols * 6)
+            .map(|i| match i / cols {
+                0 => specials[i % specials.len()],
+                1 => f32::NAN,
+                2 => f32::INFINITY,
+                3 => specials[(i * 7) % specials.len()] * (i % 5) as f32,
+                4 => f32::MAX * if i % 2 == 0 { 1.0 } else { -1.0 },
+                _ => (i as f32).sin(),
+            })
+            .collect();
+        let w: Vec<f32> = (0..cols)
+            .map(|i| [0.0, 1.0, f32::INFINITY, 1e-30][i % 4])
+            .collect();
+        for &(t, ..) in QUANTIZERS {
+            let mut y =
+                vec![0u8; x.len() / t.info().block_size as usize * t.info().type_size as usize];
+            quantize_rows(t, &x, cols, Some(&w), &mut y).unwrap();
+            if !requires_imatrix(t) {
+                quantize(t, &x, &mut y).unwrap();
+            }
+        }
+    }
+
     /// Quantizing straight from stored F32/F16/BF16 values (the vector kernels of Q8_0 and Q4_0, the decoding
     /// path of the others) gives the bytes of decoding first, then ggml's scalar reference.
     #[test]
