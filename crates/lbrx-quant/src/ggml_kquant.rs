@@ -799,11 +799,13 @@ pub(crate) fn amax(x: &[f32]) -> f32 {
 pub(crate) fn tq1_0(x: &[f32], y: &mut [u8]) {
     let d = amax(&x[..QK_K]);
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    let pack = |vals: &mut dyn Iterator<Item = f32>, shift_first: bool| -> u8 {
-        // a C uint8_t, as ggml accumulates it
+    // values `first + k * stride` (k < count) as trits in a C uint8_t, as ggml accumulates them
+    let pack = |first: usize, stride: usize, count: usize, shift_first: bool| -> u8 {
         let mut q: u8 = 0;
-        for v in vals {
-            q = q.wrapping_mul(3).wrapping_add(trit(v * id) as u8);
+        for k in 0..count {
+            q = q
+                .wrapping_mul(3)
+                .wrapping_add(trit(x[first + k * stride] * id) as u8);
         }
         if shift_first {
             q = q.wrapping_mul(3);
@@ -811,17 +813,14 @@ pub(crate) fn tq1_0(x: &[f32], y: &mut [u8]) {
         // ceiling division by 3^5
         (q as u32 * 256).div_ceil(243) as u8
     };
-    let mut xo = 0;
     for m in 0..32 {
-        y[m] = pack(&mut (0..5).map(|n| x[xo + m + n * 32]), false);
+        y[m] = pack(m, 32, 5, false);
     }
-    xo += 160;
     for m in 0..16 {
-        y[32 + m] = pack(&mut (0..5).map(|n| x[xo + m + n * 16]), false);
+        y[32 + m] = pack(160 + m, 16, 5, false);
     }
-    xo += 80;
     for j in 0..4 {
-        y[48 + j] = pack(&mut (0..4).map(|m| x[xo + j + m * 4]), true);
+        y[48 + j] = pack(240 + j, 4, 4, true);
     }
     put_f16(y, 52, d);
 }
@@ -868,9 +867,9 @@ pub(crate) fn mxfp4(x: &[f32], y: &mut [u8]) {
             amax = v.abs();
         }
     }
-    // C converts the float to uint8_t; x86 truncates through a 32-bit integer
+    // C converts the float to uint8_t; x86 truncates through a 32-bit integer (INT_MIN for infinity)
     let e = if amax > 0.0 {
-        (amax.log2().floor() - 2.0 + 127.0) as i32 as u8
+        c_int(amax.log2().floor() - 2.0 + 127.0) as u8
     } else {
         0
     };

@@ -3,7 +3,9 @@ tests use) through ctypes on random and edge-case rows, with and without an impo
 
 Usage: ggml_quantize.py LIBDIR OUTDIR TYPE_ID...
 Writes OUTDIR/input.f32 (ROWS x COLS), OUTDIR/imatrix.f32 (COLS), OUTDIR/<type_id>[.imatrix].bin and
-OUTDIR/manifest.json ({"rows", "cols", "cases": [{"type", "imatrix", "file"}]}).
+OUTDIR/manifest.json ({"rows", "cols", "cases": [{"type", "imatrix", "file", "input"}]}); and, for the types
+whose reference code takes them without asserting (the legacy, ternary and FP4 types), rows with infinities
+(OUTDIR/inf.f32, OUTDIR/<type_id>.inf.bin).
 """
 
 import ctypes
@@ -48,6 +50,26 @@ def rows():
     return np.array(out, dtype=np.float32)
 
 
+# ggml type ids whose quantizers take infinite values without an assertion: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+# TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0
+INF_TYPES = {2, 3, 6, 7, 8, 34, 35, 39, 40, 41, 42}
+
+
+def inf_rows():
+    rng = np.random.default_rng(99)
+    out = []
+    r = rng.standard_normal(COLS)
+    r[::17] = np.inf
+    out.append(r)
+    r = rng.standard_normal(COLS)
+    r[5::29] = -np.inf
+    out.append(r)
+    out.append(np.full(COLS, np.inf))
+    r = rng.standard_normal(COLS) * 3e38
+    out.append(r)
+    return np.array(out, dtype=np.float32)
+
+
 def main():
     libdir, outdir, types = sys.argv[1], sys.argv[2], [int(t) for t in sys.argv[3:]]
     lib = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"))
@@ -81,7 +103,15 @@ def main():
             assert n == size, (t, n, size)
             name = f"{t}{'.imatrix' if with_im else ''}.bin"
             out.tofile(os.path.join(outdir, name))
-            cases.append({"type": t, "imatrix": with_im, "file": name})
+            cases.append({"type": t, "imatrix": with_im, "file": name, "input": "input.f32"})
+        if t in INF_TYPES:
+            xi = inf_rows()
+            xi.tofile(os.path.join(outdir, "inf.f32"))
+            out = np.zeros(lib.ggml_row_size(t, COLS) * xi.shape[0], dtype=np.uint8)
+            lib.ggml_quantize_chunk(t, xi.ctypes.data, out.ctypes.data, 0, xi.shape[0], COLS, None)
+            name = f"{t}.inf.bin"
+            out.tofile(os.path.join(outdir, name))
+            cases.append({"type": t, "imatrix": False, "file": name, "input": "inf.f32"})
     with open(os.path.join(outdir, "manifest.json"), "w") as f:
         json.dump({"rows": int(x.shape[0]), "cols": COLS, "cases": cases}, f)
 
