@@ -137,9 +137,18 @@ impl Lattice {
         &self.neighbours[off + 1..off + 1 + n]
     }
 
-    /// `iq2_find_best_neighbour`/`iq3_find_best_neighbour`: the neighbour of the off-grid point `l` closest to
-    /// `xval` at `scale` (weighted by `w`); writes its levels into `l` and returns its index.
-    fn best_neighbour(&self, xval: &[f32], w: &[f32], scale: f32, l: &mut [i8]) -> usize {
+    /// `iq2_find_best_neighbour`/`iq3_find_best_neighbour`/`iq1_find_best_neighbour2`: the neighbour of the
+    /// off-grid point `l` closest to `xval` at `scale` (weighted by `w`), a grid value `p` standing for
+    /// `value(p)`; writes its levels into `l` and returns its index (the first neighbour when no distance is
+    /// below `f32::MAX`, where ggml asserts).
+    fn best_neighbour(
+        &self,
+        xval: &[f32],
+        w: &[f32],
+        scale: f32,
+        value: impl Fn(i8) -> f32,
+        l: &mut [i8],
+    ) -> usize {
         let list = self.neighbours(l);
         let mut best_d2 = f32::MAX;
         let mut grid_index = list.first().map_or(0, |&j| j as usize);
@@ -147,7 +156,7 @@ impl Lattice {
             let pg = self.point(j as usize);
             let mut d2 = 0f32;
             for i in 0..self.dim {
-                let diff = scale * pg[i] as f32 - xval[i];
+                let diff = scale * value(pg[i]) - xval[i];
                 d2 += w[i] * diff * diff;
             }
             if d2 < best_d2 {
@@ -169,7 +178,7 @@ impl Lattice {
     fn snap(&self, xval: &[f32], w: &[f32], scale: f32, l: &mut [i8]) -> (usize, bool) {
         match self.index(l) {
             Some(g) => (g, true),
-            None => (self.best_neighbour(xval, w, scale, l), false),
+            None => (self.best_neighbour(xval, w, scale, |p| p as f32, l), false),
         }
     }
 }
@@ -694,36 +703,6 @@ fn sorted_by_value(xb: &[f32], idx: &mut [usize]) {
     }
 }
 
-/// `iq1_find_best_neighbour2`: the neighbour of the off-grid point `l` closest to `xb` at `scale`, with the
-/// levels `xg`.
-fn iq1_best_neighbour(
-    lat: &Lattice,
-    xb: &[f32],
-    w: &[f32],
-    scale: f32,
-    xg: &[f32; 3],
-    l: &mut [i8],
-) -> usize {
-    let list = lat.neighbours(l);
-    let mut best = f32::MAX;
-    let mut grid_index = list.first().map_or(0, |&j| j as usize);
-    for &j in list {
-        let pg = lat.point(j as usize);
-        let mut d2 = 0f32;
-        for i in 0..8 {
-            let q = xg[((pg[i] - 1) / 2) as usize];
-            let diff = scale * q - xb[i];
-            d2 += w[i] * diff * diff;
-        }
-        if d2 < best {
-            best = d2;
-            grid_index = j as usize;
-        }
-    }
-    lat.set_levels(grid_index, l);
-    grid_index
-}
-
 /// Levels 0/1/2 of a group from the best split of its sorted values, the split's sign choice and scale.
 fn iq1_levels(idx: &[usize], i1: usize, i2: usize, l: &mut [i8]) {
     for (j, &i) in idx.iter().enumerate() {
@@ -755,7 +734,9 @@ fn iq1_snap(
             Some(g) => g,
             None => {
                 all_on_grid = false;
-                iq1_best_neighbour(lat, &xb[r.clone()], &w[r.clone()], scale, &xx(k), &mut l[r])
+                let xg = xx(k);
+                let value = |p: i8| xg[((p - 1) / 2) as usize];
+                lat.best_neighbour(&xb[r.clone()], &w[r.clone()], scale, value, &mut l[r])
             }
         };
     }
