@@ -300,6 +300,27 @@ fn hf_directory_with_a_recipe_equals_convert_then_llama_quantize() {
             .args(*extra));
         compare(&e, &ours, &refp);
     }
+    // a plain i-quant type for every matrix: llama.cpp's file type of that name, and llama.cpp runs it
+    let iq3 = d.path().join("ours-hf-IQ3_S-every-matrix.gguf");
+    ok(lbrx()
+        .arg("convert")
+        .arg(&hf)
+        .arg(&iq3)
+        .args(["--quant", "IQ3_S", "--quiet"]));
+    let info: serde_json::Value =
+        serde_json::from_slice(&ok(lbrx().arg("inspect").arg(&iq3).arg("--json")).stdout).unwrap();
+    assert_eq!(
+        info["metadata"]["general.file_type"], 26,
+        "LLAMA_FTYPE_MOSTLY_IQ3_S"
+    );
+    if let Some(simple) = llama_tool("llama-simple") {
+        let out =
+            ok(Command::new(&simple)
+                .arg("-m")
+                .arg(&iq3)
+                .args(["-n", "4", "The quick brown fox"]));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("The quick brown fox"));
+    }
     // --recipe on a GGUF is lbrx quantize
     let ours = d.path().join("ours-gguf-recipe.gguf");
     ok(lbrx()

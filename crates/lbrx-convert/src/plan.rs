@@ -411,24 +411,20 @@ fn gguf_metadata(src: &dyn Source) -> Metadata {
 
 /// llama.cpp's `general.file_type` (`LlamaFileType`) for an output whose weights are all `d`.
 pub(crate) fn llama_file_type(d: DType) -> Option<u32> {
-    Some(match d {
-        DType::F32 => 0,
-        DType::F16 => 1,
-        DType::Q4_0 => 2,
-        DType::Q4_1 => 3,
-        DType::Q8_0 => 7,
-        DType::Q5_0 => 8,
-        DType::Q5_1 => 9,
-        DType::Q2K => 10,
-        DType::Q3K => 11,
-        DType::Q4K => 14,
-        DType::Q5K => 16,
-        DType::Q6K => 18,
-        DType::BF16 => 32,
-        DType::TQ1_0 => 36,
-        DType::TQ2_0 => 37,
-        _ => return None,
-    })
+    // the K-quants as their _S file types, MXFP4 as MXFP4_MOE, NVFP4 as llama.h's LLAMA_FTYPE_MOSTLY_NVFP4
+    // (no llama-quantize recipe); every other type as the recipe of its name
+    let name = match d {
+        DType::Q3K => "Q3_K_S",
+        DType::Q4K => "Q4_K_S",
+        DType::Q5K => "Q5_K_S",
+        DType::MXFP4 => "MXFP4_MOE",
+        DType::NVFP4 => return Some(39),
+        _ => d.name(),
+    };
+    crate::recipe::FTYPES
+        .iter()
+        .find(|f| f.0.eq_ignore_ascii_case(name))
+        .map(|f| f.1)
 }
 
 /// Small files written whole beside the tensor files: (relative name, bytes).
