@@ -357,11 +357,12 @@ pub fn execute(
                             from.info().type_size as usize,
                         );
                         let blocks = (PIECE_BYTES / (bs * 4)).max(1);
-                        let mut floats = vec![0f32; blocks * bs];
                         let mut at = out_off;
                         // stored floats go straight to the quantizer (vector kernels read them as they are)
                         let direct =
                             via.is_none() && matches!(from, DType::F32 | DType::F16 | DType::BF16);
+                        // the f32 piece only the decoding path needs
+                        let mut floats = vec![0f32; if direct { 0 } else { blocks * bs }];
                         for s in bytes.chunks(blocks * bs / fbs * fts) {
                             let n = s.len() / fts * fbs;
                             let nb = n / bs * bts;
