@@ -235,6 +235,7 @@ pub(crate) fn run(a: Args) -> CliResult {
     };
     let quiet = a.quiet || (a.quantize && !mlx);
     let mut src = lbrx_formats::open(&a.src)?;
+    crate::util::print_source_warnings(&*src);
     let to_gguf = a
         .dst
         .extension()

@@ -132,6 +132,7 @@ pub(crate) fn run(a: Args) -> CliResult {
             "managed": workspace.is_some(),
             "workspace": workspace,
             "assets": src.assets(),
+            "warnings": src.warnings(),
             "tensors": tensors,
             "gguf": gguf.as_ref().map(gguf_json),
         }));
@@ -210,6 +211,9 @@ pub(crate) fn run(a: Args) -> CliResult {
             .map(|n| n.to_string_lossy())
             .collect();
         s += &format!("other files: {}\n", names.join(", "));
+    }
+    for w in src.warnings() {
+        s += &format!("warning:     {w}\n");
     }
     if a.tensors {
         let w = src

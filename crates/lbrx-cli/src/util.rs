@@ -134,3 +134,12 @@ mod tests {
         assert_eq!(short_count(3_712_000), "3.71M");
     }
 }
+
+/// Prints what the source's reader skipped, one `warning:` line each, to stderr.
+pub(crate) fn print_source_warnings(src: &dyn lbrx_core::Source) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    for w in src.warnings() {
+        let _ = writeln!(err, "warning: {w}");
+    }
+}

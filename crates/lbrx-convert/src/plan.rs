@@ -1032,10 +1032,7 @@ pub fn plan_npy(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
 /// The torch name of a dtype, as `config.json` spells it.
 fn torch_dtype_name(d: DType) -> Option<&'static str> {
     match d {
-        DType::F64 => Some("float64"),
-        DType::F32 => Some("float32"),
-        DType::F16 => Some("float16"),
-        DType::BF16 => Some("bfloat16"),
+        DType::F64 | DType::F32 | DType::F16 | DType::BF16 => d.torch_name(),
         _ => None,
     }
 }

@@ -212,6 +212,56 @@ impl DType {
     }
 }
 
+/// torch's dtype names (`torch.float32` is pickled as the global `torch float32`, and `config.json` spells
+/// `torch_dtype` the same way), the one table of them: the first row of a dtype is its canonical name, later
+/// rows are torch's aliases.
+pub static TORCH_DTYPES: &[(&str, DType)] = &[
+    ("float64", DType::F64),
+    ("float32", DType::F32),
+    ("float16", DType::F16),
+    ("bfloat16", DType::BF16),
+    ("float8_e4m3fn", DType::F8E4M3),
+    ("float8_e5m2", DType::F8E5M2),
+    ("float8_e8m0fnu", DType::F8E8M0),
+    ("float8_e4m3fnuz", DType::F8E4M3Fnuz),
+    ("float8_e5m2fnuz", DType::F8E5M2Fnuz),
+    ("complex64", DType::C64),
+    ("int64", DType::I64),
+    ("int32", DType::I32),
+    ("int16", DType::I16),
+    ("int8", DType::I8),
+    ("uint64", DType::U64),
+    ("uint32", DType::U32),
+    ("uint16", DType::U16),
+    ("uint8", DType::U8),
+    ("bool", DType::Bool),
+    ("double", DType::F64),
+    ("float", DType::F32),
+    ("half", DType::F16),
+    ("cfloat", DType::C64),
+    ("long", DType::I64),
+    ("int", DType::I32),
+    ("short", DType::I16),
+];
+
+/// The dtype of a torch dtype name (`float32`, `bfloat16`, `half`, `float8_e4m3fn` ...).
+pub fn torch_dtype(name: &str) -> Option<DType> {
+    TORCH_DTYPES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, d)| d)
+}
+
+impl DType {
+    /// torch's canonical name of this dtype (`float32`, `bfloat16` ...), where torch has the type.
+    pub fn torch_name(self) -> Option<&'static str> {
+        TORCH_DTYPES
+            .iter()
+            .find(|(_, d)| *d == self)
+            .map(|&(n, _)| n)
+    }
+}
+
 /// ggml type ids that were defined once and have been retired (the ids are never reused).
 pub static RETIRED_GGML_TYPES: &[(u32, &str)] = &[
     (4, "Q4_2"),

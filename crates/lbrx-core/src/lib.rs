@@ -8,7 +8,8 @@ pub mod source;
 pub mod tensor;
 
 pub use dtype::{
-    element_count, DType, DTypeInfo, DTypeKind, GgufTypeError, DTYPES, RETIRED_GGML_TYPES,
+    element_count, torch_dtype, DType, DTypeInfo, DTypeKind, GgufTypeError, DTYPES,
+    RETIRED_GGML_TYPES, TORCH_DTYPES,
 };
 pub use error::{Error, Location, Malformed, Result};
 pub use meta::{Metadata, Value, ValueKind, VALUE_KINDS};

@@ -18,8 +18,10 @@ pub enum Format {
     Gguf,
     /// NumPy `.npz` / `.npy`.
     Npz,
-    /// PyTorch zip or legacy pickle checkpoint.
+    /// PyTorch zip or legacy pickle checkpoint, or a TorchScript archive.
     PyTorch,
+    /// A directory of PyTorch checkpoint shards (`pytorch_model-0000N-of-0000M.bin` + index).
+    PyTorchDir,
     /// ONNX protobuf.
     Onnx,
     /// HDF5 (Keras).
@@ -39,6 +41,7 @@ impl Format {
             Format::Gguf => "gguf",
             Format::Npz => "npz",
             Format::PyTorch => "pytorch",
+            Format::PyTorchDir => "pytorch-dir",
             Format::Onnx => "onnx",
             Format::Hdf5 => "hdf5",
             Format::TensorFlow => "tensorflow",
@@ -107,6 +110,10 @@ pub trait Source: Send + Sync {
     }
     /// Hint that bytes `[offset, offset + len)` of file `file` will not be read again soon.
     fn release(&self, _file: usize, _offset: u64, _len: u64) {}
+    /// What the reader skipped or could not represent (unknown objects in a checkpoint ...), for people.
+    fn warnings(&self) -> &[String] {
+        &[]
+    }
     /// Non-tensor files that belong to the model (config, tokenizer ...), to carry along on conversion.
     fn assets(&self) -> &[PathBuf] {
         &[]

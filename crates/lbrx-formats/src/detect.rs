@@ -32,7 +32,7 @@ pub fn detect(path: &Path) -> Result<Format> {
         "safetensors" => Ok(Format::Safetensors),
         "gguf" => Ok(Format::Gguf),
         "npz" | "npy" => Ok(Format::Npz),
-        "bin" | "pt" | "pth" | "ckpt" | "jit" => Ok(Format::PyTorch),
+        "bin" | "pt" | "pth" | "ckpt" | "jit" | "tar" => Ok(Format::PyTorch),
         "onnx" => Ok(Format::Onnx),
         "h5" | "hdf5" | "keras" => Ok(Format::Hdf5),
         "tflite" => Ok(Format::TfLite),
@@ -64,32 +64,36 @@ pub fn detect_magic(head: &[u8], file_size: u64) -> Option<Format> {
             return Some(Format::Safetensors);
         }
     }
-    // Zip (npz, PyTorch, .keras) and pickle files are told apart by their extension.
+    // Legacy torch.save: a pickle (any protocol) of torch's magic number 0x1950a86a20f9469cfc6c as LONG1.
+    if head.len() >= 14
+        && head[0] == 0x80
+        && head[2..14]
+            == [
+                0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19,
+            ]
+    {
+        return Some(Format::PyTorch);
+    }
+    // Other zip (npz, PyTorch, .keras) and pickle files are told apart by their extension.
     None
 }
 
 fn detect_dir(dir: &Path) -> Result<Format> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list directory", e))?;
-    let mut has_st = false;
-    let mut has_pb = false;
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json") {
-            has_st = true;
-        }
-        if name == "saved_model.pb" {
-            has_pb = true;
-        }
-    }
-    if has_st {
+    let names = crate::sharded::list_dir(dir)?;
+    let has = |f: &dyn Fn(&str) -> bool| names.iter().any(|n| f(n));
+    if has(&|n| n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json")) {
         Ok(Format::SafetensorsDir)
-    } else if has_pb {
+    } else if has(&|n| n.ends_with(".bin.index.json"))
+        || !crate::pytorch::weight_files(&names).is_empty()
+    {
+        Ok(Format::PyTorchDir)
+    } else if has(&|n| n == "saved_model.pb") {
         Ok(Format::TensorFlow)
     } else {
         Err(Error::Unsupported {
             path: dir.to_path_buf(),
-            what: "directory holds no model lbrx recognizes (no *.safetensors, no index)".into(),
+            what: "directory holds no model lbrx recognizes (no *.safetensors, no pytorch_model*.bin, no index)"
+                .into(),
         })
     }
 }

@@ -6,8 +6,10 @@ pub mod gguf;
 pub mod imatrix;
 pub mod mmap;
 pub mod npz;
+pub mod pytorch;
 pub mod safetensors;
 pub mod sentencepiece;
+pub mod sharded;
 
 pub use detect::detect;
 use lbrx_core::{Error, Format, Result, Source};
@@ -27,6 +29,8 @@ pub fn open(path: &Path) -> Result<Box<dyn Source>> {
             }
         }
         Format::Npz => Ok(Box::new(npz::NpzFile::open(path)?)),
+        Format::PyTorch => Ok(Box::new(pytorch::PyTorchFile::open(path)?)),
+        Format::PyTorchDir => Ok(Box::new(pytorch::PyTorchDir::open(path)?)),
         other => Err(Error::Unsupported {
             path: path.to_path_buf(),
             what: format!("reading {other} files is not implemented yet"),

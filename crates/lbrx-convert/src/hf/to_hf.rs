@@ -142,8 +142,7 @@ fn default_dtype(src: &dyn Source) -> DType {
 
 fn torch_name(d: DType) -> &'static str {
     match d {
-        DType::F32 => "float32",
-        DType::BF16 => "bfloat16",
+        DType::F32 | DType::BF16 => d.torch_name().unwrap_or("float16"),
         _ => "float16",
     }
 }

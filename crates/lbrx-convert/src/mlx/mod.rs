@@ -234,12 +234,7 @@ fn model_dtype(opts: &ConvertOptions, config: &Map<String, Json>) -> Option<DTyp
                 .and_then(|t| t.get("dtype"))
                 .and_then(Json::as_str)
         })?;
-    match name {
-        "float16" => Some(DType::F16),
-        "bfloat16" => Some(DType::BF16),
-        "float32" => Some(DType::F32),
-        _ => None,
-    }
+    lbrx_core::torch_dtype(name).filter(|d| matches!(d, DType::F16 | DType::BF16 | DType::F32))
 }
 
 /// Plans an MLX model directory at `dst` from a Hugging Face directory (or a dequantizing view of an MLX one)

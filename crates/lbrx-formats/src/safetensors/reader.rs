@@ -1,7 +1,8 @@
 //! Reading and validating SafeTensors files and sharded directories.
 
-use super::index::{read_index, INDEX_SUFFIX};
+use super::index::INDEX_SUFFIX;
 use crate::mmap::MappedFile;
+use crate::sharded::{ShardKind, Sharded};
 use lbrx_core::{
     DType, Error, Format, Location, Malformed, Metadata, Result, Source, SourceFile, TensorInfo,
     TensorView, Value,
@@ -12,7 +13,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Largest header accepted, in bytes (the reference implementation's cap).
 pub const HEADER_CAP: u64 = 100_000_000;
@@ -273,10 +274,6 @@ impl SafetensorsFile {
     pub fn header(&self) -> &Header {
         &self.header
     }
-
-    fn mapped(&self) -> &MappedFile {
-        &self.map
-    }
 }
 
 impl Source for SafetensorsFile {
@@ -315,225 +312,26 @@ impl Source for SafetensorsFile {
 }
 
 /// A directory of SafeTensors shards: with `*.safetensors.index.json`, or every `*.safetensors` in it.
-#[derive(Debug)]
-pub struct SafetensorsDir {
-    root: PathBuf,
-    shards: Vec<SafetensorsFile>,
-    files: Vec<SourceFile>,
-    tensors: Vec<TensorInfo>,
-    metadata: Metadata,
-    assets: Vec<PathBuf>,
-    index: Option<PathBuf>,
-}
+pub type SafetensorsDir = Sharded<SafetensorsFile>;
 
-/// Extensions of weight files that are not carried along as assets.
-const WEIGHT_EXTS: &[&str] = &[
-    "safetensors",
-    "bin",
-    "pt",
-    "pth",
-    "ckpt",
-    "gguf",
-    "h5",
-    "msgpack",
-    "onnx",
-    "npz",
-    "pkl",
-];
-
-impl SafetensorsDir {
-    /// Opens a model directory, validating every shard header and the index against them.
-    pub fn open(dir: &Path) -> Result<Self> {
-        let entries = list_dir(dir)?;
-        let index_path = pick_index(dir, &entries)?;
-        let mut st_files: Vec<String> = entries
+/// How a SafeTensors model directory is sharded.
+static SAFETENSORS_SHARDS: ShardKind<SafetensorsFile> = ShardKind {
+    format: Format::SafetensorsDir,
+    index_suffix: INDEX_SUFFIX,
+    preferred_index: "model.safetensors.index.json",
+    shards: |names| {
+        names
             .iter()
             .filter(|n| n.ends_with(".safetensors"))
             .cloned()
-            .collect();
-        st_files.sort();
+            .collect()
+    },
+    open: SafetensorsFile::open,
+};
 
-        let (shard_names, weight_map) = match &index_path {
-            Some(p) => {
-                let idx = read_index(p)?;
-                let mut names: Vec<String> = idx.weight_map.values().cloned().collect();
-                names.sort();
-                names.dedup();
-                (names, Some(idx.weight_map))
-            }
-            None => {
-                if st_files.is_empty() {
-                    return Err(Error::Unsupported {
-                        path: dir.to_path_buf(),
-                        what: "directory holds no *.safetensors file and no index".into(),
-                    });
-                }
-                (st_files.clone(), None)
-            }
-        };
-
-        let mut shards = Vec::with_capacity(shard_names.len());
-        for name in &shard_names {
-            let p = dir.join(name);
-            if !p.is_file() {
-                let idx = index_path.clone().unwrap_or_else(|| dir.to_path_buf());
-                let tensor = weight_map
-                    .as_ref()
-                    .and_then(|m| m.iter().find(|(_, s)| *s == name).map(|(t, _)| t.clone()));
-                let mut loc = Location::file(idx);
-                loc.tensor = tensor;
-                return Err(Error::malformed(
-                    loc,
-                    Malformed::MissingShard {
-                        shard: name.clone(),
-                    },
-                ));
-            }
-            shards.push(SafetensorsFile::open(&p)?);
-        }
-
-        let mut tensors = Vec::new();
-        let mut where_is: HashMap<&str, usize> = HashMap::new();
-        for (i, shard) in shards.iter().enumerate() {
-            for t in shard.tensors() {
-                if let Some(&prev) = where_is.get(t.name.as_str()) {
-                    return Err(Error::malformed(
-                        Location::file(shard.root()).tensor(&t.name).at(t.offset),
-                        Malformed::Other(format!(
-                            "tensor also present in shard '{}'",
-                            shard_names[prev]
-                        )),
-                    ));
-                }
-                where_is.insert(&t.name, i);
-                tensors.push(TensorInfo {
-                    file: i,
-                    ..t.clone()
-                });
-            }
-        }
-        if let (Some(map), Some(idx)) = (&weight_map, &index_path) {
-            let mut sorted: Vec<_> = map.iter().collect();
-            sorted.sort();
-            for (name, shard) in sorted {
-                match where_is.get(name.as_str()) {
-                    Some(&i) if shard_names[i] == *shard => {}
-                    _ => {
-                        return Err(Error::malformed(
-                            Location::file(idx).tensor(name),
-                            Malformed::NotInShard {
-                                shard: shard.clone(),
-                            },
-                        ))
-                    }
-                }
-            }
-            for t in &tensors {
-                if !map.contains_key(&t.name) {
-                    return Err(Error::malformed(
-                        Location::file(&shards[t.file].files[0].path)
-                            .tensor(&t.name)
-                            .at(t.offset),
-                        Malformed::NotInIndex {
-                            shard: shard_names[t.file].clone(),
-                        },
-                    ));
-                }
-            }
-        }
-
-        let metadata = shards
-            .first()
-            .map(|s| s.metadata.clone())
-            .unwrap_or_default();
-        let files = shards.iter().map(|s| s.files[0].clone()).collect();
-        let mut assets: Vec<PathBuf> = entries
-            .iter()
-            .filter(|n| {
-                let ext = Path::new(n)
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .unwrap_or("");
-                !WEIGHT_EXTS.contains(&ext) && !n.ends_with(INDEX_SUFFIX) && !n.starts_with('.')
-            })
-            .map(|n| dir.join(n))
-            .filter(|p| p.is_file())
-            .collect();
-        assets.sort();
-        Ok(SafetensorsDir {
-            root: dir.to_path_buf(),
-            shards,
-            files,
-            tensors,
-            metadata,
-            assets,
-            index: index_path,
-        })
-    }
-
-    /// The index file, if the directory has one.
-    pub fn index_path(&self) -> Option<&Path> {
-        self.index.as_deref()
-    }
-}
-
-fn list_dir(dir: &Path) -> Result<Vec<String>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list directory", e))?;
-    let mut names = Vec::new();
-    for e in rd {
-        let e = e.map_err(|e| Error::io(dir, "list directory", e))?;
-        if let Some(n) = e.file_name().to_str() {
-            names.push(n.to_string());
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-fn pick_index(dir: &Path, entries: &[String]) -> Result<Option<PathBuf>> {
-    let preferred = format!("model{INDEX_SUFFIX}");
-    if entries.contains(&preferred) {
-        return Ok(Some(dir.join(preferred)));
-    }
-    let others: Vec<&String> = entries
-        .iter()
-        .filter(|n| n.ends_with(INDEX_SUFFIX))
-        .collect();
-    match others.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(dir.join(one))),
-        many => Err(Error::Unsupported {
-            path: dir.to_path_buf(),
-            what: format!(
-                "several shard indexes ({}); open one model's files directly",
-                many.len()
-            ),
-        }),
-    }
-}
-
-impl Source for SafetensorsDir {
-    lbrx_core::source_accessors!(Format::SafetensorsDir);
-    fn view(&self, index: usize) -> Result<TensorView<'_>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
-        let map = self.shards[info.file].mapped();
-        Ok(TensorView {
-            info,
-            data: Cow::Borrowed(map.range(info.offset, info.len)),
-        })
-    }
-    fn raw_file(&self, file: usize) -> Option<&File> {
-        self.shards.get(file).map(|s| s.mapped().file())
-    }
-    fn release(&self, file: usize, offset: u64, len: u64) {
-        if let Some(s) = self.shards.get(file) {
-            s.mapped().release(offset, len);
-        }
-    }
-    fn assets(&self) -> &[PathBuf] {
-        &self.assets
+impl Sharded<SafetensorsFile> {
+    /// Opens a SafeTensors model directory, validating every shard header and the index against them.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_as(dir, &SAFETENSORS_SHARDS)
     }
 }
