@@ -21,7 +21,7 @@ use std::path::Path;
 /// True when `src` is a Hugging Face model directory (a `config.json` naming its architecture) rather than
 /// tensors lbrx wrote from a GGUF (which convert back name for name).
 pub fn is_hf_model(src: &dyn Source) -> bool {
-    src.format() == Format::SafetensorsDir
+    matches!(src.format(), Format::SafetensorsDir | Format::PyTorchDir)
         && src.metadata().get(GGUF_TYPES_KEY).is_none()
         && read_config(src.root()).is_ok_and(|c| c.get("architectures").is_some())
 }

@@ -146,14 +146,30 @@ fn member_bytes<'m>(
         .take(size)
         .read_to_end(&mut out)
         .map_err(|e| Error::io(path, "decompress", e))?;
-    if out.len() as u64 != size {
-        return Err(malformed(
-            path,
-            None,
-            format!("member '{name}' inflates to fewer bytes than declared"),
-        ));
-    }
+    check_inflated(path, &name, out.len() as u64, size, &mut f)?;
     Ok(std::borrow::Cow::Owned(out))
+}
+
+/// Checks that a member inflated to exactly its declared size: not fewer bytes, and not one byte more (a
+/// deflate bomb behind a small declared size is refused, having inflated only the declared bytes).
+pub(super) fn check_inflated(
+    path: &Path,
+    name: &str,
+    got: u64,
+    size: u64,
+    rest: &mut impl Read,
+) -> Result<()> {
+    let what = if got != size {
+        "inflates to fewer bytes than declared"
+    } else {
+        let mut one = [0u8; 1];
+        match rest.read(&mut one) {
+            Ok(0) => return Ok(()),
+            Ok(_) => "inflates past its declared size",
+            Err(e) => return Err(Error::io(path, "decompress", e)),
+        }
+    };
+    Err(malformed(path, None, format!("zip member '{name}' {what}")))
 }
 
 /// Refuses members whose declared size cannot come from their stored bytes (DEFLATE expands at most
@@ -401,9 +417,6 @@ fn open_legacy(map: &MappedFile) -> Result<Opened> {
             .into(),
     }
     };
-    if b.first() != Some(&0x80) {
-        return Err(not_torch());
-    }
     // A bare pickle is what torch.load would unpickle first: a code-running global in it is reported as such.
     let magic = match pickle::parse(b, 0, Limits::default()) {
         Ok(p) => p,

@@ -217,20 +217,17 @@ impl PyTorchFile {
             .ok_or_else(|| Error::Invalid("deflated storage without an archive".into()))?
             .lock()
             .map_err(|_| poisoned())?;
-        let f = zip.by_index(index).map_err(|e| {
+        let mut f = zip.by_index(index).map_err(|e| {
             Error::malformed(Location::file(path), Malformed::Other(format!("zip: {e}")))
         })?;
         let mut out = Vec::new();
         use std::io::Read;
-        f.take(nbytes)
+        (&mut f)
+            .take(nbytes)
             .read_to_end(&mut out)
             .map_err(|e| Error::io(path, "decompress", e))?;
-        if out.len() as u64 != nbytes {
-            return Err(Error::malformed(
-                Location::file(path),
-                Malformed::Other("a storage member inflates to fewer bytes than declared".into()),
-            ));
-        }
+        let name = f.name().to_string();
+        container::check_inflated(path, &name, out.len() as u64, nbytes, &mut f)?;
         let b = Arc::new(out);
         *cache = Some((index, b.clone()));
         Ok(b)

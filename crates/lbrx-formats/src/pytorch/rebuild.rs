@@ -61,8 +61,8 @@ pub struct Flattened {
 
 /// Caps on walking the object tree (a pickle can describe a DAG with exponentially many paths, or a cycle).
 const MAX_DEPTH: usize = 512;
-const MAX_VISITS: u64 = 20_000_000;
-const MAX_TENSORS: usize = 10_000_000;
+const MAX_VISITS: u64 = 10_000_000;
+const MAX_TENSORS: usize = 1_000_000;
 
 struct Walker<'a> {
     p: &'a Pickle,
