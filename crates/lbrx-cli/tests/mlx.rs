@@ -64,21 +64,7 @@ fn ours(src: &Path, dst: &Path, args: &[&str]) {
 
 /// Asserts two MLX directories hold the same tensors (names, dtypes, shapes, bytes), index and config.
 fn assert_same_mlx(e: &Env, ours: &Path, reference: &Path) {
-    let out = ok(Command::new(&e.mlx)
-        .arg(repo_root().join("crates/lbrx-cli/tests/oracle/mlx_compare.py"))
-        .arg(ours)
-        .arg(reference));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for k in ["tensors", "config", "index", "header_metadata"] {
-        assert_eq!(
-            r[k],
-            serde_json::json!([]),
-            "{} vs {}: {k} differ",
-            ours.display(),
-            reference.display()
-        );
-    }
-    assert!(r["count"].as_u64().unwrap() > 10, "{r}");
+    common::assert_same_mlx(&e.mlx, ours, reference);
 }
 
 fn generate(e: &Env, model: &Path) -> Vec<u64> {

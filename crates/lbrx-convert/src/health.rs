@@ -66,6 +66,9 @@ struct Shard {
     name: String,
     path: PathBuf,
     tensors: Vec<TensorInfo>,
+    /// The opened file, for formats whose tensor bytes are not raw at `TensorInfo::offset` (PyTorch views,
+    /// deflated or big-endian storages); `None`: read raw with `pread`.
+    source: Option<Box<dyn lbrx_core::Source>>,
 }
 
 #[derive(Default)]
@@ -141,6 +144,13 @@ pub fn check(path: &Path, deep: bool) -> Result<HealthReport> {
                 read_shard(path, &name, &mut r).into_iter().collect()
             }
             lbrx_core::Format::Gguf => check_gguf(path, &mut r),
+            lbrx_core::Format::PyTorch => {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                read_torch_shard(path, &name, &mut r).into_iter().collect()
+            }
             other => {
                 return Err(Error::Unsupported {
                     path: path.to_path_buf(),
@@ -261,6 +271,7 @@ fn check_gguf(path: &Path, r: &mut Report) -> Vec<Shard> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             path: f.path.clone(),
+            source: None,
             tensors: src
                 .tensors()
                 .iter()
@@ -292,6 +303,7 @@ fn read_shard(path: &Path, name: &str, r: &mut Report) -> Option<Shard> {
             name: name.to_string(),
             path: path.to_path_buf(),
             tensors: h.tensors,
+            source: None,
         }),
         Err(e) => {
             let message = match &e {
@@ -323,6 +335,40 @@ fn read_shard(path: &Path, name: &str, r: &mut Report) -> Option<Shard> {
     }
 }
 
+/// Opens one PyTorch checkpoint; what its reader refuses or skips becomes a finding.
+fn read_torch_shard(path: &Path, name: &str, r: &mut Report) -> Option<Shard> {
+    match lbrx_formats::pytorch::PyTorchFile::open(path) {
+        Ok(f) => {
+            use lbrx_core::Source;
+            for w in f.warnings() {
+                r.warn("skipped-object", Some(path), None, w.clone());
+            }
+            Some(Shard {
+                name: name.to_string(),
+                path: path.to_path_buf(),
+                tensors: f.tensors().to_vec(),
+                source: Some(Box::new(f)),
+            })
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let code = if text.contains("malicious") {
+                "malicious-checkpoint"
+            } else if text.contains("truncated") {
+                "truncated-shard"
+            } else {
+                "corrupt-shard"
+            };
+            let tensor = match &e {
+                Error::Malformed { loc, .. } => loc.tensor.clone(),
+                _ => None,
+            };
+            r.error(code, Some(path), tensor.as_deref(), text);
+            None
+        }
+    }
+}
+
 fn check_dir(dir: &Path, r: &mut Report) -> Result<Vec<Shard>> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, "list directory", e))?
@@ -330,20 +376,32 @@ fn check_dir(dir: &Path, r: &mut Report) -> Result<Vec<Shard>> {
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .collect();
     names.sort();
-    let st_names: Vec<&String> = names
+    // SafeTensors shards, else PyTorch ones (`pytorch_model*.bin` and their index).
+    let mut st_names: Vec<&String> = names
         .iter()
         .filter(|n| n.ends_with(".safetensors"))
         .collect();
-    let index_names: Vec<&String> = names.iter().filter(|n| n.ends_with(INDEX_SUFFIX)).collect();
+    let mut index_suffix = INDEX_SUFFIX;
+    let mut index_names: Vec<&String> =
+        names.iter().filter(|n| n.ends_with(INDEX_SUFFIX)).collect();
+    let mut read: fn(&Path, &str, &mut Report) -> Option<Shard> = read_shard;
+    if st_names.is_empty() && index_names.is_empty() {
+        let torch = lbrx_formats::pytorch::weight_files(&names);
+        index_suffix = ".bin.index.json";
+        index_names = names.iter().filter(|n| n.ends_with(index_suffix)).collect();
+        st_names = names.iter().filter(|n| torch.contains(n)).collect();
+        read = read_torch_shard;
+    }
     if st_names.is_empty() && index_names.is_empty() {
         return Err(Error::Unsupported {
             path: dir.to_path_buf(),
-            what: "no *.safetensors files or shard index to check".into(),
+            what: "no *.safetensors or pytorch_model*.bin files, and no shard index, to check"
+                .into(),
         });
     }
     let shards: Vec<Shard> = st_names
         .iter()
-        .filter_map(|n| read_shard(&dir.join(n), n, r))
+        .filter_map(|n| read(&dir.join(n), n, r))
         .collect();
     let unreadable: BTreeSet<&str> = st_names
         .iter()
@@ -381,7 +439,7 @@ fn check_dir(dir: &Path, r: &mut Report) -> Result<Vec<Shard>> {
             "missing-index",
             Some(dir),
             None,
-            format!("{} shards but no *{INDEX_SUFFIX}; loaders cannot find the tensors (lbrx repair-index writes one)", shards.len()),
+            format!("{} shards but no *{index_suffix}; loaders cannot find the tensors (lbrx repair-index writes one)", shards.len()),
         ),
         [] => {}
         [index_name, rest @ ..] => {
@@ -716,7 +774,15 @@ fn deep_scan(shards: &[Shard], r: &mut Report) {
     let results: Vec<(usize, ScanResult)> = jobs
         .par_iter()
         .enumerate()
-        .map(|(i, (s, t))| (i, scan_tensor(&s.path, t)))
+        .map(|(i, (s, t))| {
+            let res = match &s.source {
+                Some(src) => {
+                    scan_source(&**src, s.tensors.iter().position(|x| x.name == t.name), t)
+                }
+                None => scan_tensor(&s.path, t),
+            };
+            (i, res)
+        })
         .collect();
     for (i, res) in results {
         let (s, t) = jobs[i];
@@ -749,6 +815,29 @@ type ScanResult = std::result::Result<(u64, u64), String>;
 
 fn scan_tensor(path: &Path, t: &TensorInfo) -> ScanResult {
     let f = lbrx_formats::mmap::open_read_only(path).map_err(|e| e.to_string())?;
+    scan_chunks(t, |at, buf| {
+        f.read_exact_at(buf, t.offset + at)
+            .map_err(|e| format!("read at byte {}: {e}", t.offset + at))
+    })
+}
+
+/// [`scan_tensor`] through a source's reader (tensor `index` of `src`).
+fn scan_source(src: &dyn lbrx_core::Source, index: Option<usize>, t: &TensorInfo) -> ScanResult {
+    let index = index.ok_or("tensor not in its file")?;
+    scan_chunks(t, |at, buf| {
+        let b = src
+            .view_range(index, at, buf.len() as u64)
+            .map_err(|e| e.to_string())?;
+        buf.copy_from_slice(&b);
+        Ok(())
+    })
+}
+
+/// NaN/Inf counts of `t`, read in whole-element chunks of at most 4 MiB by `read(offset, buffer)`.
+fn scan_chunks(
+    t: &TensorInfo,
+    mut read: impl FnMut(u64, &mut [u8]) -> std::result::Result<(), String>,
+) -> ScanResult {
     let es = t.dtype.info().type_size as usize;
     let chunk = (4 << 20) / es * es;
     let mut buf = vec![0u8; chunk.min(t.len as usize)];
@@ -757,8 +846,7 @@ fn scan_tensor(path: &Path, t: &TensorInfo) -> ScanResult {
     let mut vals = Vec::new();
     while done < t.len {
         let n = ((t.len - done) as usize).min(buf.len());
-        f.read_exact_at(&mut buf[..n], t.offset + done)
-            .map_err(|e| format!("read at byte {}: {e}", t.offset + done))?;
+        read(done, &mut buf[..n])?;
         if t.dtype.info().kind == lbrx_core::DTypeKind::Quantized
             && lbrx_quant::ggml::can_dequantize(t.dtype)
         {

@@ -477,8 +477,13 @@ pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<
     for (i, t) in src.tensors().iter().enumerate() {
         let (dtype, tr) = choose(t.dtype, &t.shape, opts);
         if dtype.info().gguf_id.is_none() {
+            let hint = if dtype.is_castable_float() {
+                "pass --dtype f16, bf16 or f32"
+            } else {
+                "llama.cpp stores no such tensors; convert to .safetensors or .npz instead"
+            };
             return Err(Error::Invalid(format!(
-                "tensor '{}': GGUF has no {dtype} type; pass --dtype f16, bf16 or f32",
+                "tensor '{}': GGUF has no {dtype} type; {hint}",
                 t.name
             )));
         }
@@ -815,7 +820,11 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
     } else {
         shard_file_names(groups.len(), &stem)
     };
-    let metadata = string_metadata(src);
+    let mut metadata = string_metadata(src);
+    if metadata.is_none() && !is_file && src.format() == Format::PyTorchDir {
+        // What transformers' save_pretrained writes; its loader checks it.
+        metadata = Some(BTreeMap::from([("format".to_string(), "pt".to_string())]));
+    }
 
     let mut files = Vec::with_capacity(groups.len());
     let mut jobs: Vec<Option<Job>> = vec![None; outs.len()];

@@ -209,3 +209,23 @@ pub fn mlx_python() -> Option<PathBuf> {
     eprintln!("SKIP: no MLX python venv (LBRX_MLX_PYTHON)");
     None
 }
+
+/// Asserts two MLX directories hold the same tensors (names, dtypes, shapes, bytes), index and config, as the
+/// MLX venv's python (`mlx_compare.py`) reads them.
+pub fn assert_same_mlx(mlx: &Path, ours: &Path, reference: &Path) {
+    let out = ok(Command::new(mlx)
+        .arg(repo_root().join("crates/lbrx-cli/tests/oracle/mlx_compare.py"))
+        .arg(ours)
+        .arg(reference));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in ["tensors", "config", "index", "header_metadata"] {
+        assert_eq!(
+            r[k],
+            serde_json::json!([]),
+            "{} vs {}: {k} differ",
+            ours.display(),
+            reference.display()
+        );
+    }
+    assert!(r["count"].as_u64().unwrap() > 10, "{r}");
+}
