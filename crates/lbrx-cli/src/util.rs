@@ -112,6 +112,15 @@ pub(crate) fn short_count(n: u64) -> String {
     }
 }
 
+/// Prints what the source's reader skipped, one `warning:` line each, to stderr.
+pub(crate) fn print_source_warnings(src: &dyn lbrx_core::Source) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    for w in src.warnings() {
+        let _ = writeln!(err, "warning: {w}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,14 +141,5 @@ mod tests {
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(thousands(12), "12");
         assert_eq!(short_count(3_712_000), "3.71M");
-    }
-}
-
-/// Prints what the source's reader skipped, one `warning:` line each, to stderr.
-pub(crate) fn print_source_warnings(src: &dyn lbrx_core::Source) {
-    use std::io::Write;
-    let mut err = std::io::stderr().lock();
-    for w in src.warnings() {
-        let _ = writeln!(err, "warning: {w}");
     }
 }

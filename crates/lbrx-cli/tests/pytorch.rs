@@ -4,6 +4,8 @@
 //! the GGUF `convert_hf_to_gguf.py` makes from it and to the MLX directory `mlx_lm.convert` makes from its
 //! SafeTensors twin; hostile files are refused from the command line with nothing executed.
 
+#![allow(clippy::print_stderr)]
+
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};

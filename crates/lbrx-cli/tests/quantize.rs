@@ -169,35 +169,10 @@ fn moe_recipe_equals_llama_quantize_and_runs() {
     assert!(text.contains("The quick brown fox"), "{text}");
 }
 
-/// An importance matrix of `model` from llama-imatrix (text of the repository's README, small chunks), in
-/// `format` (gguf or dat). Returns its path as a string (it goes into the output's metadata).
+/// An importance matrix of `model` from llama-imatrix, in `format` (gguf or dat).
 fn imatrix(e: &Env, model: &Path, dir: &Path, format: &str) -> String {
-    let tool = llama_tool("llama-imatrix").expect("llama-imatrix");
-    let text = dir.join("calibration.txt");
-    if !text.exists() {
-        std::fs::write(&text, std::fs::read(repo_root().join("README.md")).unwrap()).unwrap();
-    }
-    let stem = model.file_stem().unwrap().to_string_lossy().into_owned();
-    let out = dir.join(format!("{stem}.imatrix.{format}"));
     let _ = e;
-    ok(Command::new(tool)
-        .arg("-m")
-        .arg(model)
-        .arg("-f")
-        .arg(&text)
-        .arg("-o")
-        .arg(&out)
-        .args([
-            "-c",
-            "64",
-            "--chunks",
-            "8",
-            "--output-format",
-            format,
-            "-t",
-            "2",
-        ]));
-    out.to_string_lossy().into_owned()
+    llama_imatrix(model, dir, format)
 }
 
 /// With an importance matrix (GGUF and legacy .dat), every type that uses one: the same file as llama-quantize

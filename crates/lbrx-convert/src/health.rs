@@ -177,38 +177,6 @@ pub fn check(path: &Path, deep: bool) -> Result<HealthReport> {
     })
 }
 
-/// The ggml type that llama.cpp's `general.file_type` (enum llama_ftype) is built around.
-fn ftype_base(ft: u64) -> Option<DType> {
-    Some(match ft {
-        0 => DType::F32,
-        1 => DType::F16,
-        2 => DType::Q4_0,
-        3 => DType::Q4_1,
-        7 => DType::Q8_0,
-        8 => DType::Q5_0,
-        9 => DType::Q5_1,
-        10 | 21 => DType::Q2K,
-        11..=13 => DType::Q3K,
-        14 | 15 => DType::Q4K,
-        16 | 17 => DType::Q5K,
-        18 => DType::Q6K,
-        19 => DType::IQ2XXS,
-        20 => DType::IQ2XS,
-        23 => DType::IQ3XXS,
-        24 => DType::IQ1S,
-        25 => DType::IQ4NL,
-        26 | 27 => DType::IQ3S,
-        28 | 29 => DType::IQ2S,
-        30 => DType::IQ4XS,
-        31 => DType::IQ1M,
-        32 => DType::BF16,
-        36 => DType::TQ1_0,
-        37 => DType::TQ2_0,
-        38 => DType::MXFP4,
-        _ => return None,
-    })
-}
-
 /// A GGUF file (or split model): headers, and `general.file_type` against the tensor types present.
 fn check_gguf(path: &Path, r: &mut Report) -> Vec<Shard> {
     let src = match lbrx_formats::open(path) {
@@ -240,16 +208,25 @@ fn check_gguf(path: &Path, r: &mut Report) -> Vec<Shard> {
             .filter(|t| t.shape.len() >= 2)
             .map(|t| t.dtype)
             .collect();
-        match ftype_base(ft) {
-            Some(base) if !present.is_empty() && !present.contains(&base) => {
+        match crate::recipe::file_type_by_id(ft) {
+            // the recipe's default type, or the type of the file type's name (IQ2_S: mostly IQ2_XS from
+            // llama-quantize's recipe, all IQ2_S from `convert --quant IQ2_S`)
+            Some(f)
+                if !present.is_empty()
+                    && !present.contains(&f.default)
+                    && !present.contains(&f.dense)
+                    && !DType::from_name(f.name).is_some_and(|d| present.contains(&d)) =>
+            {
                 r.error(
                     "file-type",
                     Some(path),
                     None,
                     format!(
-                    "general.file_type {ft} means mostly {base}, but the weight matrices are {}",
-                    present.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
-                ),
+                        "general.file_type {ft} ({}) means mostly {}, but the weight matrices are {}",
+                        f.name,
+                        f.default,
+                        present.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+                    ),
                 )
             }
             None => r.warn(

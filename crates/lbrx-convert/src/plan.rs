@@ -409,22 +409,9 @@ fn gguf_metadata(src: &dyn Source) -> Metadata {
     out
 }
 
-/// llama.cpp's `general.file_type` (`LlamaFileType`) for an output whose weights are all `d`.
+/// llama.cpp's `general.file_type` for an output whose weights are all `d`.
 pub(crate) fn llama_file_type(d: DType) -> Option<u32> {
-    // the K-quants as their _S file types, MXFP4 as MXFP4_MOE, NVFP4 as llama.h's LLAMA_FTYPE_MOSTLY_NVFP4
-    // (no llama-quantize recipe); every other type as the recipe of its name
-    let name = match d {
-        DType::Q3K => "Q3_K_S",
-        DType::Q4K => "Q4_K_S",
-        DType::Q5K => "Q5_K_S",
-        DType::MXFP4 => "MXFP4_MOE",
-        DType::NVFP4 => return Some(39),
-        _ => d.name(),
-    };
-    crate::recipe::FTYPES
-        .iter()
-        .find(|f| f.0.eq_ignore_ascii_case(name))
-        .map(|f| f.1)
+    crate::recipe::file_type_of(d).map(|f| f.id)
 }
 
 /// Small files written whole beside the tensor files: (relative name, bytes).

@@ -147,7 +147,8 @@ fn code_running_globals_are_refused_by_every_route() {
         ),
         (
             "build",
-            format!("ccollections\nOrderedDict\n)R}}S'__setstate__'\ncbuiltins\ngetattr\nsb.")
+            "ccollections\nOrderedDict\n)R}S'__setstate__'\ncbuiltins\ngetattr\nsb."
+                .to_string()
                 .into_bytes(),
             "builtins.getattr",
         ),
@@ -395,7 +396,10 @@ fn not_a_checkpoint_and_truncated_files() {
     let whole = std::fs::read(&z).unwrap();
     for cut in (0..whole.len()).step_by(7) {
         let p = tmp(&d, "prefix.pt", &whole[..cut]);
-        let _ = PyTorchFile::open(&p)
-            .map(|f| (0..f.tensors().len()).map(|i| f.view(i).is_ok()).count());
+        let _ = PyTorchFile::open(&p).map(|f| {
+            (0..f.tensors().len())
+                .filter(|&i| f.view(i).is_ok())
+                .count()
+        });
     }
 }

@@ -229,3 +229,33 @@ pub fn assert_same_mlx(mlx: &Path, ours: &Path, reference: &Path) {
     }
     assert!(r["count"].as_u64().unwrap() > 10, "{r}");
 }
+
+/// An importance matrix of `model` from llama-imatrix (text of the repository's README, small chunks), in
+/// `format` (gguf or dat). Returns its path as a string (it goes into the output's metadata).
+pub fn llama_imatrix(model: &Path, dir: &Path, format: &str) -> String {
+    let tool = llama_tool("llama-imatrix").expect("llama-imatrix");
+    let text = dir.join("calibration.txt");
+    if !text.exists() {
+        std::fs::write(&text, std::fs::read(repo_root().join("README.md")).unwrap()).unwrap();
+    }
+    let stem = model.file_stem().unwrap().to_string_lossy().into_owned();
+    let out = dir.join(format!("{stem}.imatrix.{format}"));
+    ok(Command::new(tool)
+        .arg("-m")
+        .arg(model)
+        .arg("-f")
+        .arg(&text)
+        .arg("-o")
+        .arg(&out)
+        .args([
+            "-c",
+            "64",
+            "--chunks",
+            "8",
+            "--output-format",
+            format,
+            "-t",
+            "2",
+        ]));
+    out.to_string_lossy().into_owned()
+}

@@ -342,8 +342,8 @@ impl Source for PyTorchFile {
             .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
         let esize = info.dtype.info().type_size as u64;
         if offset.checked_add(len).is_none_or(|e| e > info.len)
-            || offset % esize != 0
-            || len % esize != 0
+            || !offset.is_multiple_of(esize)
+            || !len.is_multiple_of(esize)
         {
             return Err(Error::Invalid(format!(
                 "tensor '{}': range {offset}+{len} is not whole elements inside its bytes",

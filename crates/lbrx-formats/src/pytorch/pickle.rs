@@ -302,13 +302,13 @@ impl Vm<'_> {
         }
     }
 
-    fn new(&mut self, n: Node) -> Id {
+    fn alloc(&mut self, n: Node) -> Id {
         self.nodes.push(n);
         self.nodes.len() - 1
     }
 
     fn push(&mut self, n: Node) -> Result<(), PickleError> {
-        let id = self.new(n);
+        let id = self.alloc(n);
         self.push_id(id)
     }
 
@@ -374,7 +374,7 @@ impl Vm<'_> {
                 global: format!("{module}.{name}"),
             });
         }
-        Ok(self.new(Node::Global {
+        Ok(self.alloc(Node::Global {
             module,
             name,
             class,
@@ -426,7 +426,7 @@ impl Vm<'_> {
     }
 
     fn set_items(&mut self, target: Id, flat: Vec<Id>) -> Result<(), PickleError> {
-        if flat.len() % 2 != 0 {
+        if !flat.len().is_multiple_of(2) {
             return self.bad("SETITEMS with an odd number of items");
         }
         let pairs = flat.chunks_exact(2).map(|p| (p[0], p[1]));
@@ -620,7 +620,7 @@ impl Vm<'_> {
                 }
                 b'd' => {
                     let flat = self.pop_mark()?;
-                    let d = self.new(Node::Dict(Vec::new()));
+                    let d = self.alloc(Node::Dict(Vec::new()));
                     self.set_items(d, flat)?;
                     self.push_id(d)?
                 }
@@ -685,7 +685,7 @@ impl Vm<'_> {
                     let name = self.line_str()?;
                     let g = self.global(module, name)?;
                     let items = self.pop_mark()?;
-                    let args = self.new(Node::Tuple(items));
+                    let args = self.alloc(Node::Tuple(items));
                     self.object(g, args)?
                 }
                 b'o' => {
@@ -694,21 +694,20 @@ impl Vm<'_> {
                         return self.bad("OBJ without a class");
                     }
                     let cls = items.remove(0);
-                    let args = self.new(Node::Tuple(items));
+                    let args = self.alloc(Node::Tuple(items));
                     self.object(cls, args)?
                 }
                 b'b' => {
                     let state = self.pop()?;
                     let t = self.top()?;
-                    match &mut self.nodes[t] {
-                        Node::Object { state: s, .. } => *s = Some(state),
-                        // BUILD on a plain container (a dict's __setstate__) changes nothing we read.
-                        _ => {}
+                    // BUILD on a plain container (a dict's __setstate__) changes nothing we read.
+                    if let Node::Object { state: s, .. } = &mut self.nodes[t] {
+                        *s = Some(state);
                     }
                 }
                 b'P' => {
                     let s = self.line_str()?;
-                    let id = self.new(Node::Str(s));
+                    let id = self.alloc(Node::Str(s));
                     self.push(Node::PersId(id))?
                 }
                 b'Q' => {
