@@ -114,11 +114,11 @@ fn parse_quant(s: &str) -> Result<Quant, String> {
                 && d != DType::Q8K
                 // IQ2_XXS, IQ2_XS, IQ1_S exist only with an importance matrix: their llama.cpp recipes
                 && !(lbrx_quant::ggml_quant::requires_imatrix(d)
-                    && lbrx_convert::recipe::Recipe::named(s).is_ok()) =>
+                    && lbrx_convert::request::Recipe::named(s).is_ok()) =>
         {
             Ok(Quant::Type(d))
         }
-        _ if lbrx_convert::recipe::Recipe::named(s).is_ok() => Ok(Quant::Recipe(s.to_string())),
+        _ if lbrx_convert::request::Recipe::named(s).is_ok() => Ok(Quant::Recipe(s.to_string())),
         _ => Err(format!(
             "'{s}' is not a quantization type lbrx writes yet (use Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, \
              Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S, IQ1_M, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, \
@@ -254,7 +254,7 @@ pub(crate) fn run(a: Args) -> CliResult {
             if !to_gguf {
                 return Err("--recipe (a llama.cpp file type) needs a .gguf destination".into());
             }
-            let mut r = lbrx_convert::recipe::Recipe::named(&r)?;
+            let mut r = lbrx_convert::request::Recipe::named(&r)?;
             r.dry_run = a.dry_run;
             Some(r)
         }
@@ -264,7 +264,7 @@ pub(crate) fn run(a: Args) -> CliResult {
         Some(_) if recipe.is_none() => {
             return Err("--imatrix goes with --recipe (or a recipe name in --quant)".into())
         }
-        Some(p) => Some(lbrx_convert::recipe::ImatrixInput {
+        Some(p) => Some(lbrx_convert::request::ImatrixInput {
             data: lbrx_formats::imatrix::read_imatrix(p)?,
             file: p.to_string_lossy().into_owned(),
         }),

@@ -3,7 +3,8 @@
 
 use crate::convert::{execute_plan, print_plan};
 use crate::util::{parse_size, CliResult, WriteArgs};
-use lbrx_convert::recipe::{plan_quantize, Recipe};
+use lbrx_convert::recipe::plan_quantize;
+use lbrx_convert::request::Recipe;
 use lbrx_convert::ConvertOptions;
 use lbrx_core::DType;
 use std::path::PathBuf;
@@ -76,7 +77,7 @@ pub(crate) fn run(a: Args) -> CliResult {
     }
     let src = lbrx_formats::open(&a.src)?;
     let imatrix = match &a.imatrix {
-        Some(p) => Some(lbrx_convert::recipe::ImatrixInput {
+        Some(p) => Some(lbrx_convert::request::ImatrixInput {
             data: lbrx_formats::imatrix::read_imatrix(p)?,
             file: p.to_string_lossy().into_owned(),
         }),

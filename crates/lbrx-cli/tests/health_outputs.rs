@@ -42,7 +42,7 @@ fn every_output_type_lbrx_writes_is_healthy() {
         let t = row.dtype;
         if !lbrx_quant::ggml_quant::can_quantize(t)
             || lbrx_quant::ggml_quant::requires_imatrix(t)
-            || lbrx_convert::recipe::file_type_of(t).is_none()
+            || lbrx_convert::ftype::file_type_of(t).is_none()
         {
             continue;
         }
@@ -59,7 +59,7 @@ fn every_output_type_lbrx_writes_is_healthy() {
 
     // every llama-quantize recipe
     let mut recipes = 0;
-    for ft in lbrx_convert::recipe::FILE_TYPES.iter().filter(|f| f.recipe) {
+    for ft in lbrx_convert::ftype::FILE_TYPES.iter().filter(|f| f.recipe) {
         let out = d.path().join(format!("recipe-{}.gguf", ft.name));
         ok(lbrx()
             .arg("quantize")

@@ -3,20 +3,24 @@
 
 pub mod atomic;
 pub mod exec;
+pub mod ftype;
 pub mod health;
 pub mod hf;
 pub mod hfcache;
+pub mod layout;
 pub mod mlx;
 pub mod plan;
 pub mod recipe;
+pub mod request;
+pub mod route;
 pub mod workspace;
 
 pub use atomic::{AtomicOutput, OutputKind, Placement};
 pub use exec::{execute, ExecOptions};
-pub use plan::{
-    plan, plan_gguf, plan_safetensors, ConvertOptions, Job, Plan, PlannedFile, Target, Transform,
-    GGUF_TYPES_KEY,
-};
+pub use layout::{plan_gguf, plan_safetensors};
+pub use plan::{Job, Plan, PlannedFile, Transform, GGUF_TYPES_KEY};
+pub use request::{ConvertOptions, Target};
+pub use route::plan;
 pub use workspace::{read_workspace, WorkspaceInfo, SENTINEL};
 
 use lbrx_core::{Error, Result, Source};

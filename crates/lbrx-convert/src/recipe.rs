@@ -4,162 +4,8 @@
 //! fallbacks when a row is not a whole number of blocks. Tensors are visited in llama.cpp's loader order
 //! (layer number, then name; non-layer tensors first), because its layer counters depend on that order.
 
+use crate::request::{ImatrixInput, Recipe};
 use lbrx_core::{DType, Error, Metadata, Result, Value};
-
-/// A llama.cpp file type (`enum llama_ftype` in llama.h): the one table recipes, planning and health read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileType {
-    /// Its name, as llama-quantize spells it.
-    pub name: &'static str,
-    /// `general.file_type`.
-    pub id: u32,
-    /// The weight type most tensors get (llama-quant.cpp's `default_type`).
-    pub default: DType,
-    /// The type the recipe gives the matrices that are not MoE experts, where that is not `default`
-    /// (MXFP4_MOE: Q8_0).
-    pub dense: DType,
-    /// Whether llama-quantize has a recipe of this name.
-    pub recipe: bool,
-}
-
-const fn ft(name: &'static str, id: u32, default: DType, recipe: bool) -> FileType {
-    FileType {
-        name,
-        id,
-        default,
-        dense: default,
-        recipe,
-    }
-}
-
-/// Every llama.cpp file type lbrx writes or reads, in llama-quantize's order of options.
-pub const FILE_TYPES: &[FileType] = &[
-    ft("F32", 0, DType::F32, true),
-    ft("F16", 1, DType::F16, true),
-    ft("Q4_0", 2, DType::Q4_0, true),
-    ft("Q4_1", 3, DType::Q4_1, true),
-    ft("Q8_0", 7, DType::Q8_0, true),
-    ft("Q5_0", 8, DType::Q5_0, true),
-    ft("Q5_1", 9, DType::Q5_1, true),
-    ft("Q2_K", 10, DType::Q2K, true),
-    ft("Q3_K_S", 11, DType::Q3K, true),
-    ft("Q3_K_M", 12, DType::Q3K, true),
-    ft("Q3_K_L", 13, DType::Q3K, true),
-    ft("Q4_K_S", 14, DType::Q4K, true),
-    ft("Q4_K_M", 15, DType::Q4K, true),
-    ft("Q5_K_S", 16, DType::Q5K, true),
-    ft("Q5_K_M", 17, DType::Q5K, true),
-    ft("Q6_K", 18, DType::Q6K, true),
-    ft("Q2_K_S", 21, DType::Q2K, true),
-    ft("IQ2_XXS", 19, DType::IQ2XXS, true),
-    ft("IQ2_XS", 20, DType::IQ2XS, true),
-    ft("IQ2_S", 28, DType::IQ2XS, true),
-    ft("IQ2_M", 29, DType::IQ2S, true),
-    ft("IQ1_S", 24, DType::IQ1S, true),
-    ft("IQ1_M", 31, DType::IQ1M, true),
-    ft("IQ3_XXS", 23, DType::IQ3XXS, true),
-    ft("IQ3_XS", 22, DType::IQ3S, true),
-    ft("IQ3_S", 26, DType::IQ3S, true),
-    ft("IQ3_M", 27, DType::IQ3S, true),
-    ft("IQ4_NL", 25, DType::IQ4NL, true),
-    ft("IQ4_XS", 30, DType::IQ4XS, true),
-    ft("TQ1_0", 36, DType::TQ1_0, true),
-    ft("TQ2_0", 37, DType::TQ2_0, true),
-    FileType {
-        dense: DType::Q8_0,
-        ..ft("MXFP4_MOE", 38, DType::MXFP4, true)
-    },
-    // llama.h has the file type; llama-quantize has no recipe for it.
-    ft("NVFP4", 39, DType::NVFP4, false),
-    ft("Q1_0", 40, DType::Q1_0, true),
-    ft("Q2_0", 41, DType::Q2_0, true),
-    ft("BF16", 32, DType::BF16, true),
-];
-
-/// The file type with `general.file_type` `id`.
-pub fn file_type_by_id(id: u64) -> Option<&'static FileType> {
-    FILE_TYPES.iter().find(|f| f.id as u64 == id)
-}
-
-/// llama.cpp's `general.file_type` for an output whose weight matrices are all `d`: the K-quants as their _S
-/// file types, MXFP4 as MXFP4_MOE, every other type as the file type of its name.
-pub fn file_type_of(d: DType) -> Option<&'static FileType> {
-    let name = match d {
-        DType::Q3K => "Q3_K_S",
-        DType::Q4K => "Q4_K_S",
-        DType::Q5K => "Q5_K_S",
-        DType::MXFP4 => "MXFP4_MOE",
-        _ => d.name(),
-    };
-    FILE_TYPES
-        .iter()
-        .find(|f| f.name.eq_ignore_ascii_case(name))
-}
-
-/// A parsed recipe.
-#[derive(Debug, Clone)]
-pub struct Recipe {
-    /// Its llama.cpp name.
-    pub name: &'static str,
-    /// `general.file_type`.
-    pub ftype: u32,
-    /// The weight type most tensors get.
-    pub default: DType,
-    /// Every quantizable tensor gets `default` (llama-quantize `--pure`).
-    pub pure: bool,
-    /// Keep `output.weight` as it is (`--leave-output-tensor`).
-    pub leave_output: bool,
-    /// User overrides: (substring or regex, type), first match wins (`--tensor-type PATTERN=TYPE`).
-    pub overrides: Vec<(regex::Regex, DType)>,
-    /// The type of `output.weight` (and of tied token embeddings) (`--output-tensor-type`).
-    pub output_type: Option<DType>,
-    /// The type of the token embeddings (`--token-embedding-type`).
-    pub token_embd_type: Option<DType>,
-    /// An importance matrix is given (some choices depend on it, as in llama.cpp).
-    pub has_imatrix: bool,
-    /// Plan only (`--dry-run`): a missing importance matrix is reported in the plan's warnings instead of
-    /// refused.
-    pub dry_run: bool,
-}
-
-/// llama-quantize's aliases: (alias, file type).
-const ALIASES: &[(&str, &str)] = &[("Q3_K", "Q3_K_M"), ("Q4_K", "Q4_K_M"), ("Q5_K", "Q5_K_M")];
-
-impl Recipe {
-    /// Looks a recipe up by its llama.cpp name or alias (case-insensitive).
-    pub fn named(name: &str) -> Result<Recipe> {
-        let name = ALIASES
-            .iter()
-            .find(|a| a.0.eq_ignore_ascii_case(name))
-            .map_or(name, |a| a.1);
-        let recipes = || FILE_TYPES.iter().filter(|f| f.recipe);
-        let &FileType {
-            name: n,
-            id: ftype,
-            default,
-            ..
-        } = recipes()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "unknown quantization '{name}'; known: {}",
-                    recipes().map(|f| f.name).collect::<Vec<_>>().join(", ")
-                ))
-            })?;
-        Ok(Recipe {
-            name: n,
-            ftype,
-            default,
-            pure: false,
-            leave_output: false,
-            overrides: Vec::new(),
-            output_type: None,
-            token_embd_type: None,
-            has_imatrix: false,
-            dry_run: false,
-        })
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cat {
@@ -665,15 +511,6 @@ fn requires_imatrix(name: &str, to: DType, ftype: &str) -> bool {
 /// Importance weights by output tensor index.
 pub(crate) type ImportanceByJob = std::collections::BTreeMap<usize, Vec<f32>>;
 
-/// An importance matrix for `plan_quantize`, with the file name written into the output's metadata.
-#[derive(Debug, Clone)]
-pub struct ImatrixInput {
-    /// The loaded matrix.
-    pub data: lbrx_formats::imatrix::Imatrix,
-    /// The file name as given (llama-quantize's `quantize.imatrix.file`).
-    pub file: String,
-}
-
 /// Plans `llama-quantize IN OUT TYPE [--imatrix FILE]`: every tensor of a GGUF source in the type the recipe
 /// picks (tensors in name order, as llama.cpp writes them), all metadata kept, `general.file_type` and
 /// `general.quantization_version` set.
@@ -683,8 +520,9 @@ pub fn plan_quantize(
     r: &Recipe,
     max_shard_size: Option<u64>,
     imatrix: Option<&ImatrixInput>,
-) -> Result<crate::Plan> {
-    use crate::plan::{layout_gguf, GgufOut};
+) -> Result<crate::plan::Plan> {
+    use crate::layout::layout_gguf;
+    use crate::plan::GgufOut;
     if src.format() != lbrx_core::Format::Gguf {
         return Err(Error::Invalid(format!(
             "{}: quantize takes a GGUF model; convert it first (`lbrx convert SRC model.gguf`), then quantize that",
@@ -720,7 +558,7 @@ pub(crate) fn apply_recipe(
     r: &Recipe,
     imatrix: Option<&ImatrixInput>,
 ) -> Result<(Vec<crate::plan::GgufOut>, ImportanceByJob, Vec<String>)> {
-    use crate::Transform;
+    use crate::plan::Transform;
     let facts = ModelFacts::from_metadata(meta);
     let mut r = r.clone();
     r.has_imatrix = imatrix.is_some();

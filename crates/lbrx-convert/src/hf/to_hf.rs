@@ -5,8 +5,10 @@
 //! rebuilt from the GGUF keys, so that `transformers` loads the directory.
 
 use super::arch::{match_template, split_suffix, ArchSpec, Params, ARCHS, TENSOR_MAP};
-use super::vocab_out::pretty;
-use crate::plan::{layout_safetensors_dir, transform_to, ConvertOptions, GgufOut, Plan, Transform};
+use crate::layout::layout_safetensors_dir;
+use crate::layout::pretty;
+use crate::plan::{transform_to, GgufOut, Plan, Transform};
+use crate::request::ConvertOptions;
 use lbrx_core::{DType, Error, Metadata, Result, Source, Value};
 use lbrx_formats::gguf::GgufTensorSpec;
 use serde_json::{json, Map, Value as Json};

@@ -4,6 +4,7 @@
 //! same tokenizer keys.
 
 use super::arch::{ArchSpec, VocabOrder};
+use crate::layout::pretty;
 use lbrx_core::{Error, Metadata, Result, Value};
 use lbrx_formats::sentencepiece::{ModelProto, NormalizerSpec, SentencePiece, TrainerSpec};
 use serde_json::{json, Map, Value as Json};
@@ -61,12 +62,6 @@ fn flag(m: &Metadata, name: &str) -> Option<bool> {
         Some(Value::Bool(b)) => Some(*b),
         _ => None,
     }
-}
-
-pub(crate) fn pretty(v: &Json) -> Vec<u8> {
-    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
-    s.push('\n');
-    s.into_bytes()
 }
 
 fn added_entry(content: &str, special: bool) -> Json {

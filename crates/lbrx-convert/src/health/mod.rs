@@ -2,11 +2,12 @@
 //! shard headers, index <-> shard agreement, config.json against the tensors, MLX quantization tensors, tokenizer
 //! files, the workspace sentinel, and (deep) every byte, counting NaN/Inf in float tensors.
 
+mod scan;
+
 use crate::workspace::{read_workspace, WorkspaceInfo, SENTINEL};
 use lbrx_core::{DType, Error, Result, TensorInfo};
 use lbrx_formats::mmap::MappedFile;
 use lbrx_formats::safetensors::{parse_header, read_index, INDEX_SUFFIX};
-use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -160,7 +161,7 @@ pub fn check(path: &Path, deep: bool) -> Result<HealthReport> {
         }
     };
     if deep {
-        deep_scan(&shards, &mut r);
+        scan::deep_scan(&shards, &mut r);
     }
     let tensors = shards.iter().map(|s| s.tensors.len()).sum();
     r.findings.sort_by_key(|f| f.severity);
@@ -208,7 +209,7 @@ fn check_gguf(path: &Path, r: &mut Report) -> Vec<Shard> {
             .filter(|t| t.shape.len() >= 2)
             .map(|t| t.dtype)
             .collect();
-        match crate::recipe::file_type_by_id(ft) {
+        match crate::ftype::file_type_by_id(ft) {
             // the recipe's default type, or the type of the file type's name (IQ2_S: mostly IQ2_XS from
             // llama-quantize's recipe, all IQ2_S from `convert --quant IQ2_S`)
             Some(f)
@@ -739,119 +740,4 @@ fn check_tokenizer(dir: &Path, r: &mut Report) {
             "no tokenizer.json or tokenizer.model".into(),
         );
     }
-}
-
-/// Reads every byte of every tensor (with `pread`, so a file truncated underneath is an error, not a crash)
-/// and counts NaN and Inf in float tensors.
-fn deep_scan(shards: &[Shard], r: &mut Report) {
-    let jobs: Vec<(&Shard, &TensorInfo)> = shards
-        .iter()
-        .flat_map(|s| s.tensors.iter().map(move |t| (s, t)))
-        .collect();
-    let results: Vec<(usize, ScanResult)> = jobs
-        .par_iter()
-        .enumerate()
-        .map(|(i, (s, t))| {
-            let res = match &s.source {
-                Some(src) => {
-                    scan_source(&**src, s.tensors.iter().position(|x| x.name == t.name), t)
-                }
-                None => scan_tensor(&s.path, t),
-            };
-            (i, res)
-        })
-        .collect();
-    for (i, res) in results {
-        let (s, t) = jobs[i];
-        match res {
-            Err(e) => r.error("unreadable-data", Some(&s.path), Some(&t.name), e),
-            Ok((nan, inf)) => {
-                if nan > 0 {
-                    r.error(
-                        "nan",
-                        Some(&s.path),
-                        Some(&t.name),
-                        format!("{nan} NaN values of {}", t.elements()),
-                    );
-                }
-                if inf > 0 {
-                    r.error(
-                        "inf",
-                        Some(&s.path),
-                        Some(&t.name),
-                        format!("{inf} infinite values of {}", t.elements()),
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// NaN and Inf counts of one tensor, or why it could not be read.
-type ScanResult = std::result::Result<(u64, u64), String>;
-
-fn scan_tensor(path: &Path, t: &TensorInfo) -> ScanResult {
-    let f = lbrx_formats::mmap::open_read_only(path).map_err(|e| e.to_string())?;
-    scan_chunks(t, |at, buf| {
-        f.read_exact_at(buf, t.offset + at)
-            .map_err(|e| format!("read at byte {}: {e}", t.offset + at))
-    })
-}
-
-/// [`scan_tensor`] through a source's reader (tensor `index` of `src`).
-fn scan_source(src: &dyn lbrx_core::Source, index: Option<usize>, t: &TensorInfo) -> ScanResult {
-    let index = index.ok_or("tensor not in its file")?;
-    scan_chunks(t, |at, buf| {
-        let b = src
-            .view_range(index, at, buf.len() as u64)
-            .map_err(|e| e.to_string())?;
-        buf.copy_from_slice(&b);
-        Ok(())
-    })
-}
-
-/// NaN/Inf counts of `t`, read in whole-element chunks of at most 4 MiB by `read(offset, buffer)`.
-fn scan_chunks(
-    t: &TensorInfo,
-    mut read: impl FnMut(u64, &mut [u8]) -> std::result::Result<(), String>,
-) -> ScanResult {
-    let es = t.dtype.info().type_size as usize;
-    let chunk = (4 << 20) / es * es;
-    let mut buf = vec![0u8; chunk.min(t.len as usize)];
-    let (mut nan, mut inf) = (0u64, 0u64);
-    let mut done = 0u64;
-    let mut vals = Vec::new();
-    while done < t.len {
-        let n = ((t.len - done) as usize).min(buf.len());
-        read(done, &mut buf[..n])?;
-        if t.dtype.info().kind == lbrx_core::DTypeKind::Quantized
-            && lbrx_quant::ggml::can_dequantize(t.dtype)
-        {
-            let info = t.dtype.info();
-            vals.resize(n / info.type_size as usize * info.block_size as usize, 0f32);
-            lbrx_quant::ggml::dequantize(t.dtype, &buf[..n], &mut vals)
-                .map_err(|e| e.to_string())?;
-            for v in &vals {
-                nan += v.is_nan() as u64;
-                inf += v.is_infinite() as u64;
-            }
-        } else if t.dtype.is_castable_float() {
-            vals.resize(n / es, 0f32);
-            if t.dtype == DType::F64 {
-                for c in buf[..n].chunks_exact(8) {
-                    let v = f64::from_le_bytes(c.try_into().unwrap_or_default());
-                    nan += v.is_nan() as u64;
-                    inf += v.is_infinite() as u64;
-                }
-            } else {
-                lbrx_quant::cast::decode_f32(t.dtype, &buf[..n], &mut vals);
-                for v in &vals {
-                    nan += v.is_nan() as u64;
-                    inf += v.is_infinite() as u64;
-                }
-            }
-        }
-        done += n as u64;
-    }
-    Ok((nan, inf))
 }

@@ -1,0 +1,80 @@
+//! The GGUF name and type of each Hugging Face weight: llama.cpp's tensor map, F32 for vectors, norms, biases
+//! and routers, and expert tensors matched for stacking.
+
+use super::arch::{self, ArchSpec};
+use crate::plan::{transform_to, GgufOut};
+use lbrx_core::{DType, Error, Result};
+use lbrx_formats::gguf::GgufTensorSpec;
+
+/// A regex capturing (block, expert, projection) from one expert's tensor name.
+pub(super) fn expert_regex(x: &arch::Experts) -> regex::Regex {
+    let alts: Vec<String> = x.projections.iter().map(|p| regex::escape(p)).collect();
+    let pat = regex::escape(x.pattern)
+        .replace(r"\{bid\}", r"(\d+)")
+        .replace(r"\{xid\}", r"(\d+)")
+        .replace(r"\{w\}", &format!("({})", alts.join("|")));
+    regex::Regex::new(&format!("^{pat}$")).expect("expert pattern")
+}
+
+/// One GGUF tensor from HF tensor `hf_name`: mapped name, and the type llama.cpp gives it (F32 for vectors,
+/// norms, biases and routers; the weight type otherwise, F16 when rows are not whole blocks).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn weight_out(
+    hf_name: &str,
+    src: usize,
+    src_dtype: DType,
+    shape: Vec<u64>,
+    ftype: DType,
+    blocks: u64,
+    spec: &ArchSpec,
+    permute_heads: Option<u64>,
+    parts: Vec<usize>,
+) -> Result<GgufOut> {
+    let gguf_name =
+        arch::map_name_for(hf_name, blocks, spec.tensor_overrides).ok_or_else(|| {
+            Error::Invalid(format!(
+                "tensor '{hf_name}' has no GGUF name in the {} architecture map",
+                spec.gguf
+            ))
+        })?;
+    let always_f32 = arch::ALWAYS_F32
+        .iter()
+        .any(|k| gguf_name.rsplit('.').nth(1) == Some(*k));
+    let mut out_type = if shape.len() <= 1
+        || gguf_name.ends_with("_norm.weight")
+        || !gguf_name.ends_with(".weight")
+        || always_f32
+    {
+        DType::F32
+    } else {
+        ftype
+    };
+    // llama.cpp keeps the token embeddings and the output in F16 for the ternary types
+    if matches!(out_type, DType::TQ1_0 | DType::TQ2_0)
+        && (gguf_name == "token_embd.weight" || gguf_name == "output.weight")
+    {
+        out_type = DType::F16;
+    }
+    // gguf-py refuses to quantize rows that are not whole blocks; llama.cpp then writes F16.
+    let block = out_type.info().block_size as u64;
+    if shape.last().is_some_and(|&c| c % block != 0) {
+        out_type = DType::F16;
+    }
+    let (dtype, transform) = transform_to(src_dtype, out_type);
+    let shift =
+        (spec.norm_shift != 0.0 && hf_name.ends_with("norm.weight")).then_some(spec.norm_shift);
+    Ok(GgufOut {
+        spec: GgufTensorSpec {
+            name: gguf_name,
+            dtype,
+            shape,
+        },
+        src,
+        transform,
+        permute_heads,
+        parts,
+        shift,
+        unpermute: false,
+        src_start: 0,
+    })
+}

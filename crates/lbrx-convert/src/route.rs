@@ -1,0 +1,55 @@
+//! The one place that sends a request to its planner, by destination and target.
+
+use crate::layout::{plan_gguf, plan_npy, plan_npz, plan_safetensors};
+use crate::plan::Plan;
+use crate::request::{ConvertOptions, Target};
+use lbrx_core::{Error, Format, Result, Source};
+use std::path::Path;
+
+/// Plans a conversion to the format `dst` names: `.gguf` for GGUF, else SafeTensors (file or directory).
+pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    if dst
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npz"))
+        && opts.target.is_none()
+    {
+        return plan_npz(src, dst, opts);
+    }
+    if dst
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+        && opts.target.is_none()
+    {
+        return plan_npy(src, dst, opts);
+    }
+    if dst
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        if crate::hf::is_hf_model(src) {
+            return crate::hf::plan_hf_gguf(src, dst, opts);
+        }
+        if let Some(r) = &opts.recipe {
+            if src.format() != Format::Gguf {
+                return Err(Error::Invalid(format!(
+                    "{}: a llama.cpp recipe needs a Hugging Face model directory or a GGUF",
+                    src.root().display()
+                )));
+            }
+            return crate::recipe::plan_quantize(
+                src,
+                dst,
+                r,
+                opts.max_shard_size,
+                opts.imatrix.as_ref(),
+            );
+        }
+        plan_gguf(src, dst, opts)
+    } else if opts.target == Some(Target::Mlx) {
+        crate::mlx::plan_mlx(src, dst, opts)
+    } else if opts.target == Some(Target::Hf) {
+        crate::hf::to_hf::plan_gguf_hf(src, dst, opts)
+    } else {
+        plan_safetensors(src, dst, opts)
+    }
+}
