@@ -42,8 +42,8 @@ for ((i = 0; i < runs; i++)); do   # interleaved, so drift of the machine hits e
   for tool in cp lbrx-copy lbrx-f16; do
     case $tool in
       cp) out=$(measure cp -r "$model" "$dir/out") ;;
-      lbrx-copy) out=$(measure "$lbrx" convert -q "$model" "$dir/out") ;;
-      lbrx-f16) out=$(measure "$lbrx" convert -q --dtype f16 "$model" "$dir/out") ;;
+      lbrx-copy) out=$(measure "$lbrx" convert --quiet "$model" "$dir/out") ;;
+      lbrx-f16) out=$(measure "$lbrx" convert --quiet --dtype f16 "$model" "$dir/out") ;;
     esac
     T[$tool]+="${out% *} "; R[$tool]+="${out#* } "
   done
@@ -78,7 +78,7 @@ echo "| model | size | wall (s) | peak RSS (MB) |"
 echo "| --- | ---: | ---: | ---: |"
 for m in m1 m2 m3; do
   cat "$dir/$m"/* >/dev/null
-  out=$(measure "$lbrx" convert -q --dtype f16 "$dir/$m" "$dir/out")
+  out=$(measure "$lbrx" convert --quiet --dtype f16 "$dir/$m" "$dir/out")
   printf "| %s | %sB | %s | %.0f |\n" "$m" "$(numfmt --to=si "$(du -sb "$dir/$m" | cut -f1)")" "${out% *}" "$(echo "${out#* } / 1024" | bc -l)"
 done
 echo
@@ -100,7 +100,7 @@ fi
 if [ -n "$cg" ]; then
   m3size=$(du -sb "$dir/m3" | cut -f1)
   set +e
-  /usr/bin/time -f "%e %M" -o "$dir/.time" sh -c "echo \$\$ > '$cg/cgroup.procs' && exec '$lbrx' convert -q --dtype f16 '$dir/m3' '$dir/out'"
+  /usr/bin/time -f "%e %M" -o "$dir/.time" sh -c "echo \$\$ > '$cg/cgroup.procs' && exec '$lbrx' convert --quiet --dtype f16 '$dir/m3' '$dir/out'"
   rc=$?
   set -e
   ok=$([ $rc -eq 0 ] && "$lbrx" inspect --json "$dir/out" >/dev/null && echo "succeeded" || echo "FAILED (exit $rc)")

@@ -13,8 +13,8 @@ lbrx=$root/target/release/lbrx
 [ -x "$refvenv/bin/python" ] || "$root/scripts/setup-python.sh" "$refvenv"
 mkdir -p "$dir"
 [ -f "$dir/m2/model.safetensors.index.json" ] || { "$root/bench/foundation.sh" 1 >/dev/null; }
-[ -f "$dir/m2-f16.gguf" ] || "$lbrx" convert -q --dtype f16 "$dir/m2" "$dir/m2-f16.gguf"
-[ -f "$dir/m2-f16.safetensors" ] || "$lbrx" convert -q "$dir/m2-f16.gguf" "$dir/m2-f16.safetensors"
+[ -f "$dir/m2-f16.gguf" ] || "$lbrx" convert --quiet --dtype f16 "$dir/m2" "$dir/m2-f16.gguf"
+[ -f "$dir/m2-f16.safetensors" ] || "$lbrx" convert --quiet "$dir/m2-f16.gguf" "$dir/m2-f16.safetensors"
 [ -f "$dir/q4k.gguf" ] || "$refvenv/bin/python" "$root/bench/make_q4k.py" "$dir/q4k.gguf" 512
 
 measure() { rm -rf "$dir"/out*; sync; sleep 0.5; /usr/bin/time -f "%e %M" -o "$dir/.time" "$@" >/dev/null; cat "$dir/.time"; }
@@ -25,9 +25,9 @@ for ((i = 0; i < runs; i++)); do
   for tool in cp-gguf g2s cp-st s2g; do
     case $tool in
       cp-gguf) out=$(measure cp "$dir/m2-f16.gguf" "$dir/out.gguf") ;;
-      g2s) out=$(measure "$lbrx" convert -q "$dir/m2-f16.gguf" "$dir/out.safetensors") ;;
+      g2s) out=$(measure "$lbrx" convert --quiet "$dir/m2-f16.gguf" "$dir/out.safetensors") ;;
       cp-st) out=$(measure cp "$dir/m2-f16.safetensors" "$dir/out.safetensors") ;;
-      s2g) out=$(measure "$lbrx" convert -q "$dir/m2-f16.safetensors" "$dir/out.gguf") ;;
+      s2g) out=$(measure "$lbrx" convert --quiet "$dir/m2-f16.safetensors" "$dir/out.gguf") ;;
     esac
     T[$tool]+="${out% *} "; R[$tool]+="${out#* } "
   done
@@ -49,7 +49,7 @@ cat "$dir/q4k.gguf" >/dev/null
 py=$("$refvenv/bin/python" "$root/bench/make_q4k.py" --time "$dir/q4k.gguf")
 py_s=${py% *}; n=${py#* }
 ours=()
-for ((i = 0; i < runs; i++)); do ours+=("$(measure "$lbrx" convert -q --dtype f16 "$dir/q4k.gguf" "$dir/out.safetensors" | cut -d' ' -f1)"); done
+for ((i = 0; i < runs; i++)); do ours+=("$(measure "$lbrx" convert --quiet --dtype f16 "$dir/q4k.gguf" "$dir/out.safetensors" | cut -d' ' -f1)"); done
 our_s=$(printf "%s\n" "${ours[@]}" | median)
 (cd "$root" && cargo build --release -q -p lbrx-convert --example dequant_bench)
 kern=$("$root/target/release/examples/dequant_bench" "$dir/q4k.gguf" "$runs"); kern_s=${kern% *}

@@ -25,9 +25,9 @@ cat "$model"/*.safetensors >/dev/null
 for ((i = 0; i < runs; i++)); do
   for job in lbrx-f16 py-f16 lbrx-q8 py-q8; do
     case $job in
-      lbrx-f16) out=$(measure "$lbrx" convert -q --dtype f16 "$model" "$dir/hfout.gguf") ;;
+      lbrx-f16) out=$(measure "$lbrx" convert --quiet --dtype f16 "$model" "$dir/hfout.gguf") ;;
       py-f16) out=$(measure "$venv/bin/python" "$src/convert_hf_to_gguf.py" "$model" --outfile "$dir/hfout.gguf" --outtype f16) ;;
-      lbrx-q8) out=$(measure "$lbrx" convert -q --quant Q8_0 "$model" "$dir/hfout.gguf") ;;
+      lbrx-q8) out=$(measure "$lbrx" convert --quiet --quant Q8_0 "$model" "$dir/hfout.gguf") ;;
       py-q8) out=$(measure "$venv/bin/python" "$src/convert_hf_to_gguf.py" "$model" --outfile "$dir/hfout.gguf" --outtype q8_0) ;;
     esac
     T[$job]+="${out% *} "; R[$job]+="${out#* } "
@@ -36,7 +36,7 @@ done
 # identical outputs
 for t in f16 q8_0; do
   "$venv/bin/python" "$src/convert_hf_to_gguf.py" "$model" --outfile "$dir/hfout-ref.gguf" --outtype $t >/dev/null 2>&1
-  if [ $t = f16 ]; then "$lbrx" convert -q --dtype f16 "$model" "$dir/hfout-ours.gguf" --force; else "$lbrx" convert -q --quant Q8_0 "$model" "$dir/hfout-ours.gguf" --force; fi
+  if [ $t = f16 ]; then "$lbrx" convert --quiet --dtype f16 "$model" "$dir/hfout-ours.gguf" --force; else "$lbrx" convert --quiet --quant Q8_0 "$model" "$dir/hfout-ours.gguf" --force; fi
   cmp -s "$dir/hfout-ref.gguf" "$dir/hfout-ours.gguf" && same[$t]=yes || same[$t]=NO
   rm -f "$dir/hfout-ref.gguf" "$dir/hfout-ours.gguf"
 done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HF directory -> MLX 4-bit (group 64) benchmark: lbrx convert --to mlx -q against mlx_lm.convert -q (mlx_lm 0.32.2,
+# HF directory -> MLX 4-bit (group 64) benchmark: lbrx convert --to mlx -q against mlx_lm.convert --quiet (mlx_lm 0.32.2,
 # mlx 0.32.4 CPU) on the ~2.5 GB Llama-3-shaped bf16 model of bench/hf_gguf.sh. Also checks that the outputs hold the
 # same tensors and config (tests/oracle/mlx_compare.py). Prints a markdown report.
 # Usage: bench/mlx.sh [RUNS]   (env: LBRX_BENCH_DIR, LBRX_VENV, LBRX_MLX_VENV, LBRX_LLAMA_DIR)
@@ -49,5 +49,5 @@ echo "warm page cache; median of $runs interleaved runs; peak RSS from /usr/bin/
 echo
 echo "| tool | wall (s) | peak RSS (MB) | speed-up | same tensors and config |"
 echo "| --- | ---: | ---: | ---: | --- |"
-printf "| mlx_lm.convert -q | %.2f | %.0f | 1.0x | |\n" "$(med py)" "$(echo "$(rss py) / 1024" | bc -l)"
+printf "| mlx_lm.convert --quiet | %.2f | %.0f | 1.0x | |\n" "$(med py)" "$(echo "$(rss py) / 1024" | bc -l)"
 printf "| lbrx convert --to mlx -q | %.2f | %.0f | %.1fx | %s |\n" "$(med lbrx)" "$(echo "$(rss lbrx) / 1024" | bc -l)" "$(echo "$(med py) / $(med lbrx)" | bc -l)" "$same"

@@ -15,7 +15,7 @@ lbrx=$root/target/release/lbrx
 (cd "$root" && cargo build --release -q -p lbrx-cli)
 threads=$(nproc)
 [ -f "$dir/hf-llama3-2.5g/config.json" ] || LBRX_VENV=$venv "$root/bench/hf_gguf.sh" 1 >/dev/null
-[ -f "$dir/hf-f16.gguf" ] || "$lbrx" convert -q --dtype f16 "$dir/hf-llama3-2.5g" "$dir/hf-f16.gguf"
+[ -f "$dir/hf-f16.gguf" ] || "$lbrx" convert --quiet --dtype f16 "$dir/hf-llama3-2.5g" "$dir/hf-f16.gguf"
 in=$dir/hf-f16.gguf
 cat "$in" >/dev/null
 t() { /usr/bin/time -f "%e %M" -o "$dir/.time" "$@" >/dev/null 2>&1; cat "$dir/.time"; }

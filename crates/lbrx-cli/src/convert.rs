@@ -43,8 +43,7 @@ pub(crate) struct Args {
     /// names are kept.
     #[arg(long, value_parser = ["hf", "mlx"])]
     to: Option<String>,
-    /// With `--to mlx`: quantize the weight matrices (MLX affine, as `mlx_lm.convert -q`). With any other
-    /// destination `-q` means `--quiet`.
+    /// Quantize the weight matrices of an MLX output (`--to mlx`), as `mlx_lm.convert -q` (GGUF: `--quant`).
     #[arg(short = 'q', long = "quantize")]
     quantize: bool,
     /// MLX quantization bits: 2, 3, 4, 5, 6 or 8 (default 4; implies -q).
@@ -223,6 +222,13 @@ pub(crate) fn run(a: Args) -> CliResult {
                 .into(),
         );
     }
+    if a.quantize && !mlx {
+        return Err(
+            "-q/--quantize quantizes an MLX output (as mlx_lm.convert -q): add --to mlx; for GGUF \
+                    use --quant TYPE (Q8_0, Q4_K_M ...); --quiet silences the progress bar"
+                .into(),
+        );
+    }
     let mlx_quant = if mlx && (a.quantize || wants_quant) {
         Some(lbrx_convert::mlx::MlxQuant::new(
             a.q_bits,
@@ -233,7 +239,7 @@ pub(crate) fn run(a: Args) -> CliResult {
     } else {
         None
     };
-    let quiet = a.quiet || (a.quantize && !mlx);
+    let quiet = a.quiet;
     let mut src = lbrx_formats::open(&a.src)?;
     crate::util::print_source_warnings(&*src);
     let to_gguf = a

@@ -32,7 +32,7 @@ pub(crate) struct RepairArgs {
     #[arg(long)]
     json: bool,
     /// Print nothing; the exit code tells.
-    #[arg(long, short = 'q')]
+    #[arg(long)]
     quiet: bool,
 }
 
@@ -46,7 +46,7 @@ pub(crate) struct CloneArgs {
     #[command(flatten)]
     write: WriteArgs,
     /// Print nothing.
-    #[arg(long, short = 'q')]
+    #[arg(long)]
     quiet: bool,
 }
 

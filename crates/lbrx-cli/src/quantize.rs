@@ -53,7 +53,7 @@ pub(crate) struct Args {
     #[command(flatten)]
     write: WriteArgs,
     /// No progress bar and no summary.
-    #[arg(long, short = 'q')]
+    #[arg(long)]
     quiet: bool,
     /// Print the plan (with --dry-run) or the result as JSON.
     #[arg(long)]

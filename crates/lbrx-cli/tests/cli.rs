@@ -258,7 +258,7 @@ fn sigkill_halfway_leaves_no_output_and_an_untouched_source() {
             .arg(&src)
             .arg(&dst)
             .args(&extra)
-            .args(["--threads", "1", "-q"])
+            .args(["--threads", "1", "--quiet"])
             .spawn()
             .unwrap();
         let t0 = Instant::now();
@@ -289,7 +289,7 @@ fn sigkill_halfway_leaves_no_output_and_an_untouched_source() {
             .arg(&src)
             .arg(&dst)
             .args(&extra)
-            .arg("-q"));
+            .arg("--quiet"));
         assert!(dst.exists());
     }
     assert_eq!(checksum(&src), before);
@@ -300,11 +300,11 @@ fn refuses_to_overwrite_its_source_or_an_existing_output() {
     let ex = repo_root().join("examples/tiny-llama");
     let d = tempfile::tempdir().unwrap();
     let copy = d.path().join("m");
-    ok(lbrx().arg("convert").arg(&ex).arg(&copy).arg("-q"));
+    ok(lbrx().arg("convert").arg(&ex).arg(&copy).arg("--quiet"));
     let shard = copy.join("model-00001-of-00002.safetensors");
     for dst in [shard.clone(), copy.clone(), d.path().to_path_buf()] {
         let out = lbrx()
-            .args(["convert", "--force", "-q"])
+            .args(["convert", "--force", "--quiet"])
             .arg(&copy)
             .arg(&dst)
             .output()
@@ -420,5 +420,29 @@ fn ggml_type_table_matches_the_reference_build() {
             c["type_size"].as_u64().unwrap(),
             "{name}"
         );
+    }
+}
+
+#[test]
+fn dash_q_means_quantize_and_needs_an_mlx_destination() {
+    let d = tempfile::tempdir().unwrap();
+    let ex = repo_root().join("examples/tiny-llama");
+    let dst = d.path().join("x.gguf");
+    let out = lbrx()
+        .arg("convert")
+        .arg(&ex)
+        .arg(&dst)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--to mlx") && err.contains("--quiet"), "{err}");
+    assert!(!dst.exists());
+    // --quiet is spelled out in every command
+    for cmd in ["quantize", "health", "repair-index", "clone"] {
+        let help = lbrx().args([cmd, "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(!text.contains("-q,"), "{cmd}: {text}");
     }
 }

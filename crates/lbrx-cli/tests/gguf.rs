@@ -343,7 +343,7 @@ fn split_files_agree_with_llama_gguf_split() {
     let d = tempfile::tempdir().unwrap();
     let whole = d.path().join("tiny.gguf");
     ok(lbrx()
-        .args(["convert", "-q", "--dtype", "f16"])
+        .args(["convert", "--quiet", "--dtype", "f16"])
         .arg(repo_root().join("examples/tiny-llama"))
         .arg(&whole));
     // llama-gguf-split's splits open as one model equal to the unsplit file, and merge back into it.
@@ -364,7 +364,7 @@ fn split_files_agree_with_llama_gguf_split() {
     );
     // Our splits merge back with llama-gguf-split --merge into the same model.
     ok(lbrx()
-        .args(["convert", "-q", "--max-shard-size", "1MB"])
+        .args(["convert", "--quiet", "--max-shard-size", "1MB"])
         .arg(&whole)
         .arg(d.path().join("ours.gguf")));
     let ours = d.path().join("ours-00001-of-00004.gguf");

@@ -428,7 +428,7 @@ fn big_model(dir: &Path) -> PathBuf {
     write_big(&single, 24, 2 << 20); // 192 MiB
     let m = dir.join("big");
     ok(lbrx()
-        .args(["convert", "-q", "--max-shard-size", "50MB"])
+        .args(["convert", "--quiet", "--max-shard-size", "50MB"])
         .arg(&single)
         .arg(&m));
     std::fs::remove_file(single).unwrap();
@@ -453,7 +453,7 @@ fn killed_operations_never_leave_a_workspace_that_passes_for_complete() {
             let ws = work.join("ws");
             let mut child = lbrx()
                 .args(args)
-                .arg("-q")
+                .arg("--quiet")
                 .arg(&src)
                 .arg(&ws)
                 .spawn()
@@ -487,7 +487,11 @@ fn killed_operations_never_leave_a_workspace_that_passes_for_complete() {
                     );
                 }
             }
-            ok(lbrx().args(args).args(["-q", "--force"]).arg(&src).arg(&ws));
+            ok(lbrx()
+                .args(args)
+                .args(["--quiet", "--force"])
+                .arg(&src)
+                .arg(&ws));
             assert_eq!(health_json(&ws).0, 0);
         }
     }
@@ -508,7 +512,7 @@ fn gguf_health_checks_headers_and_file_type() {
     let d = tempfile::tempdir().unwrap();
     let g = d.path().join("tiny.gguf");
     ok(lbrx()
-        .args(["convert", "-q", "--dtype", "f16"])
+        .args(["convert", "--quiet", "--dtype", "f16"])
         .arg(example())
         .arg(&g));
     assert_eq!(health_json(&g).0, 0);

@@ -77,7 +77,7 @@ fn check_arch(arch: &str, outtypes: &[&str]) {
         let refp = d.path().join(format!("ref-{t}.gguf"));
         reference(&e, &model, &refp, t);
         let mut c = lbrx();
-        c.arg("convert").arg(&model).arg(&ours).arg("-q");
+        c.arg("convert").arg(&model).arg(&ours).arg("--quiet");
         match *t {
             "q8_0" => c.args(["--quant", "Q8_0"]),
             "auto" => c.args(["--dtype", "auto"]),
@@ -100,8 +100,8 @@ fn round_trip(e: &Env, arch: &str, model: &Path, gguf: &Path, tmp: &Path) {
         .arg("convert")
         .arg(gguf)
         .arg(&hf)
-        .args(["--to", "hf", "-q"]));
-    ok(lbrx().arg("convert").arg(&hf).arg(&back).arg("-q"));
+        .args(["--to", "hf", "--quiet"]));
+    ok(lbrx().arg("convert").arg(&hf).arg(&back).arg("--quiet"));
     let out = ok(Command::new(&e.py)
         .arg(repo_root().join("crates/lbrx-cli/tests/oracle/gguf_compare.py"))
         .arg(&back)
@@ -182,7 +182,7 @@ fn llama_cpp_runs_our_output() {
             .arg("convert")
             .arg(&model)
             .arg(&ours)
-            .args(["--quant", "Q8_0", "-q"]));
+            .args(["--quant", "Q8_0", "--quiet"]));
         let gen = |m: &Path| {
             let out = ok(Command::new(&simple).arg("-m").arg(m).args([
                 "-n",
@@ -280,7 +280,7 @@ fn bert_minilm_equals_convert_hf_to_gguf_and_embeds_alike() {
         let refp = d.path().join(format!("ref-{t}.gguf"));
         reference(&e, &model, &refp, t);
         let mut c = lbrx();
-        c.arg("convert").arg(&model).arg(&ours).arg("-q");
+        c.arg("convert").arg(&model).arg(&ours).arg("--quiet");
         if t == "q8_0" {
             c.args(["--quant", "Q8_0"]);
         } else {
@@ -346,13 +346,13 @@ fn bert_minilm_equals_convert_hf_to_gguf_and_embeds_alike() {
                 .arg("convert")
                 .arg(&refp)
                 .arg(&hf)
-                .args(["--to", "hf", "-q"]));
+                .args(["--to", "hf", "--quiet"]));
             assert!(hf.join("1_Pooling/config.json").is_file());
             ok(lbrx()
                 .arg("convert")
                 .arg(&hf)
                 .arg(&back)
-                .args(["--dtype", "f16", "-q"]));
+                .args(["--dtype", "f16", "--quiet"]));
             let out = ok(Command::new(&e.py)
                 .arg(repo_root().join("crates/lbrx-cli/tests/oracle/gguf_compare.py"))
                 .arg(&back)

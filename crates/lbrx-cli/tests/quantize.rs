@@ -88,7 +88,7 @@ fn check(e: &Env, input: &Path, dir: &Path, recipe: &str, extra: &[&str]) -> Pat
         .args(extra)
         .arg(input)
         .arg(&ours)
-        .args([recipe, "-q"]));
+        .args([recipe, "--quiet"]));
     compare(e, &ours, &refp);
     ours
 }
@@ -141,7 +141,7 @@ fn every_recipe_equals_llama_quantize() {
         .arg("quantize")
         .arg(&q8)
         .arg(&ours)
-        .args(["Q4_K_M", "-q"]));
+        .args(["Q4_K_M", "--quiet"]));
     compare(&e, &ours, &refp);
 }
 
@@ -203,7 +203,7 @@ fn imatrix_quantization_equals_llama_quantize() {
             .arg("quantize")
             .arg(&input)
             .arg(&out)
-            .args([r, "-q"])
+            .args([r, "--quiet"])
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);

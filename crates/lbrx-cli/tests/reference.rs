@@ -82,7 +82,7 @@ fn every_float_cast_matches_numpy_and_ml_dtypes_bit_for_bit() {
             let src = d.path().join(format!("src-{from}.safetensors"));
             let out = d.path().join(format!("out-{from}-{to}.safetensors"));
             ok(lbrx()
-                .args(["convert", "-q", "--dtype", to])
+                .args(["convert", "--quiet", "--dtype", to])
                 .arg(&src)
                 .arg(&out));
             let (ours, theirs) = (
@@ -112,7 +112,7 @@ fn sharding_matches_transformers_and_huggingface_hub() {
         );
         std::fs::create_dir(&theirs).unwrap();
         ok(lbrx()
-            .args(["convert", "-q", "--max-shard-size", max])
+            .args(["convert", "--quiet", "--max-shard-size", max])
             .arg(&a)
             .arg(&ours));
         oracle(&py, &[&"shard", &a, &max, &theirs]);
