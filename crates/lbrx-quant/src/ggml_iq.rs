@@ -24,13 +24,13 @@ use crate::ggml_kquant::{nearest_int, put_f16};
 use crate::ggml_tables::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
 use crate::ggml_weighted::make_qp_quants;
 
-const QK_K: usize = 256;
+pub(crate) const QK_K: usize = 256;
 const GROUP_MAX_EPS: f32 = 1e-15;
 const GROUP_MAX_EPS_IQ3_XXS: f32 = 1e-8;
 const GROUP_MAX_EPS_IQ2_S: f32 = 1e-8;
-const GROUP_MAX_EPS_IQ1_M: f32 = 1e-7;
-const GROUP_MAX_EPS_IQ1_S: f32 = 1e-12;
-const IQ1_DELTA: f32 = 0.125;
+pub(crate) const GROUP_MAX_EPS_IQ1_M: f32 = 1e-7;
+pub(crate) const GROUP_MAX_EPS_IQ1_S: f32 = 1e-12;
+pub(crate) const IQ1_DELTA: f32 = 0.125;
 
 /// A grid of lattice points with a map from every reachable lattice point to its grid index, or to the list
 /// of its nearest grid points (by squared distance: all points at the `nwant` smallest distances, ordered by
@@ -110,7 +110,7 @@ impl Lattice {
         }
     }
 
-    fn point(&self, j: usize) -> &[i8] {
+    pub(crate) fn point(&self, j: usize) -> &[i8] {
         &self.points[j * self.dim..(j + 1) * self.dim]
     }
 
@@ -121,7 +121,7 @@ impl Lattice {
     }
 
     /// The grid index of a point given by its levels, or `None` when it is not on the grid.
-    fn index(&self, l: &[i8]) -> Option<usize> {
+    pub(crate) fn index(&self, l: &[i8]) -> Option<usize> {
         let g = self.map[self.key(l)];
         (g >= 0).then_some(g as usize)
     }
@@ -141,7 +141,7 @@ impl Lattice {
     /// off-grid point `l` closest to `xval` at `scale` (weighted by `w`), a grid value `p` standing for
     /// `value(p)`; writes its levels into `l` and returns its index (the first neighbour when no distance is
     /// below `f32::MAX`, where ggml asserts).
-    fn best_neighbour(
+    pub(crate) fn best_neighbour(
         &self,
         xval: &[f32],
         w: &[f32],
@@ -199,7 +199,7 @@ fn bytes_u32(grid: &[u32]) -> Vec<i8> {
 
 /// The lattices, one per grid (ggml's `iq2_data`/`iq3_data`), built on first use.
 #[derive(Clone, Copy)]
-enum Grid {
+pub(crate) enum Grid {
     Iq2xxs,
     Iq2xs,
     Iq2s,
@@ -208,7 +208,7 @@ enum Grid {
     Iq3s,
 }
 
-fn lattice(g: Grid) -> &'static Lattice {
+pub(crate) fn lattice(g: Grid) -> &'static Lattice {
     static LATTICES: [OnceLock<Lattice>; 6] = [const { OnceLock::new() }; 6];
     LATTICES[g as usize].get_or_init(|| match g {
         Grid::Iq2xxs => Lattice::new(bytes_u64(&IQ2XXS_GRID), 8, 2, 2, 2),
@@ -221,7 +221,7 @@ fn lattice(g: Grid) -> &'static Lattice {
 }
 
 /// C's `MAX(a, b)`: `a > b ? a : b`.
-fn cmax(a: f32, b: f32) -> f32 {
+pub(crate) fn cmax(a: f32, b: f32) -> f32 {
     if a > b {
         a
     } else {
@@ -230,7 +230,7 @@ fn cmax(a: f32, b: f32) -> f32 {
 }
 
 /// `sum x^2 / 256` (`sigma2` of IQ2_XXS/IQ2_XS) times `factor` (2 for the others), as ggml computes it.
-fn sigma2(x: &[f32], factor: f32) -> f32 {
+pub(crate) fn sigma2(x: &[f32], factor: f32) -> f32 {
     let mut s = 0f32;
     for &v in &x[..QK_K] {
         s += v * v;
@@ -239,7 +239,13 @@ fn sigma2(x: &[f32], factor: f32) -> f32 {
 }
 
 /// `weight[i] = qw[i] * sqrt(sigma2 + x[i]^2)`, or the type's weighting without an importance matrix.
-fn weigh(x: &[f32], qw: Option<&[f32]>, sigma2: f32, plain: fn(f32, f32) -> f32, w: &mut [f32]) {
+pub(crate) fn weigh(
+    x: &[f32],
+    qw: Option<&[f32]>,
+    sigma2: f32,
+    plain: fn(f32, f32) -> f32,
+    w: &mut [f32],
+) {
     for i in 0..w.len() {
         w[i] = match qw {
             Some(q) => q[i] * (sigma2 + x[i] * x[i]).sqrt(),
@@ -377,7 +383,7 @@ fn search_group(
 }
 
 /// The 4-bit group scale `nearest_int(0.5 (id s - 1))` clamped to [0, top].
-fn scale_level(id: f32, s: f32, top: i32) -> u32 {
+pub(crate) fn scale_level(id: f32, s: f32, top: i32) -> u32 {
     nearest_int(0.5 * (id * s - 1.0)).clamp(0, top) as u32
 }
 
@@ -565,7 +571,7 @@ fn super_scale(y: &mut [u8], max_scale: f32, fudge: f32) -> f32 {
     1.0 / d
 }
 
-fn xsq(_: f32, x: f32) -> f32 {
+pub(crate) fn xsq(_: f32, x: f32) -> f32 {
     x * x
 }
 
@@ -685,311 +691,6 @@ pub(crate) fn iq3_s(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
         let l1 = scale_level(id, g.scales[ib], 15);
         let l2 = scale_level(id, g.scales[ib + 1], 15);
         y[106 + ib / 2] = (l1 | (l2 << 4)) as u8;
-    }
-}
-
-/// A stable ascending sort of a group's values' indices by value (glibc's qsort of IQ1 is a stable merge
-/// sort; an insertion sort gives the same order and cannot fail on NaN).
-fn sorted_by_value(xb: &[f32], idx: &mut [usize]) {
-    for (j, v) in idx.iter_mut().enumerate() {
-        *v = j;
-    }
-    for j in 1..idx.len() {
-        let mut k = j;
-        while k > 0 && xb[idx[k - 1]] > xb[idx[k]] {
-            idx.swap(k - 1, k);
-            k -= 1;
-        }
-    }
-}
-
-/// Levels 0/1/2 of a group from the best split of its sorted values, the split's sign choice and scale.
-fn iq1_levels(idx: &[usize], i1: usize, i2: usize, l: &mut [i8]) {
-    for (j, &i) in idx.iter().enumerate() {
-        l[i] = if j < i1 {
-            0
-        } else if j < i2 {
-            1
-        } else {
-            2
-        };
-    }
-}
-
-/// The grid indices of a group's sub-groups of 8 at `scale` (level values per sub-group from `xx(k)`), and the
-/// scale refit when one was off the grid.
-fn iq1_snap(
-    lat: &Lattice,
-    xb: &[f32],
-    w: &[f32],
-    mut scale: f32,
-    xx: impl Fn(usize) -> [f32; 3],
-    l: &mut [i8],
-    index: &mut [usize],
-) -> f32 {
-    let mut all_on_grid = true;
-    for k in 0..index.len() {
-        let r = 8 * k..8 * k + 8;
-        index[k] = match lat.index(&l[r.clone()]) {
-            Some(g) => g,
-            None => {
-                all_on_grid = false;
-                let xg = xx(k);
-                let value = |p: i8| xg[((p - 1) / 2) as usize];
-                lat.best_neighbour(&xb[r.clone()], &w[r.clone()], scale, value, &mut l[r])
-            }
-        };
-    }
-    if !all_on_grid {
-        let (mut sumqx, mut sumq2) = (0f32, 0f32);
-        for k in 0..index.len() {
-            let pg = lat.point(index[k]);
-            let xg = xx(k);
-            for j in 0..8 {
-                let wj = w[8 * k + j];
-                let q = xg[((pg[j] - 1) / 2) as usize];
-                sumqx += wj * q * xb[8 * k + j];
-                sumq2 += wj * q * q;
-            }
-        }
-        if sumqx > 0.0 && sumq2 > 0.0 {
-            scale = sumqx / sumq2;
-        }
-    }
-    scale
-}
-
-const X_P: [f32; 3] = [-1.0 + IQ1_DELTA, IQ1_DELTA, 1.0 + IQ1_DELTA];
-const X_M: [f32; 3] = [-1.0 - IQ1_DELTA, -IQ1_DELTA, 1.0 - IQ1_DELTA];
-
-/// IQ1_S (`quantize_row_iq1_s_impl`; ggml requires an importance matrix, the caller checks).
-pub(crate) fn iq1_s(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
-    const BS: usize = 32;
-    let lat = lattice(Grid::Iq1s);
-    y.fill(0);
-    let s2 = sigma2(x, 2.0);
-    let mut scales = [0f32; QK_K / BS];
-    let mut shifts = [1i8; QK_K / BS];
-    let mut max_scale = 0f32;
-    let (mut weight, mut l, mut idx) = ([0f32; BS], [0i8; BS], [0usize; BS]);
-    let (mut sumx, mut sumw) = ([0f32; BS + 1], [0f32; BS + 1]);
-    for ib in 0..QK_K / BS {
-        let xb = &x[BS * ib..BS * (ib + 1)];
-        weigh(xb, qw.map(|q| &q[BS * ib..]), s2, xsq, &mut weight);
-        let max = xb[1..].iter().fold(xb[0].abs(), |m, v| cmax(m, v.abs()));
-        if max < GROUP_MAX_EPS_IQ1_S {
-            continue;
-        }
-        sorted_by_value(xb, &mut idx);
-        for j in 0..BS {
-            let i = idx[j];
-            sumx[j + 1] = sumx[j] + weight[i] * xb[i];
-            sumw[j + 1] = sumw[j] + weight[i];
-        }
-        let (mut best_score, mut scale) = (-f32::MAX, max);
-        let (mut besti1, mut besti2, mut best_shift) = (usize::MAX, usize::MAX, 0i8);
-        for i1 in 0..=BS {
-            for i2 in i1..=BS {
-                for (xv, shift) in [(&X_P, 1i8), (&X_M, -1)] {
-                    let sumqx = (sumx[i1] - sumx[0]) * xv[0]
-                        + (sumx[i2] - sumx[i1]) * xv[1]
-                        + (sumx[BS] - sumx[i2]) * xv[2];
-                    let sumq2 = (sumw[i1] - sumw[0]) * xv[0] * xv[0]
-                        + (sumw[i2] - sumw[i1]) * xv[1] * xv[1]
-                        + (sumw[BS] - sumw[i2]) * xv[2] * xv[2];
-                    if sumq2 > 0.0 && sumqx * sumqx > best_score * sumq2 {
-                        scale = sumqx / sumq2;
-                        best_score = scale * sumqx;
-                        (besti1, besti2, best_shift) = (i1, i2, shift);
-                    }
-                }
-            }
-        }
-        if besti1 == usize::MAX || best_shift == 0 {
-            continue;
-        }
-        iq1_levels(&idx, besti1, besti2, &mut l);
-        if scale < 0.0 {
-            for v in &mut l {
-                *v = 2 - *v;
-            }
-            scale = -scale;
-            best_shift = -best_shift;
-        }
-        let xx = if best_shift == 1 { X_P } else { X_M };
-        let mut index = [0usize; BS / 8];
-        scale = iq1_snap(lat, xb, &weight, scale, |_| xx, &mut l, &mut index);
-        let mut h = 0u16;
-        for k in 0..BS / 8 {
-            y[2 + (BS / 8) * ib + k] = index[k] as u8;
-            h |= ((index[k] >> 8) << (3 * k)) as u16;
-        }
-        y[34 + 2 * ib..36 + 2 * ib].copy_from_slice(&h.to_le_bytes());
-        scales[ib] = scale;
-        shifts[ib] = best_shift;
-        max_scale = cmax(max_scale, scale);
-    }
-    if max_scale == 0.0 {
-        return;
-    }
-    let d = max_scale / 15.0;
-    put_f16(y, 0, d * 1.125);
-    let id = 1.0 / d;
-    for ib in 0..QK_K / BS {
-        let mut l = scale_level(id, scales[ib], 7) as u16;
-        if shifts[ib] == -1 {
-            l |= 8;
-        }
-        y[35 + 2 * ib] |= (l << 4) as u8;
-    }
-}
-
-/// IQ1_M (`quantize_row_iq1_m_impl`).
-pub(crate) fn iq1_m(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
-    const BS: usize = 16;
-    const MASKS: [u8; 4] = [0x00, 0x80, 0x08, 0x88];
-    let lat = lattice(Grid::Iq1s);
-    y.fill(0);
-    let s2 = sigma2(x, 2.0);
-    let mut scales = [0f32; QK_K / BS];
-    let mut shifts = [0usize; QK_K / BS];
-    let mut max_scale = 0f32;
-    let (mut weight, mut l, mut idx) = ([0f32; BS], [0i8; BS], [0usize; BS]);
-    // The level values of sub-group k (of 2) for a sign choice: 0 (+,+), 1 (+,-), 2 (-,+), 3 (-,-).
-    let levels = |shift: usize, k: usize| {
-        let plus = if k == 0 {
-            shift < 2
-        } else {
-            shift.is_multiple_of(2)
-        };
-        if plus {
-            X_P
-        } else {
-            X_M
-        }
-    };
-    for ib in 0..QK_K / BS {
-        let xb = &x[BS * ib..BS * (ib + 1)];
-        weigh(xb, qw.map(|q| &q[BS * ib..]), s2, xsq, &mut weight);
-        let max = xb[1..].iter().fold(xb[0].abs(), |m, v| cmax(m, v.abs()));
-        if max < GROUP_MAX_EPS_IQ1_M {
-            continue;
-        }
-        sorted_by_value(xb, &mut idx);
-        // Prefix sums per half of the group (each half may use its own sign choice).
-        let (mut px, mut pw) = ([[0f32; BS + 1]; 2], [[0f32; BS + 1]; 2]);
-        for j in 0..BS {
-            let i = idx[j];
-            let h = usize::from(i >= BS / 2);
-            px[h][j + 1] = px[h][j] + weight[i] * xb[i];
-            px[1 - h][j + 1] = px[1 - h][j];
-            pw[h][j + 1] = pw[h][j] + weight[i];
-            pw[1 - h][j + 1] = pw[1 - h][j];
-        }
-        let txs = [px[0][BS], px[1][BS]];
-        let tws = [pw[0][BS], pw[1][BS]];
-        let (p2, m2) = (X_P[2], X_M[2]);
-        let cp1 = X_P[0] * X_P[0] - X_P[1] * X_P[1];
-        let cp2 = X_P[1] * X_P[1] - X_P[2] * X_P[2];
-        let cm1 = X_M[0] * X_M[0] - X_M[1] * X_M[1];
-        let cm2 = X_M[1] * X_M[1] - X_M[2] * X_M[2];
-        let (mut best_score, mut scale) = (-f32::MAX, max);
-        let (mut besti1, mut besti2, mut best_k) = (usize::MAX, usize::MAX, usize::MAX);
-        for i1 in 0..=BS {
-            for i2 in i1..=BS {
-                let (mut qx_p, mut qx_m, mut q2_p, mut q2_m) =
-                    ([0f32; 2], [0f32; 2], [0f32; 2], [0f32; 2]);
-                for h in 0..2 {
-                    let sx = px[h][i1] + px[h][i2];
-                    qx_p[h] = txs[h] * p2 - sx;
-                    qx_m[h] = txs[h] * m2 - sx;
-                    q2_p[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1 + pw[h][i2] * cp2;
-                    q2_m[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1 + pw[h][i2] * cm2;
-                }
-                let sumqx = [
-                    qx_p[0] + qx_p[1],
-                    qx_p[0] + qx_m[1],
-                    qx_m[0] + qx_p[1],
-                    qx_m[0] + qx_m[1],
-                ];
-                let sumq2 = [
-                    q2_p[0] + q2_p[1],
-                    q2_p[0] + q2_m[1],
-                    q2_m[0] + q2_p[1],
-                    q2_m[0] + q2_m[1],
-                ];
-                for k in 0..4 {
-                    if sumq2[k] > 0.0 && sumqx[k] * sumqx[k] > best_score * sumq2[k] {
-                        scale = sumqx[k] / sumq2[k];
-                        best_score = scale * sumqx[k];
-                        (besti1, besti2, best_k) = (i1, i2, k);
-                    }
-                }
-            }
-        }
-        if besti1 == usize::MAX {
-            continue;
-        }
-        iq1_levels(&idx, besti1, besti2, &mut l);
-        if scale < 0.0 {
-            for v in &mut l {
-                *v = 2 - *v;
-            }
-            scale = -scale;
-            best_k = 3 - best_k;
-        }
-        let mut index = [0usize; 2];
-        scale = iq1_snap(
-            lat,
-            xb,
-            &weight,
-            scale,
-            |k| levels(best_k, k),
-            &mut l,
-            &mut index,
-        );
-        y[2 * ib] = index[0] as u8;
-        y[2 * ib + 1] = index[1] as u8;
-        y[32 + ib] = ((index[0] >> 8) | ((index[1] >> 8) << 4)) as u8;
-        scales[ib] = scale;
-        shifts[ib] = best_k;
-        max_scale = cmax(max_scale, scale);
-    }
-    if max_scale == 0.0 {
-        return;
-    }
-    let mut sc = [0u16; 4];
-    let d = max_scale / 15.0;
-    let id = 1.0 / d;
-    let (mut sumqx, mut sumq2) = (0f32, 0f32);
-    for ib in 0..QK_K / BS {
-        let lv = scale_level(id, scales[ib], 7);
-        sc[ib / 4] |= (lv << (3 * (ib % 4))) as u16;
-        y[32 + ib] |= MASKS[shifts[ib]];
-        let xb = &x[BS * ib..BS * (ib + 1)];
-        weigh(xb, qw.map(|q| &q[BS * ib..]), s2, xsq, &mut weight);
-        let qh = y[32 + ib] as usize;
-        for k in 0..2 {
-            let xx = levels(shifts[ib], k);
-            let pg = lat.point(y[2 * ib + k] as usize + ((qh << (8 - 4 * k)) & 0x700));
-            for j in 0..8 {
-                let w = weight[8 * k + j];
-                let q = xx[((pg[j] - 1) / 2) as usize] * (2 * lv + 1) as f32;
-                sumqx += w * q * xb[8 * k + j];
-                sumq2 += w * q * q;
-            }
-        }
-    }
-    let d = if sumq2 > 0.0 { sumqx / sumq2 } else { d };
-    let mut s = [0u8; 2];
-    put_f16(&mut s, 0, d * 1.1125);
-    let s = u16::from_le_bytes(s);
-    sc[0] |= (s & 0x000f) << 12;
-    sc[1] |= (s & 0x00f0) << 8;
-    sc[2] |= (s & 0x0f00) << 4;
-    sc[3] |= s & 0xf000;
-    for (i, v) in sc.iter().enumerate() {
-        y[48 + 2 * i..50 + 2 * i].copy_from_slice(&v.to_le_bytes());
     }
 }
 

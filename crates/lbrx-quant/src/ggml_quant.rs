@@ -37,7 +37,9 @@ enum Weighted {
 /// matrix. The only list of quantizable types.
 const QUANTIZERS: &[(DType, Plain, Weighted)] = {
     use crate::ggml_iq as iq;
+    use crate::ggml_iq1 as iq1;
     use crate::ggml_kquant as k;
+    use crate::ggml_ternary as t;
     use crate::ggml_weighted as w;
     use Plain::{Block, NeedsImatrix, Whole};
     &[
@@ -83,9 +85,9 @@ const QUANTIZERS: &[(DType, Plain, Weighted)] = {
         (DType::Q5K, Block(k::q5_k), Weighted::Block(w::q5_k)),
         (DType::Q6K, Block(k::q6_k), Weighted::Block(w::q6_k)),
         (DType::Q8K, Block(k::q8_k), Weighted::Ignored),
-        (DType::TQ1_0, Block(k::tq1_0), Weighted::Ignored),
-        (DType::TQ2_0, Block(k::tq2_0), Weighted::Ignored),
-        (DType::MXFP4, Block(k::mxfp4), Weighted::Ignored),
+        (DType::TQ1_0, Block(t::tq1_0), Weighted::Ignored),
+        (DType::TQ2_0, Block(t::tq2_0), Weighted::Ignored),
+        (DType::MXFP4, Block(t::mxfp4), Weighted::Ignored),
         (DType::NVFP4, Block(w::nvfp4), Weighted::Ignored),
         (DType::Q1_0, Block(w::q1_0), Weighted::Ignored),
         (DType::Q2_0, Block(w::q2_0), Weighted::Ignored),
@@ -126,13 +128,13 @@ const QUANTIZERS: &[(DType, Plain, Weighted)] = {
         ),
         (
             DType::IQ1M,
-            Block(|x, y| iq::iq1_m(x, None, y)),
-            Weighted::Block(|x, q, y| iq::iq1_m(x, Some(q), y)),
+            Block(|x, y| iq1::iq1_m(x, None, y)),
+            Weighted::Block(|x, q, y| iq1::iq1_m(x, Some(q), y)),
         ),
         (
             DType::IQ1S,
             NeedsImatrix,
-            Weighted::Block(|x, q, y| iq::iq1_s(x, Some(q), y)),
+            Weighted::Block(|x, q, y| iq1::iq1_s(x, Some(q), y)),
         ),
     ]
 };

@@ -661,8 +661,8 @@ pub(crate) fn nvfp4(x: &[f32], y: &mut [u8]) {
         y[s] = ue;
         let d = crate::ggml::ue4m3_half(ue);
         for j in 0..8 {
-            let x0 = crate::ggml_kquant::best_index_mxfp4(xb[j], d);
-            let x1 = crate::ggml_kquant::best_index_mxfp4(xb[8 + j], d);
+            let x0 = crate::ggml_ternary::best_index_mxfp4(xb[j], d);
+            let x1 = crate::ggml_ternary::best_index_mxfp4(xb[8 + j], d);
             y[4 + s * 8 + j] = x0 | (x1 << 4);
         }
     }

@@ -89,9 +89,11 @@ macro_rules! simd_build {
 pub mod cast;
 pub mod ggml;
 mod ggml_iq;
+mod ggml_iq1;
 pub mod ggml_kquant;
 pub mod ggml_quant;
 mod ggml_tables;
+mod ggml_ternary;
 pub mod ggml_weighted;
 pub mod mlx;
 mod simd;

@@ -15,6 +15,7 @@
 //! no prefix stripped); TorchScript names are those of `module.state_dict()`, plus `CONSTANTS.cN`.
 
 mod container;
+mod literals;
 pub mod pickle;
 pub mod policy;
 pub mod rebuild;
