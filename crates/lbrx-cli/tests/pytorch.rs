@@ -80,8 +80,8 @@ fn fresh_torch_save_files_read_as_torch_loads_them() {
     let d = tempfile::tempdir().unwrap();
     // zip and legacy serialization, pickle protocols 2 and 4, a big-endian archive, deflated members, a nested
     // checkpoint dict; views with offsets, transposes, stride 0, tied weights; bf16/f16/f32/f64/int8/int64/
-    // bool/float8 (torch's weights-only reader cannot read protocol 4: those are loaded unsafely, as the
-    // trusted files they are).
+    // bool/float8; a whole nn.Module, read as its state_dict() (torch's weights-only reader cannot read
+    // protocol 4 or modules: those are loaded unsafely, as the trusted files they are).
     for (variant, flags) in [
         ("zip2", &[][..]),
         ("legacy2", &[][..]),
@@ -90,6 +90,7 @@ fn fresh_torch_save_files_read_as_torch_loads_them() {
         ("big", &[][..]),
         ("deflated", &[][..]),
         ("nested", &[][..]),
+        ("module", &["--unsafe"][..]),
     ] {
         let p = d.path().join(format!("{variant}.pt"));
         torch_oracle(&py, &[&"make", &p, &seed.to_string(), &variant]);

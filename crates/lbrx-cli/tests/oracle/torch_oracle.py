@@ -10,7 +10,8 @@ Usage:
   torch_oracle.py make OUT SEED VARIANT
       Writes a seeded random checkpoint with torch.save. VARIANT: zip2 zip4 legacy2 legacy4 (serialization and
       pickle protocol), big (zip, rewritten big-endian as torch on a big-endian machine would), deflated (zip
-      with deflated members), nested (state_dict inside a checkpoint dict with lists and hyper-parameters).
+      with deflated members), nested (state_dict inside a checkpoint dict with lists and hyper-parameters),
+      module (a whole user-defined nn.Module, as torch.save(model) writes it; read as its state_dict()).
   torch_oracle.py bin-twin SAFETENSORS_DIR OUT_DIR
       Writes the same Hugging Face model with its shards as pytorch_model-0000I-of-0000N.bin (torch.save of each
       shard's tensors) and pytorch_model.bin.index.json, other files copied.
@@ -27,7 +28,24 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+class Net(torch.nn.Module):
+    """A user-defined module (pickled as __main__.Net) with nested children, a bias-less layer and buffers."""
+
+    def __init__(self, g):
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 6)
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(6, 6, bias=i == 0) for i in range(2)])
+        self.norm = torch.nn.BatchNorm1d(6)
+        self.register_buffer("scale", torch.rand(6, generator=g))
+        self.register_buffer("cache", torch.zeros(3), persistent=False)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+
+
 def flatten(obj, prefix, out):
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
     if isinstance(obj, torch.Tensor):
         out[prefix] = obj
     elif isinstance(obj, dict):
@@ -148,6 +166,8 @@ def make(out, seed, variant):
         sd.pop("fp8"), sd.pop("fp8b")
     if variant.endswith("4"):
         kw["pickle_protocol"] = 4
+    if variant == "module":
+        obj = {"model": Net(torch.Generator().manual_seed(seed)), "step": 7}
     if variant == "nested":
         obj = {"epoch": 3, "state_dict": sd, "optimizer": {"lr": 0.1, "betas": (0.9, 0.99)},
                "extra": [sd["layers.0.norm.weight"], {"x": torch.ones(2)}]}

@@ -239,7 +239,10 @@ impl Walker<'_> {
             }
             Node::Object { callable, .. } => {
                 let callable = *callable;
-                match self.class_of(callable) {
+                let class = self
+                    .class_of(callable)
+                    .map(|(m, n, c)| (m.to_owned(), n.to_owned(), c));
+                match class {
                     Some((_, _, GlobalClass::Rebuild(_))) => {
                         if let Some(t) = self.tensor(id, name)? {
                             if self.out.tensors.len() >= MAX_TENSORS {
@@ -266,6 +269,7 @@ impl Walker<'_> {
                         }
                         Ok(())
                     }
+                    Some(_) if self.module_state(id, name, depth)? => Ok(()),
                     Some((m, n, _)) => {
                         let class = format!("{m}.{n}");
                         let e = self.skipped.entry(class).or_insert((0, name.to_string()));
@@ -278,6 +282,70 @@ impl Walker<'_> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// A pickled `nn.Module` (`torch.save(model)`): its `__dict__` state holds `_parameters`, `_buffers` and
+    /// `_modules`; read as `state_dict()` lists them (parameters, persistent buffers, then submodules), with
+    /// nothing called. `false` when the object is not a module.
+    fn module_state(&mut self, id: Id, name: &str, depth: usize) -> Result<bool, String> {
+        let Node::Object {
+            state: Some(state), ..
+        } = self.p.node(id)
+        else {
+            return Ok(false);
+        };
+        let Some(attrs) = self.dict_items(*state) else {
+            return Ok(false);
+        };
+        let attr = |key: &str| {
+            attrs
+                .iter()
+                .find(|&&(k, _)| self.p.str(k) == Some(key))
+                .map(|&(_, v)| v)
+        };
+        let (Some(params), Some(modules)) = (attr("_parameters"), attr("_modules")) else {
+            return Ok(false);
+        };
+        let entries = |id: Option<Id>| -> Vec<(String, Id)> {
+            id.and_then(|d| self.dict_items(d))
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| Some((self.key_text(k)?, v)))
+                .collect()
+        };
+        // `_non_persistent_buffers_set`: set([...]) or a set literal of names
+        let mut transient = Vec::new();
+        if let Some(set) = attr("_non_persistent_buffers_set") {
+            let items = match self.p.node(set) {
+                Node::Set(v) => v.clone(),
+                Node::Object { args, .. } => self
+                    .p
+                    .seq(*args)
+                    .and_then(|a| a.first())
+                    .and_then(|&l| self.p.seq(l))
+                    .map(<[Id]>::to_vec)
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            transient = items.iter().filter_map(|&k| self.key_text(k)).collect();
+        }
+        let (params, buffers, modules) = (
+            entries(Some(params)),
+            entries(attr("_buffers")),
+            entries(Some(modules)),
+        );
+        for (k, v) in params {
+            self.walk(v, &join(name, &k), depth + 1)?;
+        }
+        for (k, v) in buffers {
+            if !transient.contains(&k) {
+                self.walk(v, &join(name, &k), depth + 1)?;
+            }
+        }
+        for (k, v) in modules {
+            self.walk(v, &join(name, &k), depth + 1)?;
+        }
+        Ok(true)
     }
 
     fn args_of(&self, id: Id) -> Id {
