@@ -2,6 +2,7 @@
 
 use crate::util::{out, out_json, parse_size, CliResult, WriteArgs};
 use indicatif::{ProgressBar, ProgressStyle};
+use lbrx_convert::request::QuantChoice;
 use lbrx_convert::{plan, ConvertOptions, ExecOptions, Plan, Transform};
 use lbrx_core::{human_bytes, DType};
 use serde_json::json;
@@ -17,19 +18,10 @@ pub(crate) struct Args {
     /// Destination: a `.gguf` file, a `.safetensors` file, a `.npz` archive, or a directory (SafeTensors
     /// shards + index; an MLX model with `--to mlx`).
     dst: PathBuf,
-    /// Cast float tensors to this dtype: f32, f16, bf16, f8_e4m3, f8_e5m2; quantized (GGUF) tensors are
-    /// dequantized to it; integer tensors are kept. `auto` (the default) keeps the source's type (for a Hugging
-    /// Face model going to GGUF: BF16 stays BF16, anything else becomes F16, as llama.cpp's `--outtype auto`).
-    #[arg(long, value_parser = parse_dtype)]
+    #[arg(long, value_parser = parse_dtype, help = crate::util::dtype_help())]
     dtype: Option<Auto>,
-    /// Quantize weight matrices to this ggml type (GGUF output): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
-    /// Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S, IQ1_M, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0
-    /// (every matrix the same type; ggml's reference quantizers). Vectors, norms and biases stay float (F32
-    /// for a Hugging Face model, as llama.cpp writes them). A llama.cpp file type that is not a plain ggml type
-    /// (Q4_K_M, Q5_K_S, Q3_K_L, IQ3_M, MXFP4_MOE ...), and IQ2_XXS, IQ2_XS, IQ1_S (which need an importance
-    /// matrix), mean `--recipe` with that name.
-    #[arg(long, value_parser = parse_quant)]
-    quant: Option<Quant>,
+    #[arg(long, value_parser = parse_quant, help = crate::util::quant_help())]
+    quant: Option<QuantChoice>,
     /// GGUF output: llama-quantize's per-tensor type choices of this file type (Q4_K_M, Q6_K, IQ4_XS ...),
     /// in one pass: the same file as converting to an F16 GGUF (or `--dtype`) and running llama-quantize on it.
     #[arg(long, value_name = "TYPE")]
@@ -52,11 +44,11 @@ pub(crate) struct Args {
     /// MLX quantization group size: 32, 64 or 128 (default 64; implies -q).
     #[arg(long)]
     q_group_size: Option<u32>,
-    /// MLX quantization mode: affine (default), or the float modes mxfp4, mxfp8, nvfp4 (implies -q).
-    #[arg(long, value_parser = ["affine", "mxfp4", "mxfp8", "nvfp4"])]
+    /// MLX quantization mode: affine (default), or a float mode (implies -q).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::util::mlx_modes()))]
     q_mode: Option<String>,
-    /// MLX mixed-precision recipe: mixed_2_6, mixed_3_4, mixed_3_6 or mixed_4_6 (as mlx_lm; implies -q).
-    #[arg(long, value_parser = ["mixed_2_6", "mixed_3_4", "mixed_3_6", "mixed_4_6"])]
+    /// MLX mixed-precision recipe, as mlx_lm's `--quant-predicate` (implies -q).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::util::mlx_recipes()))]
     quant_predicate: Option<String>,
     /// Dequantize a quantized MLX model (an MLX directory by default, as `mlx_lm.convert -d`). Quantized MLX
     /// sources going to GGUF are dequantized without it.
@@ -93,37 +85,14 @@ fn parse_dtype(s: &str) -> Result<Auto, String> {
     match DType::parse_user(s) {
         Some(d) if d.is_castable_float() => Ok(Auto(Some(d))),
         _ => Err(format!(
-            "'{s}' is not a target dtype (use auto, f32, f16, bf16, f8_e4m3, f8_e5m2, f64)"
+            "'{s}' is not a target dtype (use auto, {})",
+            crate::util::cast_dtypes()
         )),
     }
 }
 
-/// A `--quant` value: one ggml type for every matrix, or a llama.cpp recipe.
-#[derive(Clone)]
-enum Quant {
-    Type(DType),
-    Recipe(String),
-}
-
-fn parse_quant(s: &str) -> Result<Quant, String> {
-    match DType::from_name(s.trim()) {
-        Some(d)
-            if lbrx_quant::ggml_quant::can_quantize(d)
-                && d.info().block_size > 1
-                && d != DType::Q8K
-                // IQ2_XXS, IQ2_XS, IQ1_S exist only with an importance matrix: their llama.cpp recipes
-                && !(lbrx_quant::ggml_quant::requires_imatrix(d)
-                    && lbrx_convert::request::Recipe::named(s).is_ok()) =>
-        {
-            Ok(Quant::Type(d))
-        }
-        _ if lbrx_convert::request::Recipe::named(s).is_ok() => Ok(Quant::Recipe(s.to_string())),
-        _ => Err(format!(
-            "'{s}' is not a quantization type lbrx writes yet (use Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, \
-             Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S, IQ1_M, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, \
-             Q2_0, or a llama.cpp recipe such as Q4_K_M or IQ2_XXS)"
-        )),
-    }
+fn parse_quant(s: &str) -> Result<QuantChoice, String> {
+    lbrx_convert::request::parse_quant(s).map_err(|e| e.to_string())
 }
 
 fn transform_name(j: &lbrx_convert::Job) -> String {
@@ -203,95 +172,36 @@ pub(crate) fn print_plan(plan: &Plan, json: bool) -> CliResult {
 
 pub(crate) fn run(a: Args) -> CliResult {
     use lbrx_convert::Target;
-    let is_file = a
-        .dst
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf") || e.eq_ignore_ascii_case("safetensors"));
-    let target = match a.to.as_deref() {
-        Some("hf") => Some(Target::Hf),
-        Some(_) => Some(Target::Mlx),
-        None if a.dequantize && !is_file => Some(Target::Mlx),
-        None => None,
-    };
-    let mlx = target == Some(Target::Mlx);
-    let wants_quant = a.q_bits.is_some() || a.q_group_size.is_some() || a.quant_predicate.is_some();
-    if wants_quant && !mlx {
-        return Err(
-            "--q-bits, --q-group-size and --quant-predicate are MLX options: add --to mlx \
-                    (for GGUF use --quant TYPE)"
-                .into(),
-        );
-    }
-    if a.quantize && !mlx {
-        return Err(
-            "-q/--quantize quantizes an MLX output (as mlx_lm.convert -q): add --to mlx; for GGUF \
-                    use --quant TYPE (Q8_0, Q4_K_M ...); --quiet silences the progress bar"
-                .into(),
-        );
-    }
-    let mlx_quant = if mlx && (a.quantize || wants_quant) {
-        Some(lbrx_convert::mlx::MlxQuant::new(
-            a.q_bits,
-            a.q_group_size,
-            a.quant_predicate.as_deref(),
-            a.q_mode.as_deref(),
-        )?)
-    } else {
-        None
-    };
-    let quiet = a.quiet;
-    let mut src = lbrx_formats::open(&a.src)?;
-    crate::util::print_source_warnings(&*src);
-    let to_gguf = a
-        .dst
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
-    if a.dequantize || mlx_quant.is_some() || to_gguf {
-        src = lbrx_convert::mlx::source::DequantSource::wrap(src)?;
-    }
-    let (quant, recipe_name) = match (a.quant.clone(), a.recipe.clone()) {
-        (Some(_), Some(_)) => return Err("give --quant or --recipe, not both".into()),
-        (Some(Quant::Type(d)), None) => (Some(d), None),
-        (Some(Quant::Recipe(r)), None) | (None, Some(r)) => (None, Some(r)),
-        (None, None) => (None, None),
-    };
-    let recipe = match recipe_name {
-        Some(r) => {
-            if !to_gguf {
-                return Err("--recipe (a llama.cpp file type) needs a .gguf destination".into());
-            }
-            let mut r = lbrx_convert::request::Recipe::named(&r)?;
-            r.dry_run = a.dry_run;
-            Some(r)
-        }
-        None => None,
-    };
-    let imatrix = match &a.imatrix {
-        Some(_) if recipe.is_none() => {
-            return Err("--imatrix goes with --recipe (or a recipe name in --quant)".into())
-        }
-        Some(p) => Some(lbrx_convert::request::ImatrixInput {
-            data: lbrx_formats::imatrix::read_imatrix(p)?,
-            file: p.to_string_lossy().into_owned(),
-        }),
-        None => None,
-    };
-    let opts = ConvertOptions {
+    let req = lbrx_convert::request::ConvertArgs {
+        src: a.src,
+        dst: a.dst,
         dtype: a.dtype.and_then(|d| d.0),
-        quant,
-        recipe,
-        imatrix,
-        target,
-        mlx_quant,
+        quant: a.quant,
+        recipe: a.recipe,
+        imatrix: a.imatrix,
+        to: a
+            .to
+            .as_deref()
+            .map(|t| if t == "hf" { Target::Hf } else { Target::Mlx }),
+        quantize: a.quantize,
+        q_bits: a.q_bits,
+        q_group_size: a.q_group_size,
+        q_mode: a.q_mode,
+        quant_predicate: a.quant_predicate,
         dequantize: a.dequantize,
         max_shard_size: a.max_shard_size,
-        ..a.write.options()
-    };
-    let plan = plan(&*src, &a.dst, &opts)?;
-    if a.dry_run {
+        overwrite: a.write.force,
+        sync: a.write.sync,
+        dry_run: a.dry_run,
+    }
+    .resolve()?;
+    let src = lbrx_convert::route::open_source(&req)?;
+    crate::util::print_source_warnings(&*src);
+    let plan = plan(&*src, &req.dst, &req.options)?;
+    if req.dry_run {
         return print_plan(&plan, a.json);
     }
-    execute_plan(&plan, &*src, &opts, a.threads, quiet, a.json)
+    execute_plan(&plan, &*src, &req.options, a.threads, a.quiet, a.json)
 }
 
 /// Runs a plan with a progress bar (on a terminal) and prints the summary.

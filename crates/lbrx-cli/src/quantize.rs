@@ -16,11 +16,7 @@ pub(crate) struct Args {
     src: PathBuf,
     /// Destination `.gguf`.
     dst: PathBuf,
-    /// llama.cpp file type: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M,
-    /// Q5_K_S, Q5_K_M, Q6_K, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ2_M, IQ3_XXS, IQ3_XS, IQ3_S, IQ3_M,
-    /// IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4_MOE, Q1_0, Q2_0, F16, BF16, F32 (Q3_K, Q4_K, Q5_K: the _M recipe).
-    /// IQ1_*, IQ2_*, IQ3_XXS and Q2_K_S need --imatrix, as in llama.cpp.
-    #[arg(value_name = "TYPE")]
+    #[arg(value_name = "TYPE", help = crate::util::recipe_help())]
     kind: String,
     /// Every quantizable tensor in the default type of TYPE (no per-tensor promotions).
     #[arg(long)]

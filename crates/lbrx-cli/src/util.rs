@@ -41,6 +41,65 @@ impl WriteArgs {
     }
 }
 
+/// Names joined for help text and error lists.
+fn names<'a>(it: impl IntoIterator<Item = &'a str>) -> String {
+    it.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// `--quant`'s help, from the quantizer and file-type tables.
+pub(crate) fn quant_help() -> String {
+    let types: Vec<&str> = lbrx_convert::request::plain_quant_types()
+        .iter()
+        .map(|d| d.name())
+        .collect();
+    format!(
+        "Quantize weight matrices to one ggml type (GGUF output): {} (ggml's quantizers, bit-exact). Vectors, \
+         norms and biases stay float (F32 for a Hugging Face model, as llama.cpp writes them). A llama.cpp file \
+         type that is not a plain type means --recipe with that name: {}",
+        names(types),
+        names(lbrx_convert::request::recipe_names())
+    )
+}
+
+/// The llama.cpp file types `lbrx quantize` takes, from the file-type table.
+pub(crate) fn recipe_help() -> String {
+    format!(
+        "llama.cpp file type: {} (Q3_K, Q4_K, Q5_K: the _M recipe). IQ1_*, IQ2_*, IQ3_XXS and Q2_K_S need \
+         --imatrix, as in llama.cpp",
+        names(lbrx_convert::request::recipe_names())
+    )
+}
+
+/// The float dtypes `--dtype` casts to, from the dtype table.
+pub(crate) fn cast_dtypes() -> String {
+    names(
+        lbrx_core::DTYPES
+            .iter()
+            .filter(|r| r.dtype.is_castable_float())
+            .map(|r| r.name),
+    )
+}
+
+/// `--dtype`'s help, from the dtype table.
+pub(crate) fn dtype_help() -> String {
+    format!(
+        "Cast float tensors to this dtype: {} (any case); quantized (GGUF) tensors are dequantized to it; integer \
+         tensors are kept. `auto` (the default) keeps the source's type (for a Hugging Face model going to GGUF: \
+         BF16 stays BF16, anything else becomes F16, as llama.cpp's `--outtype auto`)",
+        cast_dtypes()
+    )
+}
+
+/// The MLX modes, from lbrx-quant's table.
+pub(crate) fn mlx_modes() -> Vec<&'static str> {
+    lbrx_quant::mlx::MODES.iter().map(|m| m.1).collect()
+}
+
+/// mlx_lm's mixed recipes, from lbrx-convert's table.
+pub(crate) fn mlx_recipes() -> Vec<&'static str> {
+    lbrx_convert::mlx::RECIPES.iter().map(|r| r.0).collect()
+}
+
 /// Writes text to stdout.
 pub(crate) fn out(text: &str) -> CliResult {
     let mut o = io::stdout().lock();

@@ -38,14 +38,7 @@ fn every_output_type_lbrx_writes_is_healthy() {
 
     // every plain --quant type convert writes (those that need an importance matrix exist only as recipes)
     let mut plain = 0;
-    for row in lbrx_core::DTYPES {
-        let t = row.dtype;
-        if !lbrx_quant::ggml_quant::can_quantize(t)
-            || lbrx_quant::ggml_quant::requires_imatrix(t)
-            || lbrx_convert::ftype::file_type_of(t).is_none()
-        {
-            continue;
-        }
+    for t in lbrx_convert::request::plain_quant_types() {
         let out = d.path().join(format!("plain-{}.gguf", t.name()));
         ok(lbrx()
             .arg("convert")

@@ -114,3 +114,294 @@ pub struct ImatrixInput {
     /// The file name as given (llama-quantize's `quantize.imatrix.file`).
     pub file: String,
 }
+
+/// A `--quant` value: one ggml type for every matrix, or a llama.cpp recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuantChoice {
+    /// Every weight matrix in this ggml type.
+    Type(DType),
+    /// llama-quantize's per-tensor choices of this file type.
+    Recipe(String),
+}
+
+/// The ggml types `--quant` writes as one type for every matrix: the quantizer table's block types that have
+/// a llama.cpp file type. IQ2_XXS, IQ2_XS and IQ1_S exist only with an importance matrix, so there their name
+/// means their recipe.
+pub fn plain_quant_types() -> Vec<DType> {
+    use lbrx_quant::ggml_quant::{can_quantize, requires_imatrix};
+    lbrx_core::DTYPES
+        .iter()
+        .map(|r| r.dtype)
+        .filter(|&d| {
+            can_quantize(d)
+                && d.info().block_size > 1
+                && crate::ftype::file_type_of(d).is_some()
+                && !(requires_imatrix(d) && Recipe::named(d.name()).is_ok())
+        })
+        .collect()
+}
+
+/// The llama.cpp recipes (`--quant` / `--recipe` / `lbrx quantize`), in llama-quantize's order.
+pub fn recipe_names() -> Vec<&'static str> {
+    FILE_TYPES
+        .iter()
+        .filter(|f| f.recipe)
+        .map(|f| f.name)
+        .collect()
+}
+
+/// Reads a `--quant` value: a plain type, else a recipe name.
+pub fn parse_quant(s: &str) -> Result<QuantChoice> {
+    let s = s.trim();
+    if let Some(d) = DType::from_name(s).filter(|d| plain_quant_types().contains(d)) {
+        return Ok(QuantChoice::Type(d));
+    }
+    if Recipe::named(s).is_ok() {
+        return Ok(QuantChoice::Recipe(s.to_string()));
+    }
+    let types: Vec<&str> = plain_quant_types().iter().map(|d| d.name()).collect();
+    Err(Error::Invalid(format!(
+        "'{s}' is not a quantization type lbrx writes (use {}, or a llama.cpp recipe: {})",
+        types.join(", "),
+        recipe_names().join(", ")
+    )))
+}
+
+/// What `lbrx convert` was given, as plain values, before any default or flag interaction is resolved.
+#[derive(Debug, Clone, Default)]
+pub struct ConvertArgs {
+    /// Source file or directory.
+    pub src: std::path::PathBuf,
+    /// Destination.
+    pub dst: std::path::PathBuf,
+    /// `--dtype` (`None`: auto).
+    pub dtype: Option<DType>,
+    /// `--quant`.
+    pub quant: Option<QuantChoice>,
+    /// `--recipe`.
+    pub recipe: Option<String>,
+    /// `--imatrix`.
+    pub imatrix: Option<std::path::PathBuf>,
+    /// `--to`.
+    pub to: Option<Target>,
+    /// `-q` / `--quantize`.
+    pub quantize: bool,
+    /// `--q-bits`.
+    pub q_bits: Option<u32>,
+    /// `--q-group-size`.
+    pub q_group_size: Option<u32>,
+    /// `--q-mode`.
+    pub q_mode: Option<String>,
+    /// `--quant-predicate`.
+    pub quant_predicate: Option<String>,
+    /// `--dequantize`.
+    pub dequantize: bool,
+    /// `--max-shard-size`.
+    pub max_shard_size: Option<u64>,
+    /// `--force`.
+    pub overwrite: bool,
+    /// `--sync`.
+    pub sync: bool,
+    /// `--dry-run`.
+    pub dry_run: bool,
+}
+
+/// A conversion request with every default and flag interaction resolved, once; the planners and the
+/// executor take it as it is.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Source file or directory.
+    pub src: std::path::PathBuf,
+    /// Destination.
+    pub dst: std::path::PathBuf,
+    /// What to write.
+    pub options: ConvertOptions,
+    /// See the source through the dequantizing view of quantized MLX models (MLX or GGUF outputs).
+    pub dequantize_source: bool,
+    /// Plan only.
+    pub dry_run: bool,
+}
+
+impl ConvertArgs {
+    /// Resolves the arguments into a request: the target layout (`--to`, or MLX for `--dequantize` into a
+    /// directory), MLX settings only with an MLX target (`-q` always means quantize), `--quant` as a type or
+    /// a recipe, a recipe and an importance matrix only for a GGUF, and whether the source needs the
+    /// dequantizing view.
+    pub fn resolve(self) -> Result<Request> {
+        let ext = |e: &str| {
+            self.dst
+                .extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case(e))
+        };
+        let (to_gguf, is_file) = (ext("gguf"), ext("gguf") || ext("safetensors"));
+        let target = match self.to {
+            Some(t) => Some(t),
+            None if self.dequantize && !is_file => Some(Target::Mlx),
+            None => None,
+        };
+        let mlx = target == Some(Target::Mlx);
+        let mlx_flags = self.q_bits.is_some()
+            || self.q_group_size.is_some()
+            || self.quant_predicate.is_some()
+            || self.q_mode.is_some();
+        if mlx_flags && !mlx {
+            return Err(Error::Invalid(
+                "--q-bits, --q-group-size, --q-mode and --quant-predicate are MLX options: add --to mlx \
+                 (for GGUF use --quant TYPE)"
+                    .into(),
+            ));
+        }
+        if self.quantize && !mlx {
+            return Err(Error::Invalid(
+                "-q/--quantize quantizes an MLX output (as mlx_lm.convert -q): add --to mlx; for GGUF use \
+                 --quant TYPE (Q8_0, Q4_K_M ...); --quiet silences the progress bar"
+                    .into(),
+            ));
+        }
+        let mlx_quant = if mlx && (self.quantize || mlx_flags) {
+            Some(crate::mlx::settings::MlxQuant::new(
+                self.q_bits,
+                self.q_group_size,
+                self.quant_predicate.as_deref(),
+                self.q_mode.as_deref(),
+            )?)
+        } else {
+            None
+        };
+        let (quant, recipe_name) = match (self.quant, self.recipe) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Invalid("give --quant or --recipe, not both".into()))
+            }
+            (Some(QuantChoice::Type(d)), None) => (Some(d), None),
+            (Some(QuantChoice::Recipe(r)), None) | (None, Some(r)) => (None, Some(r)),
+            (None, None) => (None, None),
+        };
+        let recipe = match recipe_name {
+            Some(_) if !to_gguf => {
+                return Err(Error::Invalid(
+                    "--recipe (a llama.cpp file type) needs a .gguf destination".into(),
+                ))
+            }
+            Some(r) => {
+                let mut r = Recipe::named(&r)?;
+                r.dry_run = self.dry_run;
+                Some(r)
+            }
+            None => None,
+        };
+        let imatrix = match &self.imatrix {
+            Some(_) if recipe.is_none() => {
+                return Err(Error::Invalid(
+                    "--imatrix goes with --recipe (or a recipe name in --quant)".into(),
+                ))
+            }
+            Some(p) => Some(ImatrixInput {
+                data: lbrx_formats::imatrix::read_imatrix(p)?,
+                file: p.to_string_lossy().into_owned(),
+            }),
+            None => None,
+        };
+        let dequantize_source = self.dequantize || mlx_quant.is_some() || to_gguf;
+        Ok(Request {
+            src: self.src,
+            dst: self.dst,
+            options: ConvertOptions {
+                dtype: self.dtype,
+                max_shard_size: self.max_shard_size,
+                overwrite: self.overwrite,
+                sync: self.sync,
+                quant,
+                target,
+                mlx_quant,
+                dequantize: self.dequantize,
+                recipe,
+                imatrix,
+            },
+            dequantize_source,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dst: &str) -> ConvertArgs {
+        ConvertArgs {
+            src: "m".into(),
+            dst: dst.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn flag_interactions_are_resolved_once() {
+        // -q means quantize and needs an MLX target
+        let e = ConvertArgs {
+            quantize: true,
+            ..args("o.gguf")
+        };
+        assert!(e.resolve().unwrap_err().to_string().contains("--to mlx"));
+        let r = ConvertArgs {
+            quantize: true,
+            to: Some(Target::Mlx),
+            ..args("o")
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(r.options.mlx_quant.unwrap().bits, 4);
+        assert!(r.dequantize_source);
+        // --q-mode implies quantization
+        let r = ConvertArgs {
+            q_mode: Some("mxfp8".into()),
+            to: Some(Target::Mlx),
+            ..args("o")
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(r.options.mlx_quant.unwrap().mode.name(), "mxfp8");
+        // --dequantize into a directory writes MLX; into a .safetensors file it keeps names
+        let d = |dst: &str| ConvertArgs {
+            dequantize: true,
+            ..args(dst)
+        };
+        assert_eq!(d("o").resolve().unwrap().options.target, Some(Target::Mlx));
+        assert_eq!(d("o.safetensors").resolve().unwrap().options.target, None);
+        // a recipe name in --quant is a recipe, and needs a GGUF
+        let q = parse_quant("Q4_K_M").unwrap();
+        assert_eq!(q, QuantChoice::Recipe("Q4_K_M".into()));
+        let r = ConvertArgs {
+            quant: Some(q.clone()),
+            ..args("o.gguf")
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(r.options.recipe.unwrap().ftype, 15);
+        assert!(ConvertArgs {
+            quant: Some(q),
+            ..args("o")
+        }
+        .resolve()
+        .is_err());
+        assert_eq!(parse_quant("q8_0").unwrap(), QuantChoice::Type(DType::Q8_0));
+        // IQ2_XXS exists only with an importance matrix: its name is the recipe
+        assert!(matches!(
+            parse_quant("IQ2_XXS").unwrap(),
+            QuantChoice::Recipe(_)
+        ));
+        assert!(parse_quant("Q9").is_err());
+        // --imatrix only with a recipe
+        let e = ConvertArgs {
+            imatrix: Some("x.dat".into()),
+            ..args("o.gguf")
+        };
+        assert!(e.resolve().unwrap_err().to_string().contains("--imatrix"));
+        // MLX flags without an MLX target
+        let e = ConvertArgs {
+            q_bits: Some(8),
+            ..args("o.gguf")
+        };
+        assert!(e.resolve().unwrap_err().to_string().contains("MLX options"));
+    }
+}

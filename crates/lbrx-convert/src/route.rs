@@ -53,3 +53,14 @@ pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan>
         plan_safetensors(src, dst, opts)
     }
 }
+
+/// Opens a request's source: the format's reader, seen through the dequantizing view of quantized MLX
+/// models where the request needs it.
+pub fn open_source(req: &crate::request::Request) -> Result<Box<dyn Source>> {
+    let src = lbrx_formats::open(&req.src)?;
+    if req.dequantize_source {
+        crate::mlx::source::DequantSource::wrap(src)
+    } else {
+        Ok(src)
+    }
+}
