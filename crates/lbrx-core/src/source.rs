@@ -77,6 +77,12 @@ pub trait Source: Send + Sync {
     fn tensors(&self) -> &[TensorInfo];
     /// Model metadata.
     fn metadata(&self) -> &Metadata;
+    /// Tensor `index`'s description, or an error naming the index.
+    fn tensor(&self, index: usize) -> Result<&TensorInfo> {
+        self.tensors()
+            .get(index)
+            .ok_or_else(|| crate::Error::Invalid(format!("no tensor #{index}")))
+    }
     /// The bytes of tensor `index` (zero-copy where possible).
     fn view(&self, index: usize) -> Result<TensorView<'_>>;
     /// Bytes `[offset, offset + len)` of tensor `index` (offsets relative to the tensor). The default slices
@@ -118,6 +124,13 @@ pub trait Source: Send + Sync {
     fn assets(&self) -> &[PathBuf] {
         &[]
     }
+}
+
+/// [`Source::view`] for sources whose bytes are computed: the whole tensor through [`Source::view_range`].
+pub fn view_whole<S: Source + ?Sized>(src: &S, index: usize) -> Result<TensorView<'_>> {
+    let info = src.tensor(index)?;
+    let data = src.view_range(index, 0, info.len)?;
+    Ok(TensorView { info, data })
 }
 
 /// A destination for planned writes: files whose layout is fixed before any data is written.

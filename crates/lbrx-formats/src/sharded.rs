@@ -252,18 +252,12 @@ impl<S: Source> Source for Sharded<S> {
         &self.metadata
     }
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        let info = self.tensor(index)?;
         let data = self.shards[info.file].view(self.local[index])?.data;
         Ok(TensorView { info, data })
     }
     fn view_range(&self, index: usize, offset: u64, len: u64) -> Result<Cow<'_, [u8]>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        let info = self.tensor(index)?;
         self.shards[info.file].view_range(self.local[index], offset, len)
     }
     fn raw_file(&self, file: usize) -> Option<&File> {

@@ -203,18 +203,10 @@ impl Source for DequantSource {
         self.inner.metadata()
     }
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("tensor #{index} out of range")))?;
-        let data = self.view_range(index, 0, info.len)?;
-        Ok(TensorView { info, data })
+        lbrx_core::source::view_whole(self, index)
     }
     fn view_range(&self, index: usize, offset: u64, len: u64) -> Result<Cow<'_, [u8]>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("tensor #{index} out of range")))?;
+        let info = self.tensor(index)?;
         match self.entries[index] {
             Entry::Raw(i) => self.inner.view_range(i, offset, len),
             Entry::Quant {

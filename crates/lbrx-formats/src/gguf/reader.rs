@@ -402,10 +402,7 @@ fn prev_name(tensors: &[TensorInfo], prev: Option<usize>) -> String {
 impl Source for GgufFile {
     lbrx_core::source_accessors!(Format::Gguf, mapped map);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        let info = self.tensor(index)?;
         let raw = self.map.range(info.offset, info.len);
         if !self.info.big_endian {
             return Ok(TensorView {
@@ -434,10 +431,7 @@ impl Source for GgufFile {
         })
     }
     fn view_range(&self, index: usize, offset: u64, len: u64) -> Result<Cow<'_, [u8]>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        let info = self.tensor(index)?;
         if offset.checked_add(len).is_none_or(|e| e > info.len) {
             return Err(Error::Invalid(format!(
                 "tensor '{}': range outside its bytes",

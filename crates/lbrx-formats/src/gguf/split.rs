@@ -156,10 +156,7 @@ impl GgufSplit {
 impl Source for GgufSplit {
     lbrx_core::source_accessors!(Format::Gguf);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        let info = self.tensor(index)?;
         let v = self.parts[info.file].view(self.local[index])?;
         Ok(TensorView { info, data: v.data })
     }
@@ -169,10 +166,7 @@ impl Source for GgufSplit {
         offset: u64,
         len: u64,
     ) -> Result<std::borrow::Cow<'_, [u8]>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        let info = self.tensor(index)?;
         self.parts[info.file].view_range(self.local[index], offset, len)
     }
     fn raw_file(&self, file: usize) -> Option<&File> {

@@ -407,18 +407,10 @@ fn tensor(path: &Path, name: &str, h: &NpyHeader, offset: u64, limit: u64) -> Re
 impl Source for NpzFile {
     lbrx_core::source_accessors!(Format::Npz, mapped map);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
-        let data = self.view_range(index, 0, info.len)?;
-        Ok(TensorView { info, data })
+        lbrx_core::source::view_whole(self, index)
     }
     fn view_range(&self, index: usize, offset: u64, len: u64) -> Result<Cow<'_, [u8]>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        let info = self.tensor(index)?;
         if offset.checked_add(len).is_none_or(|e| e > info.len) {
             return Err(Error::Invalid(format!(
                 "tensor '{}': range outside its bytes",

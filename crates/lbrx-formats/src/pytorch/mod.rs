@@ -329,18 +329,10 @@ fn swap(dtype: DType, bytes: &mut [u8]) {
 impl Source for PyTorchFile {
     lbrx_core::source_accessors!(Format::PyTorch, mapped map);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
-        let data = self.view_range(index, 0, info.len)?;
-        Ok(TensorView { info, data })
+        lbrx_core::source::view_whole(self, index)
     }
     fn view_range(&self, index: usize, offset: u64, len: u64) -> Result<Cow<'_, [u8]>> {
-        let info = self
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        let info = self.tensor(index)?;
         let esize = info.dtype.info().type_size as u64;
         if offset.checked_add(len).is_none_or(|e| e > info.len)
             || !offset.is_multiple_of(esize)

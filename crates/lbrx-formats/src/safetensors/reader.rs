@@ -293,11 +293,7 @@ impl Source for SafetensorsFile {
         &self.metadata
     }
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
-        let info = self
-            .header
-            .tensors
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("no tensor #{index}")))?;
+        let info = self.tensor(index)?;
         Ok(TensorView {
             info,
             data: Cow::Borrowed(self.map.range(info.offset, info.len)),
