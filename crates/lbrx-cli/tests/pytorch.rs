@@ -171,6 +171,14 @@ fn hostile_checkpoints_are_refused_and_nothing_runs() {
             assert_eq!(err.lines().count(), 1, "{name}: one line: {err}");
         }
         assert!(!d.path().join(format!("{name}.safetensors")).exists());
+        // health reports it as what it is
+        let h = lbrx().arg("health").arg(&p).arg("--json").output().unwrap();
+        assert_eq!(h.status.code(), Some(1), "{name}");
+        let r: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+        assert_eq!(
+            r["findings"][0]["code"], "malicious-checkpoint",
+            "{name}: {r}"
+        );
     }
     assert!(!canary.exists(), "a payload ran");
 }

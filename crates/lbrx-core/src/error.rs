@@ -169,6 +169,15 @@ pub enum Malformed {
         /// The shard's file name.
         shard: String,
     },
+    /// A pickle names a global that can run code when loaded (`os.system`, `builtins.eval` ...).
+    #[error(
+        "refused as malicious: the pickle references '{global}', which can run code when loaded; nothing was \
+         executed. Do not load this file with torch.load"
+    )]
+    Malicious {
+        /// `module.name`.
+        global: String,
+    },
     /// A value that the format forbids.
     #[error("{0}")]
     Other(String),

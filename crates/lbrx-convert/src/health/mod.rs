@@ -330,12 +330,10 @@ fn read_torch_shard(path: &Path, name: &str, r: &mut Report) -> Option<Shard> {
         }
         Err(e) => {
             let text = e.to_string();
-            let code = if text.contains("malicious") {
-                "malicious-checkpoint"
-            } else if text.contains("truncated") {
-                "truncated-shard"
-            } else {
-                "corrupt-shard"
+            let code = match e.malformed_kind() {
+                Some(lbrx_core::Malformed::Malicious { .. }) => "malicious-checkpoint",
+                Some(lbrx_core::Malformed::Truncated { .. }) => "truncated-shard",
+                _ => "corrupt-shard",
             };
             let tensor = match &e {
                 Error::Malformed { loc, .. } => loc.tensor.clone(),

@@ -70,14 +70,14 @@ fn malformed(path: &Path, offset: Option<u64>, what: impl Into<String>) -> Error
 
 /// A pickle error as an lbrx error naming the file.
 pub(crate) fn pickle_err(path: &Path, e: pickle::PickleError) -> Error {
-    match &e {
-        pickle::PickleError::Malicious { offset, .. } => Error::malformed(
-            Location::file(path).at(*offset),
-            Malformed::Other(e.to_string()),
+    match e {
+        pickle::PickleError::Malicious { offset, global } => Error::malformed(
+            Location::file(path).at(offset),
+            Malformed::Malicious { global },
         ),
         pickle::PickleError::Malformed { offset, .. }
         | pickle::PickleError::Limit { offset, .. } => Error::malformed(
-            Location::file(path).at(*offset),
+            Location::file(path).at(offset),
             Malformed::Other(e.to_string()),
         ),
     }
