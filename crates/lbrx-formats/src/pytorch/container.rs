@@ -245,11 +245,6 @@ fn open_zip(map: &MappedFile) -> Result<Opened> {
         }
         None => false,
     };
-    let classes = if script {
-        script_classes(map, &mut zip, &prefix, &names)?
-    } else {
-        ScriptClasses::new()
-    };
     let mut tensors = Vec::new();
     let mut warnings = Vec::new();
     let mut storages = BTreeMap::new();
@@ -269,6 +264,11 @@ fn open_zip(map: &MappedFile) -> Result<Opened> {
         let base = zip.by_index(i).map_err(|e| zip_err(path, e))?.data_start();
         let bytes = member_bytes(map, &mut zip, i, PICKLE_CAP)?;
         let p = parse_pickle(path, &bytes, base)?;
+        let classes = if script && folder == "data" {
+            script_classes(map, &mut zip, &prefix, &p)?
+        } else {
+            ScriptClasses::new()
+        };
         let naming = if script {
             Naming::Script
         } else {
@@ -354,26 +354,33 @@ fn flatten_constants(p: &Pickle) -> std::result::Result<Flattened, String> {
     Ok(out)
 }
 
-/// The `__parameters__` and `__buffers__` lists each TorchScript class declares in `code/` (read as text for
-/// those two declarations only; nothing in `code/` is run).
+/// The `__parameters__` and `__buffers__` lists that the TorchScript classes the pickle names declare in
+/// `code/` (only the files of those classes, read as text for those two declarations; nothing in `code/` is
+/// run or otherwise interpreted).
 fn script_classes(
     map: &MappedFile,
     zip: &mut zip::ZipArchive<File>,
     prefix: &str,
-    names: &[String],
+    p: &Pickle,
 ) -> Result<ScriptClasses> {
     let mut out = ScriptClasses::new();
-    let code = format!("{prefix}code/");
-    for n in names {
-        let Some(rel) = n.strip_prefix(&code).and_then(|r| r.strip_suffix(".py")) else {
-            continue;
-        };
-        let Some(i) = zip.index_for_name(n) else {
+    let modules: std::collections::BTreeSet<&str> = p
+        .nodes
+        .iter()
+        .filter_map(|n| match n {
+            pickle::Node::Global { module, .. } if module.starts_with("__torch__.") => {
+                Some(module.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    for module in modules {
+        let rel = module.replace('.', "/");
+        let Some(i) = zip.index_for_name(&format!("{prefix}code/{rel}.py")) else {
             continue;
         };
         let text = member_bytes(map, zip, i, CODE_CAP)?;
         let text = String::from_utf8_lossy(&text);
-        let module = rel.replace('/', ".");
         let mut class: Option<String> = None;
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("class ") {
