@@ -67,10 +67,10 @@ impl AtomicOutput {
     pub fn new(dst: &Path, kind: OutputKind, overwrite: bool) -> Result<Self> {
         crate::hfcache::refuse_cache_destination(dst)?;
         if dst.file_name().is_none() {
-            return Err(Error::Invalid(format!(
-                "{}: not a valid output name",
-                dst.display()
-            )));
+            return Err(Error::Destination {
+                path: dst.to_path_buf(),
+                why: "not a valid output name".to_string(),
+            });
         }
         let parent = match dst.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -93,15 +93,17 @@ impl AtomicOutput {
             };
             let allowed = (empty_dir && kind == OutputKind::Dir) || (overwrite && replaceable);
             if !allowed {
-                return Err(Error::Invalid(format!(
-                    "{}: already exists{}",
-                    dst.display(),
-                    if replaceable {
-                        " (pass --force to replace it)"
-                    } else {
-                        " and is not a replaceable output"
-                    }
-                )));
+                return Err(Error::Destination {
+                    path: dst.to_path_buf(),
+                    why: format!(
+                        "already exists{}",
+                        if replaceable {
+                            " (pass --force to replace it)"
+                        } else {
+                            " and is not a replaceable output"
+                        }
+                    ),
+                });
             }
         }
         clean_stale_partials(&parent, &partial_prefix(dst));
@@ -135,10 +137,10 @@ impl AtomicOutput {
     /// returns its index for [`Sink::write_at`]. For a `File` output, `name` is ignored.
     pub fn add_file(&mut self, name: &str, size: u64) -> Result<usize> {
         if self.kind == OutputKind::Files && self.dst.join(name).exists() && !self.overwrite {
-            return Err(Error::Invalid(format!(
-                "{}: already exists (pass --force to replace it)",
-                self.dst.join(name).display()
-            )));
+            return Err(Error::Destination {
+                path: self.dst.join(name).to_path_buf(),
+                why: "already exists (pass --force to replace it)".to_string(),
+            });
         }
         let (file, named) = match rustix::fs::openat(
             CWD,

@@ -153,10 +153,7 @@ fn source_bytes<'a>(
             let (part, within) = ((e / per) as usize, e % per);
             let n = (per - within).min(end - e);
             let &p = job.parts.get(part).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "tensor '{}': stacked part {part} missing",
-                    job.name
-                ))
+                Error::tensor(job.name.to_string(), format!("stacked part {part} missing"))
             })?;
             out.extend_from_slice(&src.view_range(p, bytes_of(sdt, within), bytes_of(sdt, n))?);
             e += n;
@@ -170,10 +167,10 @@ fn source_bytes<'a>(
             let rows = shape[0];
             let cols = row_elems(&shape);
             if heads == 0 || !rows.is_multiple_of(2 * heads) {
-                return Err(Error::Invalid(format!(
-                    "tensor '{}': {rows} rows do not split into {heads} rotary heads",
-                    job.name
-                )));
+                return Err(Error::tensor(
+                    job.name.to_string(),
+                    format!("{rows} rows do not split into {heads} rotary heads"),
+                ));
             }
             let row_bytes = bytes_of(sdt, cols);
             let mut out = Vec::with_capacity(bytes_of(sdt, count) as usize);
@@ -251,7 +248,7 @@ pub fn execute(
                             .get(index)
                             .and_then(|d| d.get(src_off as usize..(src_off + src_len) as usize));
                         let data = data.ok_or_else(|| {
-                            Error::Invalid(format!("tensor '{name}': inline data out of range"))
+                            Error::tensor(name.to_string(), "inline data out of range")
                         })?;
                         sink.write_at(job.file, out_off, data)?;
                         progress(out_len);
@@ -491,7 +488,7 @@ fn round_via(via: Option<DType>, v: &mut [f32]) {
 
 fn context(e: Error, name: &str) -> Error {
     match e {
-        Error::Invalid(m) => Error::Invalid(format!("tensor '{name}': {m}")),
+        Error::Invalid(m) => Error::tensor(name.to_string(), m.to_string()),
         other => other,
     }
 }

@@ -73,12 +73,14 @@ pub fn is_inside_cache(p: &Path) -> bool {
 pub fn refuse_cache_destination(dst: &Path) -> Result<()> {
     if is_inside_cache(dst) {
         let cache = cache_dir().unwrap_or_default();
-        return Err(Error::Invalid(format!(
-            "{}: refusing to write inside the Hugging Face cache ({}), which lbrx only reads; \
+        return Err(Error::Destination {
+            path: dst.to_path_buf(),
+            why: format!(
+                "refusing to write inside the Hugging Face cache ({}), which lbrx only reads; \
              choose a destination outside it (e.g. `lbrx clone` the model into a workspace first)",
-            dst.display(),
-            cache.display()
-        )));
+                cache.display()
+            ),
+        });
     }
     Ok(())
 }
@@ -119,10 +121,10 @@ pub fn resolve_repo(spec: &str) -> Result<PathBuf> {
         revision.to_string() // a commit hash given directly
     };
     if commit.is_empty() || commit.contains(['/', '\\']) || commit == ".." {
-        return Err(Error::Invalid(format!(
-            "{}: invalid commit '{commit}'",
-            ref_file.display()
-        )));
+        return Err(Error::Destination {
+            path: ref_file.to_path_buf(),
+            why: format!("invalid commit '{commit}'"),
+        });
     }
     let snap = repo_dir.join("snapshots").join(&commit);
     if !snap.is_dir() {

@@ -26,10 +26,10 @@ pub fn plan_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<
             } else {
                 "llama.cpp stores no such tensors; convert to .safetensors or .npz instead"
             };
-            return Err(Error::Invalid(format!(
-                "tensor '{}': GGUF has no {dtype} type; {hint}",
-                t.name
-            )));
+            return Err(Error::tensor(
+                t.name.to_string(),
+                format!("GGUF has no {dtype} type; {hint}"),
+            ));
         }
         outs.push(GgufOut {
             spec: lbrx_formats::gguf::GgufTensorSpec {
@@ -407,10 +407,10 @@ pub fn plan_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
     for t in src.tensors() {
         let (dtype, tr) = choose(t.dtype, &t.shape, opts);
         if lbrx_formats::npz::npy_descr(dtype).is_none() {
-            return Err(Error::Invalid(format!(
-                "tensor '{}': NumPy has no {dtype} arrays; pass --dtype f16, f32 or f64",
-                t.name
-            )));
+            return Err(Error::tensor(
+                t.name.to_string(),
+                format!("NumPy has no {dtype} arrays; pass --dtype f16, f32 or f64"),
+            ));
         }
         members.push(NpzMember {
             name: t.name.clone(),
@@ -476,11 +476,13 @@ pub fn plan_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
 /// as `numpy.save` writes it.
 pub fn plan_npy(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
     let [t] = src.tensors() else {
-        return Err(Error::Invalid(format!(
-            "{}: a .npy holds one array and the source has {} tensors; write a .npz instead",
-            src.root().display(),
-            src.tensors().len()
-        )));
+        return Err(Error::model(
+            src.root(),
+            format!(
+                "a .npy holds one array and the source has {} tensors; write a .npz instead",
+                src.tensors().len()
+            ),
+        ));
     };
     if opts.quant.is_some() || opts.max_shard_size.is_some() {
         return Err(Error::Invalid(
@@ -489,10 +491,10 @@ pub fn plan_npy(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
     }
     let (dtype, transform) = choose(t.dtype, &t.shape, opts);
     let header = lbrx_formats::npz::writer::npy_header(dtype, &t.shape)
-        .map_err(|e| Error::Invalid(format!("tensor '{}': {e}", t.name)))?;
+        .map_err(|e| Error::tensor(t.name.to_string(), format!("{e}")))?;
     let len = dtype
         .byte_len(&t.shape)
-        .ok_or_else(|| Error::Invalid(format!("tensor '{}': shape overflows", t.name)))?;
+        .ok_or_else(|| Error::tensor(t.name.to_string(), "shape overflows"))?;
     let offset = header.len() as u64;
     Ok(Plan {
         dst: dst.to_path_buf(),

@@ -38,11 +38,10 @@ fn refuse_overlap(protected: &[PathBuf], dst: &Path) -> Result<()> {
     let dst_abs = hfcache::resolve(dst);
     for p in protected.iter().map(|p| hfcache::resolve(p)) {
         if dst_abs == p || p.starts_with(&dst_abs) {
-            return Err(Error::Invalid(format!(
-                "{}: refusing to write over the source ({})",
-                dst.display(),
-                p.display()
-            )));
+            return Err(Error::Destination {
+                path: dst.to_path_buf(),
+                why: format!("refusing to write over the source ({})", p.display()),
+            });
         }
     }
     Ok(())
@@ -133,10 +132,10 @@ fn top_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 /// Hugging Face cache), else copied; other files copied; a deterministic `*.safetensors.index.json`.
 pub fn repair_index(src: &Path, dst: &Path, opts: &ConvertOptions) -> Result<RepairSummary> {
     if !src.is_dir() {
-        return Err(Error::Invalid(format!(
-            "{}: repair-index takes a model directory",
-            src.display()
-        )));
+        return Err(Error::Destination {
+            path: src.to_path_buf(),
+            why: "repair-index takes a model directory".to_string(),
+        });
     }
     refuse_overlap(&[src.to_path_buf()], dst)?;
     let files = top_files(src)?;
@@ -159,20 +158,22 @@ pub fn repair_index(src: &Path, dst: &Path, opts: &ConvertOptions) -> Result<Rep
         for t in header.tensors {
             total_size += t.len;
             if let Some(prev) = weight_map.insert(t.name.clone(), name.clone()) {
-                return Err(Error::Invalid(format!(
-                    "{}: tensor '{}' is in both '{prev}' and '{name}'; remove one copy first",
-                    src.display(),
-                    t.name
-                )));
+                return Err(Error::Destination {
+                    path: src.to_path_buf(),
+                    why: format!(
+                        "tensor '{}' is in both '{prev}' and '{name}'; remove one copy first",
+                        t.name
+                    ),
+                });
             }
         }
         shards.push(name.clone());
     }
     if shards.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{}: no *.safetensors shards to index",
-            src.display()
-        )));
+        return Err(Error::Destination {
+            path: src.to_path_buf(),
+            why: "no *.safetensors shards to index".to_string(),
+        });
     }
     let mut out = AtomicOutput::new(dst, OutputKind::Dir, opts.overwrite)?
         .with_sync(opts.sync)
@@ -219,10 +220,10 @@ pub fn clone_model(spec: &str, ws: &Path, opts: &ConvertOptions) -> Result<PathB
         )));
     };
     if !src.is_dir() {
-        return Err(Error::Invalid(format!(
-            "{}: clone takes a model directory or a cached repo id",
-            src.display()
-        )));
+        return Err(Error::Destination {
+            path: src.to_path_buf(),
+            why: "clone takes a model directory or a cached repo id".to_string(),
+        });
     }
     refuse_overlap(std::slice::from_ref(&src), ws)?;
     let mut out = AtomicOutput::new(ws, OutputKind::Dir, opts.overwrite)?

@@ -524,10 +524,7 @@ pub fn plan_quantize(
     use crate::layout::layout_gguf;
     use crate::plan::GgufOut;
     if src.format() != lbrx_core::Format::Gguf {
-        return Err(Error::Invalid(format!(
-            "{}: quantize takes a GGUF model; convert it first (`lbrx convert SRC model.gguf`), then quantize that",
-            src.root().display()
-        )));
+        return Err(Error::model(src.root(), "quantize takes a GGUF model; convert it first (`lbrx convert SRC model.gguf`), then quantize that".to_string()));
     }
     let m = src.metadata();
     let outs = src

@@ -86,7 +86,7 @@ impl Recipe {
         } = recipes()
             .find(|f| f.name.eq_ignore_ascii_case(name))
             .ok_or_else(|| {
-                Error::Invalid(format!(
+                Error::Usage(format!(
                     "unknown quantization '{name}'; known: {}",
                     recipes().map(|f| f.name).collect::<Vec<_>>().join(", ")
                 ))
@@ -160,7 +160,7 @@ pub fn parse_quant(s: &str) -> Result<QuantChoice> {
         return Ok(QuantChoice::Recipe(s.to_string()));
     }
     let types: Vec<&str> = plain_quant_types().iter().map(|d| d.name()).collect();
-    Err(Error::Invalid(format!(
+    Err(Error::Usage(format!(
         "'{s}' is not a quantization type lbrx writes (use {}, or a llama.cpp recipe: {})",
         types.join(", "),
         recipe_names().join(", ")
@@ -245,18 +245,14 @@ impl ConvertArgs {
             || self.quant_predicate.is_some()
             || self.q_mode.is_some();
         if mlx_flags && !mlx {
-            return Err(Error::Invalid(
-                "--q-bits, --q-group-size, --q-mode and --quant-predicate are MLX options: add --to mlx \
+            return Err(Error::Usage("--q-bits, --q-group-size, --q-mode and --quant-predicate are MLX options: add --to mlx \
                  (for GGUF use --quant TYPE)"
-                    .into(),
-            ));
+                    .into(),));
         }
         if self.quantize && !mlx {
-            return Err(Error::Invalid(
-                "-q/--quantize quantizes an MLX output (as mlx_lm.convert -q): add --to mlx; for GGUF use \
+            return Err(Error::Usage("-q/--quantize quantizes an MLX output (as mlx_lm.convert -q): add --to mlx; for GGUF use \
                  --quant TYPE (Q8_0, Q4_K_M ...); --quiet silences the progress bar"
-                    .into(),
-            ));
+                    .into(),));
         }
         let mlx_quant = if mlx && (self.quantize || mlx_flags) {
             Some(crate::mlx::settings::MlxQuant::new(
@@ -270,7 +266,7 @@ impl ConvertArgs {
         };
         let (quant, recipe_name) = match (self.quant, self.recipe) {
             (Some(_), Some(_)) => {
-                return Err(Error::Invalid("give --quant or --recipe, not both".into()))
+                return Err(Error::Usage("give --quant or --recipe, not both".into()))
             }
             (Some(QuantChoice::Type(d)), None) => (Some(d), None),
             (Some(QuantChoice::Recipe(r)), None) | (None, Some(r)) => (None, Some(r)),
@@ -278,7 +274,7 @@ impl ConvertArgs {
         };
         let recipe = match recipe_name {
             Some(_) if !to_gguf => {
-                return Err(Error::Invalid(
+                return Err(Error::Usage(
                     "--recipe (a llama.cpp file type) needs a .gguf destination".into(),
                 ))
             }
@@ -291,7 +287,7 @@ impl ConvertArgs {
         };
         let imatrix = match &self.imatrix {
             Some(_) if recipe.is_none() => {
-                return Err(Error::Invalid(
+                return Err(Error::Usage(
                     "--imatrix goes with --recipe (or a recipe name in --quant)".into(),
                 ))
             }

@@ -31,10 +31,10 @@ pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan>
         }
         if let Some(r) = &opts.recipe {
             if src.format() != Format::Gguf {
-                return Err(Error::Invalid(format!(
-                    "{}: a llama.cpp recipe needs a Hugging Face model directory or a GGUF",
-                    src.root().display()
-                )));
+                return Err(Error::model(
+                    src.root(),
+                    "a llama.cpp recipe needs a Hugging Face model directory or a GGUF".to_string(),
+                ));
             }
             return crate::recipe::plan_quantize(
                 src,

@@ -214,7 +214,34 @@ pub enum Error {
         /// What is not supported.
         what: String,
     },
-    /// A request that cannot be carried out as asked (bad option, refused destination ...).
+    /// A tensor that cannot be made as asked.
+    #[error("tensor '{tensor}': {what}")]
+    Tensor {
+        /// The tensor.
+        tensor: String,
+        /// What is wrong, and where known what to do.
+        what: String,
+    },
+    /// Options that do not go together, or a value lbrx does not take; the message says what to pass.
+    #[error("{0}")]
+    Usage(String),
+    /// A model file (config.json, tokenizer files, GGUF metadata) that does not say what the conversion needs.
+    #[error("{}: {what}", path.display())]
+    Model {
+        /// The file or model directory.
+        path: PathBuf,
+        /// What is missing or wrong.
+        what: String,
+    },
+    /// A destination lbrx will not write (the source, the Hugging Face cache, an existing path).
+    #[error("{}: {why}", path.display())]
+    Destination {
+        /// The destination.
+        path: PathBuf,
+        /// Why, and what to do.
+        why: String,
+    },
+    /// A request that cannot be carried out as asked, of no more specific kind.
     #[error("{0}")]
     Invalid(String),
 }
@@ -234,6 +261,22 @@ impl Error {
         Error::Malformed {
             loc: Box::new(loc),
             kind: Box::new(kind),
+        }
+    }
+
+    /// A tensor error.
+    pub fn tensor(tensor: impl Into<String>, what: impl Into<String>) -> Self {
+        Error::Tensor {
+            tensor: tensor.into(),
+            what: what.into(),
+        }
+    }
+
+    /// A model-file error.
+    pub fn model(path: impl AsRef<Path>, what: impl Into<String>) -> Self {
+        Error::Model {
+            path: path.as_ref().to_path_buf(),
+            what: what.into(),
         }
     }
 

@@ -12,14 +12,8 @@ pub(super) fn read_config(dir: &Path) -> Result<Map<String, Json>> {
     let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, "read", e))?;
     match serde_json::from_str(&text) {
         Ok(Json::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::Invalid(format!(
-            "{}: not a JSON object",
-            p.display()
-        ))),
-        Err(e) => Err(Error::Invalid(format!(
-            "{}: invalid JSON: {e}",
-            p.display()
-        ))),
+        Ok(_) => Err(Error::model(&p, "not a JSON object".to_string())),
+        Err(e) => Err(Error::model(&p, format!("invalid JSON: {e}"))),
     }
 }
 

@@ -280,10 +280,10 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
             name.clone()
         };
         if !t.dtype.is_castable_float() {
-            return Err(Error::Invalid(format!(
-                "tensor '{name}': {} is not a float dtype lbrx can convert to GGUF",
-                t.dtype
-            )));
+            return Err(Error::tensor(
+                name.to_string(),
+                format!("{} is not a float dtype lbrx can convert to GGUF", t.dtype),
+            ));
         }
         if let Some((x, re, n_experts)) = &experts {
             if let Some(c) = re.captures(&hf_name) {
@@ -291,9 +291,10 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
                 let xid: u64 = c[2].parse().unwrap_or(u64::MAX);
                 let w = x.projections.iter().position(|p| *p == &c[3]).unwrap_or(0);
                 if bid >= blocks || xid >= *n_experts {
-                    return Err(Error::Invalid(format!(
-                        "tensor '{name}': expert or block number out of range"
-                    )));
+                    return Err(Error::tensor(
+                        name.to_string(),
+                        "expert or block number out of range",
+                    ));
                 }
                 let entry = pending.entry(bid).or_default();
                 entry.push((w, xid, i));

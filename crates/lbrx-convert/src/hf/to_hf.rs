@@ -166,9 +166,7 @@ pub(crate) fn gguf_hf_outs(
     let arch = m
         .get("general.architecture")
         .and_then(Value::as_str)
-        .ok_or_else(|| {
-            Error::Invalid(format!("{}: no general.architecture", src.root().display()))
-        })?
+        .ok_or_else(|| Error::model(src.root(), "no general.architecture".to_string()))?
         .to_string();
     let spec = find_spec(src, &arch)?;
     let k = Keys {
@@ -204,9 +202,7 @@ pub(crate) fn gguf_hf_outs(
                 .projections
                 .iter()
                 .find(|p| hf.contains(&format!(".{p}.")))
-                .ok_or_else(|| {
-                    Error::Invalid(format!("tensor '{}': unknown expert projection", t.name))
-                })?;
+                .ok_or_else(|| Error::tensor(t.name.to_string(), "unknown expert projection"))?;
             let bid = t.name.split('.').nth(1).unwrap_or("0");
             let n = t.shape.first().copied().unwrap_or(0);
             let per: u64 = t.shape.iter().skip(1).product();

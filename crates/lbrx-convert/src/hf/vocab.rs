@@ -25,7 +25,7 @@ pub(crate) fn read_json(path: &Path) -> Result<Option<Json>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "read", e))?;
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|e| Error::Invalid(format!("{}: invalid JSON: {e}", path.display())))
+        .map_err(|e| Error::model(path, format!("invalid JSON: {e}")))
 }
 
 /// The token llama.cpp treats as a control token even when the tokenizer does not mark it special.
@@ -97,10 +97,7 @@ pub(crate) fn write_vocab(
         == Some("GPT2Tokenizer");
     let phi3 = order == VocabOrder::Phi3 && !gpt2_class;
     if phi3 && !dir.join("tokenizer.model").is_file() {
-        return Err(Error::Invalid(format!(
-            "{}: Phi-3 needs tokenizer.model",
-            dir.display()
-        )));
+        return Err(Error::model(dir, "Phi-3 needs tokenizer.model".to_string()));
     }
     let spm = match order {
         VocabOrder::Bpe => false,
@@ -131,10 +128,10 @@ pub(crate) fn write_vocab(
         meta.insert("tokenizer.ggml.token_type", i32_array(&types));
         special_vocab(dir, true, None, meta)
     } else {
-        Err(Error::Invalid(format!(
-            "{}: no tokenizer (tokenizer.model or tokenizer.json)",
-            dir.display()
-        )))
+        Err(Error::model(
+            dir,
+            "no tokenizer (tokenizer.model or tokenizer.json)".to_string(),
+        ))
     }
 }
 
@@ -256,20 +253,20 @@ fn bpe_vocab(
 ) -> Result<(Vec<String>, Vec<i32>, String)> {
     let path = dir.join("tokenizer.json");
     let mut tok = tokenizers::Tokenizer::from_file(&path)
-        .map_err(|e| Error::Invalid(format!("{}: cannot load tokenizer: {e}", path.display())))?;
+        .map_err(|e| Error::model(&path, format!("cannot load tokenizer: {e}")))?;
     // transformers ignores the file's padding and truncation settings unless a call asks for them
     tok.with_padding(None);
     tok.with_truncation(None)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-    let terr = |e: tokenizers::Error| Error::Invalid(format!("{}: {e}", path.display()));
+        .map_err(|e| Error::model(&path, format!("{e}")))?;
+    let terr = |e: tokenizers::Error| Error::model(&path, format!("{e}"));
     let vocab = tok.get_vocab(true);
     let max_id = vocab.values().copied().max().unwrap_or(0) as u64;
     let n = vocab_size.unwrap_or(vocab.len() as u64);
     if max_id >= n {
-        return Err(Error::Invalid(format!(
-            "{}: token id {max_id} is not below vocab_size {n}",
-            path.display()
-        )));
+        return Err(Error::model(
+            &path,
+            format!("token id {max_id} is not below vocab_size {n}"),
+        ));
     }
     let pre = pre_tokenizer_name(&tok, &path)?;
     let clean_up = tok_config
@@ -337,7 +334,7 @@ fn pre_tokenizer_name(tok: &tokenizers::Tokenizer, path: &Path) -> Result<String
     use sha2::{Digest, Sha256};
     let enc = tok
         .encode(CHKTXT, true)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        .map_err(|e| Error::model(path, format!("{e}")))?;
     let ids: Vec<String> = enc.get_ids().iter().map(u32::to_string).collect();
     let text = format!("[{}]", ids.join(", "));
     let hash: String = Sha256::digest(text.as_bytes())
@@ -416,10 +413,10 @@ fn special_vocab(
                             merges.push(format!("{} {}", enc(&pair[0]), enc(&pair[1])));
                         }
                         _ => {
-                            return Err(Error::Invalid(format!(
-                                "{}: unknown tokenizer merges format",
-                                dir.display()
-                            )))
+                            return Err(Error::model(
+                                dir,
+                                "unknown tokenizer merges format".to_string(),
+                            ))
                         }
                     }
                 }

@@ -176,10 +176,10 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
         let config = match crate::hf::vocab::read_json(&root.join("config.json"))? {
             Some(Json::Object(m)) => m,
             _ => {
-                return Err(Error::Invalid(format!(
-                    "{}: no config.json; an MLX model needs the Hugging Face config",
-                    root.display()
-                )))
+                return Err(Error::model(
+                    root,
+                    "no config.json; an MLX model needs the Hugging Face config".to_string(),
+                ))
             }
         };
         for p in src.assets() {
@@ -206,10 +206,10 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
     let fam = family(&model_type);
     let outs = sanitize(outs, &config, fam)?;
     if outs.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{}: no weights to write (an MLX model needs its tensors)",
-            src.root().display()
-        )));
+        return Err(Error::model(
+            src.root(),
+            "no weights to write (an MLX model needs its tensors)".to_string(),
+        ));
     }
     let dtype = model_dtype(opts, &config);
 
@@ -225,10 +225,10 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
     config.remove("_name_or_path");
     config.remove("vision_config");
     if src.tensors().iter().any(|t| t.name.ends_with(".scales")) {
-        return Err(Error::Invalid(format!(
-            "{}: the model is quantized; pass --dequantize, or quantize it again with -q",
-            src.root().display()
-        )));
+        return Err(Error::model(
+            src.root(),
+            "the model is quantized; pass --dequantize, or quantize it again with -q".to_string(),
+        ));
     }
     config.remove("quantization");
     config.remove("quantization_config");

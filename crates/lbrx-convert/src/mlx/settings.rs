@@ -47,7 +47,7 @@ impl MlxQuant {
         let mode = match mode {
             None => Mode::Affine,
             Some(m) => Mode::parse(m).ok_or_else(|| {
-                Error::Invalid(format!(
+                Error::Usage(format!(
                     "unknown MLX quantization mode '{m}' (use affine, mxfp4, mxfp8 or nvfp4)"
                 ))
             })?,
@@ -55,13 +55,13 @@ impl MlxQuant {
         let recipe = match recipe {
             None => None,
             Some(_) if mode != Mode::Affine => {
-                return Err(Error::Invalid(
+                return Err(Error::Usage(
                     "quantization recipes only use the affine mode".into(),
                 ))
             }
             Some(r) => Some(RECIPES.iter().position(|x| x.0 == r).ok_or_else(|| {
                 let names: Vec<&str> = RECIPES.iter().map(|x| x.0).collect();
-                Error::Invalid(format!(
+                Error::Usage(format!(
                     "unknown quantization recipe '{r}' (use one of {})",
                     names.join(", ")
                 ))
@@ -76,7 +76,7 @@ impl MlxQuant {
         };
         if mode != Mode::Affine {
             if (q.group_size as usize, q.bits) != (dg, db) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Usage(format!(
                     "MLX {} quantizes {db} bits in groups of {dg}, not {} bits in groups of {}",
                     mode.name(),
                     q.bits,
@@ -86,7 +86,7 @@ impl MlxQuant {
         } else if !lbrx_quant::mlx::BITS.contains(&q.bits)
             || !lbrx_quant::mlx::GROUP_SIZES.contains(&(q.group_size as usize))
         {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "MLX quantizes with bits {:?} and group sizes {:?}, not {} bits in groups of {}",
                 lbrx_quant::mlx::BITS,
                 lbrx_quant::mlx::GROUP_SIZES,

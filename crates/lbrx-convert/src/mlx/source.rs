@@ -89,8 +89,7 @@ impl DequantSource {
                 entries.push(Entry::Raw(i));
                 continue;
             };
-            let bad =
-                |what: String| Error::Invalid(format!("{}: tensor '{n}': {what}", cfg.display()));
+            let bad = |what: String| Error::model(&cfg, format!("tensor '{n}': {what}"));
             let (group, bits, mode) = super::layer_params(&q, stem).ok_or_else(|| {
                 bad("packed weight, but the quantization config excludes this layer".into())
             })?;
@@ -220,10 +219,10 @@ impl Source for DequantSource {
                 let ts = info.dtype.info().type_size as u64;
                 if !offset.is_multiple_of(ts) || !len.is_multiple_of(ts) || offset + len > info.len
                 {
-                    return Err(Error::Invalid(format!(
-                        "tensor '{}': range {offset}+{len} outside its {} bytes",
-                        info.name, info.len
-                    )));
+                    return Err(Error::tensor(
+                        info.name.to_string(),
+                        format!("range {offset}+{len} outside its {} bytes", info.len),
+                    ));
                 }
                 let (e0, e1) = (offset / ts, (offset + len) / ts);
                 if e0 == e1 {
@@ -235,7 +234,7 @@ impl Source for DequantSource {
                     self.inner
                         .view_range(weight, g0 * group_bytes, (g1 - g0) * group_bytes)?;
                 let mut out = vec![0u8; ((g1 - g0) * group * ts) as usize];
-                let named = |e: Error| Error::Invalid(format!("tensor '{}': {e}", info.name));
+                let named = |e: Error| Error::tensor(info.name.to_string(), format!("{e}"));
                 match biases {
                     Some(biases) => {
                         let s = self.inner.view_range(scales, g0 * ts, (g1 - g0) * ts)?;
