@@ -47,8 +47,10 @@ impl MlxQuant {
         let mode = match mode {
             None => Mode::Affine,
             Some(m) => Mode::parse(m).ok_or_else(|| {
+                let modes: Vec<&str> = lbrx_quant::mlx::MODES.iter().map(|x| x.1).collect();
                 Error::Usage(format!(
-                    "unknown MLX quantization mode '{m}' (use affine, mxfp4, mxfp8 or nvfp4)"
+                    "unknown MLX quantization mode '{m}' (use one of {})",
+                    modes.join(", ")
                 ))
             })?,
         };
