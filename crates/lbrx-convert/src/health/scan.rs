@@ -9,25 +9,23 @@ use std::path::Path;
 /// Reads every byte of every tensor (with `pread`, so a file truncated underneath is an error, not a crash)
 /// and counts NaN and Inf in float tensors.
 pub(super) fn deep_scan(shards: &[Shard], r: &mut Report) {
-    let jobs: Vec<(&Shard, &TensorInfo)> = shards
+    let jobs: Vec<(&Shard, usize, &TensorInfo)> = shards
         .iter()
-        .flat_map(|s| s.tensors.iter().map(move |t| (s, t)))
+        .flat_map(|s| s.tensors.iter().enumerate().map(move |(j, t)| (s, j, t)))
         .collect();
     let results: Vec<(usize, ScanResult)> = jobs
         .par_iter()
         .enumerate()
-        .map(|(i, (s, t))| {
+        .map(|(i, &(s, j, t))| {
             let res = match &s.source {
-                Some(src) => {
-                    scan_source(&**src, s.tensors.iter().position(|x| x.name == t.name), t)
-                }
+                Some(src) => scan_source(&**src, j, t),
                 None => scan_tensor(&s.path, t),
             };
             (i, res)
         })
         .collect();
     for (i, res) in results {
-        let (s, t) = jobs[i];
+        let (s, _, t) = jobs[i];
         match res {
             Err(e) => r.error("unreadable-data", Some(&s.path), Some(&t.name), e),
             Ok((nan, inf)) => {
@@ -64,8 +62,7 @@ fn scan_tensor(path: &Path, t: &TensorInfo) -> ScanResult {
 }
 
 /// [`scan_tensor`] through a source's reader (tensor `index` of `src`).
-fn scan_source(src: &dyn lbrx_core::Source, index: Option<usize>, t: &TensorInfo) -> ScanResult {
-    let index = index.ok_or("tensor not in its file")?;
+fn scan_source(src: &dyn lbrx_core::Source, index: usize, t: &TensorInfo) -> ScanResult {
     scan_chunks(t, |at, buf| {
         let b = src
             .view_range(index, at, buf.len() as u64)
