@@ -2,6 +2,7 @@
 
 use crate::util::{out, out_json, parse_size, CliResult, WriteArgs};
 use indicatif::{ProgressBar, ProgressStyle};
+use lbrx_convert::plan::{Input, Step};
 use lbrx_convert::request::QuantChoice;
 use lbrx_convert::{plan, ConvertOptions, ExecOptions, Plan, Transform};
 use lbrx_core::{human_bytes, DType};
@@ -22,6 +23,12 @@ pub(crate) struct Args {
     dtype: Option<Auto>,
     #[arg(long, value_parser = parse_quant, help = crate::util::quant_help())]
     quant: Option<QuantChoice>,
+    /// Scales of a scaled --quant (fp8): one per tensor (default), per row, or per block.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(lbrx_quant::scaled::GRANULARITIES))]
+    scaling: Option<String>,
+    /// Block size of --scaling block (default 128).
+    #[arg(long)]
+    block_size: Option<u32>,
     /// GGUF output: llama-quantize's per-tensor type choices of this file type (Q4_K_M, Q6_K, IQ4_XS ...),
     /// in one pass: the same file as converting to an F16 GGUF (or `--dtype`) and running llama-quantize on it.
     #[arg(long, value_name = "TYPE")]
@@ -96,15 +103,19 @@ fn parse_quant(s: &str) -> Result<QuantChoice, String> {
 }
 
 fn transform_name(j: &lbrx_convert::Job) -> String {
-    let t = match &j.transform {
+    let via = j.steps.iter().find_map(|s| match s {
+        Step::Round { via } => Some(*via),
+        _ => None,
+    });
+    let mut t = match &j.transform {
+        Transform::Copy if matches!(j.input, Input::Inline { .. }) => "computed".into(),
         Transform::Copy => "copy".into(),
         Transform::Cast { from, to } => format!("cast {from}->{to}"),
         Transform::Dequant { from, to } => format!("dequantize {from}->{to}"),
-        Transform::Quant { from, to, via } => match via {
+        Transform::Quant { from, to } => match via {
             Some(v) => format!("quantize {from}->{v}->{to}"),
             None => format!("quantize {from}->{to}"),
         },
-        Transform::Inline { .. } => "computed".into(),
         Transform::MlxQuant {
             from,
             to,
@@ -112,12 +123,20 @@ fn transform_name(j: &lbrx_convert::Job) -> String {
             group,
             ..
         } => format!("quantize {from}->{to} (MLX {bits}-bit, groups of {group})"),
+        Transform::Scaled { from, scheme } => format!("quantize {from}->{}", scheme.name()),
         Transform::WrittenBy { .. } => "written with its weight".into(),
     };
-    match j.permute_heads {
-        Some(h) => format!("{t}, rotary rows permuted ({h} heads)"),
-        None => t,
+    for s in &j.steps {
+        match s {
+            Step::Permute { heads, .. } => t += &format!(", rotary rows permuted ({heads} heads)"),
+            Step::Shift { add } => t += &format!(", {add:+} added"),
+            Step::Round { .. } => {}
+        }
     }
+    if let Input::Stack { parts } = &j.input {
+        t += &format!(", {} tensors stacked", parts.len());
+    }
+    t
 }
 
 pub(crate) fn print_plan(plan: &Plan, json: bool) -> CliResult {
@@ -193,6 +212,8 @@ pub(crate) fn run(a: Args) -> CliResult {
         overwrite: a.write.force,
         sync: a.write.sync,
         dry_run: a.dry_run,
+        scaling: a.scaling,
+        block_size: a.block_size,
     }
     .resolve()?;
     let src = lbrx_convert::route::open_source(&req)?;

@@ -55,9 +55,15 @@ pub(crate) fn quant_help() -> String {
     format!(
         "Quantize weight matrices to one ggml type (GGUF output): {} (ggml's quantizers, bit-exact). Vectors, \
          norms and biases stay float (F32 for a Hugging Face model, as llama.cpp writes them). A llama.cpp file \
-         type that is not a plain type means --recipe with that name: {}",
+         type that is not a plain type means --recipe with that name: {}. SafeTensors output: {} (every 2-D \
+         *.weight with its weight_scale; see --scaling)",
         names(types),
-        names(lbrx_convert::request::recipe_names())
+        names(lbrx_convert::request::recipe_names()),
+        lbrx_quant::scaled::SCHEMES
+            .iter()
+            .map(|f| format!("{} = {}", f.name, f.doc))
+            .collect::<Vec<_>>()
+            .join("; ")
     )
 }
 

@@ -2,7 +2,7 @@
 //! zero-copy view of its source bytes, transforms into a per-thread buffer and writes at its planned offset.
 //! Peak memory is threads x chunk size; output bytes do not depend on the thread count or scheduling.
 
-use crate::plan::{Job, Plan, Transform};
+use crate::plan::{Input, Job, Plan, Step, Transform};
 use lbrx_core::{DType, Error, Result, Sink, Source};
 use rayon::prelude::*;
 
@@ -47,9 +47,9 @@ fn bytes_of(dtype: lbrx_core::DType, elems: u64) -> u64 {
 
 /// The dtype a job reads: its source tensor's, or its own for bytes computed at plan time.
 fn src_dtype(job: &Job, src: &dyn Source) -> DType {
-    match job.transform {
-        Transform::Inline { .. } => job.dtype,
-        _ => src.tensors()[job.src].dtype,
+    match job.input.first_src() {
+        Some(i) => src.tensors()[i].dtype,
+        None => job.dtype,
     }
 }
 
@@ -80,27 +80,34 @@ fn logical_shape(job: &Job) -> std::borrow::Cow<'_, [u64]> {
     }
 }
 
+/// The granularity of a job's work items, in elements: whole blocks of both dtypes, whole MLX groups, and
+/// whole rows where a step or the encoding needs them (a permutation, importance weights, row scales).
+fn unit_of(plan: &Plan, j: usize, src: &dyn Source) -> u64 {
+    let job = &plan.jobs[j];
+    let sdt = src_dtype(job, src);
+    let mut block = (sdt.info().block_size as u64).max(job.dtype.info().block_size as u64);
+    if let Transform::MlxQuant { group, .. } = job.transform {
+        let g = group as u64;
+        block = block / gcd(block, g) * g;
+    }
+    if job.permutation().is_some()
+        || plan.imatrix.contains_key(&j)
+        || matches!(job.transform, Transform::Scaled { .. })
+    {
+        let cols = row_elems(&logical_shape(job));
+        block = block / gcd(block, cols) * cols;
+    }
+    block
+}
+
 fn work_items(plan: &Plan, src: &dyn Source, chunk_bytes: u64) -> Vec<Item> {
     let mut items = Vec::new();
     for (j, job) in plan.jobs.iter().enumerate() {
-        let sdt = src_dtype(job, src);
-        let shape = logical_shape(job);
-        let n: u64 = shape.iter().product();
-        let mut block = (sdt.info().block_size as u64).max(job.dtype.info().block_size as u64);
-        match job.transform {
-            Transform::WrittenBy { .. } => continue,
-            Transform::MlxQuant { group, .. } => {
-                let g = group as u64;
-                block = block / gcd(block, g) * g;
-            }
-            _ => {}
+        if let Transform::WrittenBy { .. } = job.transform {
+            continue;
         }
-        if job.permute_heads.is_some() || plan.imatrix.contains_key(&j) {
-            // whole rows, so that each item gathers complete source rows (or quantizes with its row's
-            // importance weights)
-            let cols = row_elems(&shape);
-            block = block / gcd(block, cols) * cols;
-        }
+        let n: u64 = logical_shape(job).iter().product();
+        let block = unit_of(plan, j, src);
         let per_elem = job.len.max(1).div_ceil(n.max(1)).max(1);
         let mut step = (chunk_bytes / per_elem).max(block);
         step -= step % block;
@@ -121,6 +128,19 @@ fn work_items(plan: &Plan, src: &dyn Source, chunk_bytes: u64) -> Vec<Item> {
     items
 }
 
+/// An item cut into pieces of whole units of about [`PIECE_BYTES`] of f32 values, so that the chains that
+/// decode to f32 hold one piece at a time.
+fn pieces(plan: &Plan, src: &dyn Source, item: &Item) -> impl Iterator<Item = Item> {
+    let unit = unit_of(plan, item.job, src);
+    let per = ((PIECE_BYTES as u64 / 4) / unit).max(1) * unit;
+    let (job, end) = (item.job, item.elem + item.count);
+    (item.elem..end).step_by(per as usize).map(move |e| Item {
+        job,
+        elem: e,
+        count: per.min(end - e),
+    })
+}
+
 /// The source row that lands at output row `r` when a Q/K projection of `rows` rows in `heads` heads is
 /// permuted from Hugging Face's rotary layout (halves) to ggml's (interleaved pairs), or back (`inverse`).
 pub(crate) fn permuted_row(r: u64, rows: u64, heads: u64, inverse: bool) -> u64 {
@@ -136,8 +156,9 @@ pub(crate) fn permuted_row(r: u64, rows: u64, heads: u64, inverse: bool) -> u64 
 }
 
 /// Source bytes for output elements `[elem, elem + count)` of `job`: a zero-copy range, the permuted rows
-/// gathered into one buffer, or the stacked parts' ranges concatenated.
+/// gathered into one buffer, the stacked parts' ranges concatenated, or bytes computed at plan time.
 fn source_bytes<'a>(
+    plan: &'a Plan,
     job: &Job,
     src: &'a dyn Source,
     elem: u64,
@@ -145,25 +166,40 @@ fn source_bytes<'a>(
 ) -> Result<std::borrow::Cow<'a, [u8]>> {
     let sdt = src_dtype(job, src);
     let shape = logical_shape(job);
-    if !job.parts.is_empty() {
-        let per = shape.iter().skip(1).product::<u64>();
-        let mut out = Vec::with_capacity(bytes_of(sdt, count) as usize);
-        let (mut e, end) = (elem, elem + count);
-        while e < end {
-            let (part, within) = ((e / per) as usize, e % per);
-            let n = (per - within).min(end - e);
-            let &p = job.parts.get(part).ok_or_else(|| {
-                Error::tensor(job.name.to_string(), format!("stacked part {part} missing"))
-            })?;
-            out.extend_from_slice(&src.view_range(p, bytes_of(sdt, within), bytes_of(sdt, n))?);
-            e += n;
+    let (off, len) = (bytes_of(sdt, elem), bytes_of(sdt, count));
+    let (tensor, base) = match &job.input {
+        Input::Inline { index } => {
+            let data = plan
+                .inline
+                .get(*index)
+                .and_then(|d| d.get(off as usize..(off + len) as usize))
+                .ok_or_else(|| Error::tensor(job.name.to_string(), "inline data out of range"))?;
+            return Ok(std::borrow::Cow::Borrowed(data));
         }
-        return Ok(std::borrow::Cow::Owned(out));
-    }
-    let base = job.src_start;
-    match job.permute_heads {
-        None => src.view_range(job.src, bytes_of(sdt, base + elem), bytes_of(sdt, count)),
-        Some(heads) => {
+        Input::Stack { parts } => {
+            let per = shape.iter().skip(1).product::<u64>();
+            let mut out = Vec::with_capacity(len as usize);
+            let (mut e, end) = (elem, elem + count);
+            while e < end {
+                let (part, within) = ((e / per) as usize, e % per);
+                let n = (per - within).min(end - e);
+                let &p = parts.get(part).ok_or_else(|| {
+                    Error::tensor(job.name.to_string(), format!("stacked part {part} missing"))
+                })?;
+                out.extend_from_slice(&src.view_range(
+                    p,
+                    bytes_of(sdt, within),
+                    bytes_of(sdt, n),
+                )?);
+                e += n;
+            }
+            return Ok(std::borrow::Cow::Owned(out));
+        }
+        Input::Tensor { src: t, start } => (*t, *start),
+    };
+    match job.permutation() {
+        None => src.view_range(tensor, bytes_of(sdt, base) + off, len),
+        Some((heads, inverse)) => {
             let rows = shape[0];
             let cols = row_elems(&shape);
             if heads == 0 || !rows.is_multiple_of(2 * heads) {
@@ -173,11 +209,11 @@ fn source_bytes<'a>(
                 ));
             }
             let row_bytes = bytes_of(sdt, cols);
-            let mut out = Vec::with_capacity(bytes_of(sdt, count) as usize);
+            let mut out = Vec::with_capacity(len as usize);
             for r in elem / cols..(elem + count) / cols {
-                let s = permuted_row(r, rows, heads, job.unpermute);
+                let s = permuted_row(r, rows, heads, inverse);
                 out.extend_from_slice(&src.view_range(
-                    job.src,
+                    tensor,
                     bytes_of(sdt, base) + s * row_bytes,
                     row_bytes,
                 )?);
@@ -185,6 +221,80 @@ fn source_bytes<'a>(
             Ok(std::borrow::Cow::Owned(out))
         }
     }
+}
+
+/// Whether a job's steps change values (a shift or a rounding), so that they must be decoded to f32 and
+/// re-encoded whatever the encoding; a permutation only moves bytes.
+fn changes_values(job: &Job) -> bool {
+    job.steps
+        .iter()
+        .any(|s| matches!(s, Step::Shift { .. } | Step::Round { .. }))
+}
+
+/// Applies the value steps (shift, rounding) to decoded values, in order.
+fn apply_steps(job: &Job, v: &mut [f32]) {
+    for s in &job.steps {
+        match *s {
+            Step::Shift { add } => v.iter_mut().for_each(|x| *x += add),
+            Step::Round { via } => round_via(via, v),
+            Step::Permute { .. } => {}
+        }
+    }
+}
+
+/// The absolute maxima of every job with a scaled encoding: the statistics pre-pass, streamed in the same
+/// work items as the data (bounded memory: one value per scale).
+fn statistics(
+    plan: &Plan,
+    src: &dyn Source,
+    items: &[Item],
+) -> Result<std::collections::HashMap<usize, Vec<f32>>> {
+    use std::sync::Mutex;
+    let mut stats: std::collections::HashMap<usize, Mutex<Vec<f32>>> = Default::default();
+    for (j, job) in plan.jobs.iter().enumerate() {
+        if let Transform::Scaled { scheme, .. } = job.transform {
+            stats.insert(
+                j,
+                Mutex::new(vec![0f32; scheme.stat_len(&job.shape) as usize]),
+            );
+        }
+    }
+    if stats.is_empty() {
+        return Ok(Default::default());
+    }
+    items
+        .par_iter()
+        .with_max_len(1)
+        .filter(|it| stats.contains_key(&it.job))
+        .try_for_each(|item| {
+            let job = &plan.jobs[item.job];
+            let Transform::Scaled { from, scheme } = job.transform else {
+                return Ok(());
+            };
+            let cols = row_elems(&job.shape);
+            let mut local = vec![0f32; scheme.stat_len(&job.shape) as usize];
+            for p in pieces(plan, src, item) {
+                let bytes = source_bytes(plan, job, src, p.elem, p.count)?;
+                let mut floats = vec![0f32; p.count as usize];
+                decode_values(from, &bytes, &mut floats, &job.name)?;
+                apply_steps(job, &mut floats);
+                scheme.accumulate(&floats, cols, p.elem / cols, &mut local);
+            }
+            let mut acc = stats[&item.job].lock().map_err(|_| {
+                Error::tensor(
+                    job.name.to_string(),
+                    "statistics pass failed in another thread",
+                )
+            })?;
+            for (a, l) in acc.iter_mut().zip(&local) {
+                *a = lbrx_quant::scaled::nan_max(*a, *l);
+            }
+            Ok::<(), Error>(())
+        })?;
+    Ok(stats
+        .into_iter()
+        .map(|(j, m)| (j, m.into_inner().unwrap_or_default()))
+        .collect())
 }
 
 /// Writes every planned file's header, then every tensor, into `sink`. `progress` is called with the number of
@@ -204,186 +314,20 @@ pub fn execute(
     }
     let items = work_items(plan, src, opts.chunk_bytes.max(4096));
     let run = || {
+        let stats = statistics(plan, src, &items)?;
         items
             .par_iter()
             .with_max_len(1)
             .try_for_each_init(Vec::new, |buf: &mut Vec<u8>, item| {
+                let n = run_item(plan, src, sink, item, stats.get(&item.job), buf)?;
                 let job = &plan.jobs[item.job];
-                let sdt = src_dtype(job, src);
-                let src_off = bytes_of(sdt, item.elem);
-                let src_len = bytes_of(sdt, item.count);
-                let out_off = job.offset + bytes_of(job.dtype, item.elem);
-                let out_len = bytes_of(job.dtype, item.count);
-                let name = &job.name;
-                if let Transform::MlxQuant { .. } = job.transform {
-                    let n = mlx_quant_item(plan, job, src, sink, item, buf)?;
-                    if job.parts.is_empty() {
-                        let info = &src.tensors()[job.src];
-                        let at = info.offset + bytes_of(sdt, job.src_start) + src_off;
-                        src.release(info.file, at, src_len);
-                    }
-                    progress(n);
-                    return Ok(());
+                if let Input::Tensor { src: t, start } = job.input {
+                    let sdt = src_dtype(job, src);
+                    let info = &src.tensors()[t];
+                    let at = info.offset + bytes_of(sdt, start + item.elem);
+                    src.release(info.file, at, bytes_of(sdt, item.count));
                 }
-                if let Some(add) = job.shift {
-                    // Shifted values: decode to f32, add in f32, encode the output type.
-                    let bytes = source_bytes(job, src, item.elem, item.count)?;
-                    let n = item.count as usize;
-                    let mut floats = vec![0f32; n];
-                    decode_values(sdt, &bytes, &mut floats, name)?;
-                    for v in &mut floats {
-                        *v += add;
-                    }
-                    buf.resize(out_len as usize, 0);
-                    lbrx_quant::ggml_quant::quantize(job.dtype, &floats, buf)
-                        .map_err(|e| context(e, name))?;
-                    sink.write_at(job.file, out_off, buf)?;
-                    progress(out_len);
-                    return Ok(());
-                }
-                match job.transform {
-                    Transform::Inline { index } => {
-                        let data = plan
-                            .inline
-                            .get(index)
-                            .and_then(|d| d.get(src_off as usize..(src_off + src_len) as usize));
-                        let data = data.ok_or_else(|| {
-                            Error::tensor(name.to_string(), "inline data out of range")
-                        })?;
-                        sink.write_at(job.file, out_off, data)?;
-                        progress(out_len);
-                        return Ok(());
-                    }
-                    Transform::Copy if job.permute_heads.is_none() && job.parts.is_empty() => {
-                        let src_off = src_off + bytes_of(sdt, job.src_start);
-                        let info = &src.tensors()[job.src];
-                        let copied = match src.raw_file(info.file) {
-                            Some(f) => sink.copy_range(
-                                job.file,
-                                out_off,
-                                f,
-                                info.offset + src_off,
-                                src_len,
-                            )?,
-                            None => false,
-                        };
-                        if !copied {
-                            let bytes = src.view_range(job.src, src_off, src_len)?;
-                            sink.write_at(job.file, out_off, &bytes)?;
-                        }
-                    }
-                    Transform::Copy => {
-                        let bytes = source_bytes(job, src, item.elem, item.count)?;
-                        sink.write_at(job.file, out_off, &bytes)?;
-                    }
-                    Transform::Cast { from, to } => {
-                        let bytes = source_bytes(job, src, item.elem, item.count)?;
-                        // Cast and write in cache-sized pieces so the write copies from a hot buffer.
-                        let (fs, ts) =
-                            (from.info().type_size as usize, to.info().type_size as usize);
-                        let piece = (PIECE_BYTES / ts.max(fs)).max(1);
-                        let mut at = out_off;
-                        for s in bytes.chunks(piece * fs) {
-                            let n = s.len() / fs * ts;
-                            buf.resize(n, 0);
-                            lbrx_quant::cast(from, s, to, &mut buf[..n])
-                                .map_err(|e| context(e, name))?;
-                            sink.write_at(job.file, at, &buf[..n])?;
-                            at += n as u64;
-                        }
-                    }
-                    Transform::Dequant { from, to } => {
-                        let bytes = source_bytes(job, src, item.elem, item.count)?;
-                        // Whole blocks at a time: dequantize to f32, then encode the output dtype.
-                        let (bs, bts) = (
-                            from.info().block_size as usize,
-                            from.info().type_size as usize,
-                        );
-                        let ts = to.info().type_size as usize;
-                        let blocks = (PIECE_BYTES / (bs * 4)).max(1);
-                        let mut floats = vec![0f32; blocks * bs];
-                        let mut at = out_off;
-                        for s in bytes.chunks(blocks * bts) {
-                            let n = s.len() / bts * bs;
-                            lbrx_quant::ggml::dequantize(from, s, &mut floats[..n])
-                                .map_err(|e| context(e, name))?;
-                            buf.resize(n * ts, 0);
-                            lbrx_quant::cast::encode_f32_fast(to, &floats[..n], &mut buf[..n * ts]);
-                            sink.write_at(job.file, at, &buf[..n * ts])?;
-                            at += (n * ts) as u64;
-                        }
-                    }
-                    Transform::WrittenBy { .. } | Transform::MlxQuant { .. } => {}
-                    Transform::Quant { from, to, via } if plan.imatrix.contains_key(&item.job) => {
-                        let bytes = source_bytes(job, src, item.elem, item.count)?;
-                        let n = item.count as usize;
-                        let mut floats = vec![0f32; n];
-                        decode_values(from, &bytes, &mut floats, name)?;
-                        round_via(via, &mut floats);
-                        let im = &plan.imatrix[&item.job];
-                        let cols = *job.shape.last().unwrap_or(&1) as usize;
-                        // stacked experts [E, R, C] each have their own C weights
-                        let rows_per_matrix = if job.shape.len() >= 3 {
-                            job.shape[job.shape.len() - 2] as usize
-                        } else {
-                            usize::MAX
-                        };
-                        let row_bytes = bytes_of(to, cols as u64) as usize;
-                        buf.resize(n / cols * row_bytes, 0);
-                        let first_row = (item.elem / cols as u64) as usize;
-                        for (k, (x, y)) in floats
-                            .chunks_exact(cols)
-                            .zip(buf.chunks_exact_mut(row_bytes))
-                            .enumerate()
-                        {
-                            let m = (first_row + k) / rows_per_matrix;
-                            let w = im.get(m * cols..(m + 1) * cols).unwrap_or(&im[..cols]);
-                            lbrx_quant::ggml_quant::quantize_rows(to, x, cols, Some(w), y)
-                                .map_err(|e| context(e, name))?;
-                        }
-                        sink.write_at(job.file, out_off, buf)?;
-                    }
-                    Transform::Quant { from, to, via } => {
-                        let bytes = source_bytes(job, src, item.elem, item.count)?;
-                        // Whole output blocks at a time: decode (or dequantize) to f32, then ggml's reference
-                        // quantizer.
-                        let (bs, bts) =
-                            (to.info().block_size as usize, to.info().type_size as usize);
-                        let (fbs, fts) = (
-                            from.info().block_size as usize,
-                            from.info().type_size as usize,
-                        );
-                        let blocks = (PIECE_BYTES / (bs * 4)).max(1);
-                        let mut at = out_off;
-                        // stored floats go straight to the quantizer (vector kernels read them as they are)
-                        let direct =
-                            via.is_none() && matches!(from, DType::F32 | DType::F16 | DType::BF16);
-                        // the f32 piece only the decoding path needs
-                        let mut floats = vec![0f32; if direct { 0 } else { blocks * bs }];
-                        for s in bytes.chunks(blocks * bs / fbs * fts) {
-                            let n = s.len() / fts * fbs;
-                            let nb = n / bs * bts;
-                            buf.resize(nb, 0);
-                            if direct {
-                                lbrx_quant::ggml_quant::quantize_from(from, s, to, &mut buf[..nb])
-                                    .map_err(|e| context(e, name))?;
-                            } else {
-                                decode_values(from, s, &mut floats[..n], name)?;
-                                round_via(via, &mut floats[..n]);
-                                lbrx_quant::ggml_quant::quantize(to, &floats[..n], &mut buf[..nb])
-                                    .map_err(|e| context(e, name))?;
-                            }
-                            sink.write_at(job.file, at, &buf[..nb])?;
-                            at += nb as u64;
-                        }
-                    }
-                }
-                if job.parts.is_empty() {
-                    let info = &src.tensors()[job.src];
-                    let at = info.offset + bytes_of(sdt, job.src_start) + src_off;
-                    src.release(info.file, at, src_len);
-                }
-                progress(out_len);
+                progress(n);
                 Ok::<(), Error>(())
             })
     };
@@ -393,30 +337,248 @@ pub fn execute(
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads)
             .build()
-            .map_err(|e| Error::Invalid(format!("cannot start {} threads: {e}", opts.threads)))?;
+            .map_err(|e| Error::Usage(format!("cannot start {} threads: {e}", opts.threads)))?;
         pool.install(run)
     }
 }
 
-/// One work item of an MLX quantized weight: its source values decoded (or dequantized), shifted, rounded to
-/// the output float dtype and quantized; the packed words, scales and biases written at their planned offsets.
-/// Returns the output bytes written.
-fn mlx_quant_item(
+/// One work item: the source bytes read, the steps applied, the encoding written (with its companions) at the
+/// planned offsets. Returns the output bytes written. Chains without value steps take the direct paths
+/// (a kernel-side copy, casts and quantizers reading the stored type); every other chain decodes to f32,
+/// applies its steps and encodes.
+fn run_item(
     plan: &Plan,
-    job: &Job,
     src: &dyn Source,
     sink: &dyn Sink,
     item: &Item,
+    stats: Option<&Vec<f32>>,
+    buf: &mut Vec<u8>,
+) -> Result<u64> {
+    let job = &plan.jobs[item.job];
+    let sdt = src_dtype(job, src);
+    let out_off = job.offset + bytes_of(job.dtype, item.elem);
+    let out_len = bytes_of(job.dtype, item.count);
+    let name = &job.name;
+    let direct = !changes_values(job);
+    match job.transform {
+        Transform::WrittenBy { .. } => return Ok(0),
+        Transform::Copy if direct => {
+            if let (Input::Tensor { src: t, start }, None) = (&job.input, job.permutation()) {
+                let src_off = bytes_of(sdt, start + item.elem);
+                let src_len = bytes_of(sdt, item.count);
+                let info = &src.tensors()[*t];
+                let copied = match src.raw_file(info.file) {
+                    Some(f) => {
+                        sink.copy_range(job.file, out_off, f, info.offset + src_off, src_len)?
+                    }
+                    None => false,
+                };
+                if !copied {
+                    let bytes = src.view_range(*t, src_off, src_len)?;
+                    sink.write_at(job.file, out_off, &bytes)?;
+                }
+            } else {
+                let bytes = source_bytes(plan, job, src, item.elem, item.count)?;
+                sink.write_at(job.file, out_off, &bytes)?;
+            }
+            return Ok(out_len);
+        }
+        Transform::Cast { from, to } if direct => {
+            let bytes = source_bytes(plan, job, src, item.elem, item.count)?;
+            // Cast and write in cache-sized pieces so the write copies from a hot buffer.
+            let (fs, ts) = (from.info().type_size as usize, to.info().type_size as usize);
+            let piece = (PIECE_BYTES / ts.max(fs)).max(1);
+            let mut at = out_off;
+            for s in bytes.chunks(piece * fs) {
+                let n = s.len() / fs * ts;
+                buf.resize(n, 0);
+                lbrx_quant::cast(from, s, to, &mut buf[..n]).map_err(|e| context(e, name))?;
+                sink.write_at(job.file, at, &buf[..n])?;
+                at += n as u64;
+            }
+            return Ok(out_len);
+        }
+        Transform::Dequant { from, to } if direct => {
+            let bytes = source_bytes(plan, job, src, item.elem, item.count)?;
+            // Whole blocks at a time: dequantize to f32, then encode the output dtype.
+            let (bs, bts) = (
+                from.info().block_size as usize,
+                from.info().type_size as usize,
+            );
+            let ts = to.info().type_size as usize;
+            let blocks = (PIECE_BYTES / (bs * 4)).max(1);
+            let mut floats = vec![0f32; blocks * bs];
+            let mut at = out_off;
+            for s in bytes.chunks(blocks * bts) {
+                let n = s.len() / bts * bs;
+                lbrx_quant::ggml::dequantize(from, s, &mut floats[..n])
+                    .map_err(|e| context(e, name))?;
+                buf.resize(n * ts, 0);
+                lbrx_quant::cast::encode_f32_fast(to, &floats[..n], &mut buf[..n * ts]);
+                sink.write_at(job.file, at, &buf[..n * ts])?;
+                at += (n * ts) as u64;
+            }
+            return Ok(out_len);
+        }
+        Transform::Quant { from, to }
+            if direct
+                && !plan.imatrix.contains_key(&item.job)
+                && matches!(from, DType::F32 | DType::F16 | DType::BF16) =>
+        {
+            // stored floats go straight to the quantizer (vector kernels read them as they are), whole output
+            // blocks at a time
+            let bytes = source_bytes(plan, job, src, item.elem, item.count)?;
+            let (bs, bts) = (to.info().block_size as usize, to.info().type_size as usize);
+            let fts = from.info().type_size as usize;
+            let blocks = (PIECE_BYTES / (bs * 4)).max(1);
+            let mut at = out_off;
+            for s in bytes.chunks(blocks * bs * fts) {
+                let nb = s.len() / fts / bs * bts;
+                buf.resize(nb, 0);
+                lbrx_quant::ggml_quant::quantize_from(from, s, to, &mut buf[..nb])
+                    .map_err(|e| context(e, name))?;
+                sink.write_at(job.file, at, &buf[..nb])?;
+                at += nb as u64;
+            }
+            return Ok(out_len);
+        }
+        Transform::MlxQuant { from, to, .. } if direct && from == to => {
+            // values already in the scales' type are quantized as stored
+            let mut written = 0;
+            for p in pieces(plan, src, item) {
+                let bytes = source_bytes(plan, job, src, p.elem, p.count)?;
+                written += mlx_quant_item(plan, job, sink, &p, &bytes, buf)?;
+            }
+            return Ok(written);
+        }
+        _ => {}
+    }
+    let mut written = 0;
+    for p in pieces(plan, src, item) {
+        written += run_chain(plan, src, sink, &p, stats, buf)?;
+    }
+    Ok(written)
+}
+
+/// The general chain on one piece: decode to f32, apply the steps, encode (with the companions).
+fn run_chain(
+    plan: &Plan,
+    src: &dyn Source,
+    sink: &dyn Sink,
+    item: &Item,
+    stats: Option<&Vec<f32>>,
+    buf: &mut Vec<u8>,
+) -> Result<u64> {
+    let job = &plan.jobs[item.job];
+    let sdt = src_dtype(job, src);
+    let out_off = job.offset + bytes_of(job.dtype, item.elem);
+    let out_len = bytes_of(job.dtype, item.count);
+    let name = &job.name;
+    let bytes = source_bytes(plan, job, src, item.elem, item.count)?;
+    let n = item.count as usize;
+    let mut floats = vec![0f32; n];
+    decode_values(sdt, &bytes, &mut floats, name)?;
+    drop(bytes);
+    apply_steps(job, &mut floats);
+    match job.transform {
+        Transform::Quant { to, .. } if plan.imatrix.contains_key(&item.job) => {
+            let im = &plan.imatrix[&item.job];
+            let cols = *job.shape.last().unwrap_or(&1) as usize;
+            // stacked experts [E, R, C] each have their own C weights
+            let rows_per_matrix = if job.shape.len() >= 3 {
+                job.shape[job.shape.len() - 2] as usize
+            } else {
+                usize::MAX
+            };
+            let row_bytes = bytes_of(to, cols as u64) as usize;
+            buf.resize(n / cols * row_bytes, 0);
+            let first_row = (item.elem / cols as u64) as usize;
+            for (k, (x, y)) in floats
+                .chunks_exact(cols)
+                .zip(buf.chunks_exact_mut(row_bytes))
+                .enumerate()
+            {
+                let m = (first_row + k) / rows_per_matrix;
+                let w = im.get(m * cols..(m + 1) * cols).unwrap_or(&im[..cols]);
+                lbrx_quant::ggml_quant::quantize_rows(to, x, cols, Some(w), y)
+                    .map_err(|e| context(e, name))?;
+            }
+            sink.write_at(job.file, out_off, buf)?;
+            Ok(out_len)
+        }
+        Transform::MlxQuant { to, .. } => {
+            let mut values = vec![0u8; n * to.info().type_size as usize];
+            lbrx_quant::cast::encode_f32(to, &floats, &mut values);
+            mlx_quant_item(plan, job, sink, item, &values, buf)
+        }
+        Transform::Scaled { scheme, .. } => {
+            let amax = stats.ok_or_else(|| {
+                Error::tensor(name.to_string(), "scaled encoding without its statistics")
+            })?;
+            let cols = row_elems(&job.shape);
+            buf.resize(out_len as usize, 0);
+            scheme
+                .encode_rows(&floats, cols, item.elem / cols, amax, buf)
+                .map_err(|e| context(e, name))?;
+            sink.write_at(job.file, out_off, buf)?;
+            let mut written = out_len;
+            if item.elem == 0 {
+                // the scales are known in full after the statistics pass: the first item writes them
+                let sj = companion(plan, job, 0)?;
+                let scales = scheme.scale_bytes(amax);
+                sink.write_at(sj.file, sj.offset, &scales)?;
+                written += scales.len() as u64;
+            }
+            Ok(written)
+        }
+        _ => {
+            buf.resize(out_len as usize, 0);
+            encode_plain(job.dtype, &floats, buf).map_err(|e| context(e, name))?;
+            sink.write_at(job.file, out_off, buf)?;
+            Ok(out_len)
+        }
+    }
+}
+
+/// Encodes f32 values as `dtype`: a float cast, or ggml's reference quantizer for a block type.
+fn encode_plain(dtype: DType, v: &[f32], out: &mut [u8]) -> Result<()> {
+    if dtype.is_castable_float() {
+        lbrx_quant::cast::encode_f32(dtype, v, out);
+        Ok(())
+    } else {
+        lbrx_quant::ggml_quant::quantize(dtype, v, out)
+    }
+}
+
+/// The `k`-th companion of `job` (a tensor its encoding also writes).
+fn companion<'a>(plan: &'a Plan, job: &Job, k: usize) -> Result<&'a Job> {
+    job.companions
+        .get(k)
+        .and_then(|&j| plan.jobs.get(j))
+        .ok_or_else(|| {
+            Error::tensor(
+                job.name.to_string(),
+                format!("companion {k} is not planned"),
+            )
+        })
+}
+
+/// One piece of an MLX quantized weight: its values (in the output float dtype) quantized; the packed words and the companions (scales, and biases in the affine
+/// mode) written at their planned offsets. Returns the output bytes written.
+fn mlx_quant_item(
+    plan: &Plan,
+    job: &Job,
+    sink: &dyn Sink,
+    item: &Item,
+    values: &[u8],
     buf: &mut Vec<u8>,
 ) -> Result<u64> {
     let Transform::MlxQuant {
-        from,
         to,
         bits,
         group,
         mode,
-        scales,
-        biases,
+        ..
     } = job.transform
     else {
         return Ok(0);
@@ -424,41 +586,26 @@ fn mlx_quant_item(
     let name = &job.name;
     let (n, g) = (item.count as usize, group as usize);
     let ts = to.info().type_size as usize;
-    let bytes = source_bytes(job, src, item.elem, item.count)?;
-    let values: std::borrow::Cow<'_, [u8]> = if from == to && job.shift.is_none() {
-        bytes
-    } else {
-        let mut floats = vec![0f32; n];
-        decode_values(from, &bytes, &mut floats, name)?;
-        if let Some(add) = job.shift {
-            for v in &mut floats {
-                *v += add;
-            }
-        }
-        let mut out = vec![0u8; n * ts];
-        lbrx_quant::cast::encode_f32(to, &floats, &mut out);
-        std::borrow::Cow::Owned(out)
-    };
     let packed_len = n * bits as usize / 8;
     let groups = n / g;
     let first_group = item.elem / group as u64;
-    let sj = &plan.jobs[scales];
-    if let Some(biases) = biases {
+    let sj = companion(plan, job, 0)?;
+    let packed_at = job.offset + item.elem * bits as u64 / 8;
+    if mode == lbrx_quant::mlx::Mode::Affine {
         buf.resize(packed_len + 2 * groups * ts, 0);
         let (packed, rest) = buf.split_at_mut(packed_len);
         let (sc, bi) = rest.split_at_mut(groups * ts);
-        lbrx_quant::mlx::quantize_affine(to, &values, bits, g, packed, sc, bi)
+        lbrx_quant::mlx::quantize_affine(to, values, bits, g, packed, sc, bi)
             .map_err(|e| context(e, name))?;
-        let bj = &plan.jobs[biases];
-        sink.write_at(job.file, job.offset + item.elem * bits as u64 / 8, packed)?;
+        let bj = companion(plan, job, 1)?;
+        sink.write_at(job.file, packed_at, packed)?;
         sink.write_at(sj.file, sj.offset + first_group * ts as u64, sc)?;
         sink.write_at(bj.file, bj.offset + first_group * ts as u64, bi)?;
     } else {
         buf.resize(packed_len + groups, 0);
         let (packed, sc) = buf.split_at_mut(packed_len);
-        lbrx_quant::mlx::quantize_fp(mode, to, &values, packed, sc)
-            .map_err(|e| context(e, name))?;
-        sink.write_at(job.file, job.offset + item.elem * bits as u64 / 8, packed)?;
+        lbrx_quant::mlx::quantize_fp(mode, to, values, packed, sc).map_err(|e| context(e, name))?;
+        sink.write_at(job.file, packed_at, packed)?;
         sink.write_at(sj.file, sj.offset + first_group, sc)?;
     }
     Ok(buf.len() as u64)
@@ -475,8 +622,7 @@ fn decode_values(from: DType, bytes: &[u8], out: &mut [f32], name: &str) -> Resu
 }
 
 /// Rounds values to the float type `via` and back (a value stored in an intermediate file of that type).
-fn round_via(via: Option<DType>, v: &mut [f32]) {
-    let Some(d) = via else { return };
+fn round_via(d: DType, v: &mut [f32]) {
     let ts = d.info().type_size as usize;
     let mut tmp = vec![0u8; 1024 * ts];
     for c in v.chunks_mut(1024) {

@@ -98,18 +98,18 @@ pub fn resolve_repo(spec: &str) -> Result<PathBuf> {
         || !valid(revision)
         || revision.contains('/') && revision.contains("..")
     {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Usage(format!(
             "'{spec}' is not a repo id of the form org/name[@revision]"
         )));
     }
     let cache = cache_dir()
-        .ok_or_else(|| Error::Invalid("no Hugging Face cache directory (HOME is unset)".into()))?;
+        .ok_or_else(|| Error::Usage("no Hugging Face cache directory (HOME is unset)".into()))?;
     let repo_dir = cache.join(format!("models--{}--{}", parts[0], parts[1]));
     if !repo_dir.is_dir() {
-        return Err(Error::Invalid(format!(
-            "{spec}: not in the Hugging Face cache ({} does not exist)",
-            repo_dir.display()
-        )));
+        return Err(Error::model(
+            &repo_dir,
+            format!("{spec} is not in the Hugging Face cache"),
+        ));
     }
     let ref_file = repo_dir.join("refs").join(revision);
     let commit = if ref_file.is_file() {
@@ -128,10 +128,10 @@ pub fn resolve_repo(spec: &str) -> Result<PathBuf> {
     }
     let snap = repo_dir.join("snapshots").join(&commit);
     if !snap.is_dir() {
-        return Err(Error::Invalid(format!(
-            "{spec}: snapshot {} is missing from the cache",
-            snap.display()
-        )));
+        return Err(Error::model(
+            &snap,
+            format!("{spec}: this snapshot is missing from the cache"),
+        ));
     }
     Ok(snap)
 }

@@ -14,6 +14,7 @@ pub mod recipe;
 pub mod request;
 pub mod route;
 pub mod workspace;
+pub mod writer;
 
 pub use atomic::{AtomicOutput, OutputKind, Placement};
 pub use exec::{execute, ExecOptions};
@@ -79,21 +80,7 @@ pub fn run(
         out.add_copy(name, path);
     }
     execute(plan, src, &out, opts, progress)?;
-    for c in &plan.crc32 {
-        let mut h = crc32fast::Hasher::new();
-        let mut buf = vec![0u8; (8 << 20).min(c.len) as usize];
-        let mut at = c.start;
-        while at < c.start + c.len {
-            let n = buf.len().min((c.start + c.len - at) as usize);
-            out.read_at(c.file, at, &mut buf[..n])?;
-            h.update(&buf[..n]);
-            at += n as u64;
-        }
-        let crc = h.finalize().to_le_bytes();
-        for &p in &c.at {
-            lbrx_core::Sink::write_at(&out, c.file, p, &crc)?;
-        }
-    }
+    writer::get(plan.writer).finalize(plan, &out)?;
     out.commit()
 }
 
@@ -151,9 +138,10 @@ pub fn repair_index(src: &Path, dst: &Path, opts: &ConvertOptions) -> Result<Rep
         let map = lbrx_formats::mmap::MappedFile::open(path)?;
         let header = lbrx_formats::safetensors::parse_header(path, map.bytes(), map.len())
             .map_err(|e| {
-                Error::Invalid(format!(
-                    "cannot rebuild the index from a damaged shard: {e}"
-                ))
+                Error::model(
+                    path,
+                    format!("cannot rebuild the index from a damaged shard: {e}"),
+                )
             })?;
         for t in header.tensors {
             total_size += t.len;
@@ -215,9 +203,10 @@ pub fn clone_model(spec: &str, ws: &Path, opts: &ConvertOptions) -> Result<PathB
     } else if spec.matches('/').count() == 1 && !spec.starts_with(['.', '/']) {
         hfcache::resolve_repo(spec)?
     } else {
-        return Err(Error::Invalid(format!(
-            "{spec}: no such directory, and not a repo id (org/name) in the Hugging Face cache"
-        )));
+        return Err(Error::model(
+            spec,
+            "no such directory, and not a repo id (org/name) in the Hugging Face cache",
+        ));
     };
     if !src.is_dir() {
         return Err(Error::Destination {

@@ -8,7 +8,72 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// How one output tensor is made from its source tensor.
+/// Where a planned tensor's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "from")]
+pub enum Input {
+    /// A source tensor, read from element `start` on (one expert of a stacked tensor starts past 0).
+    Tensor {
+        /// Index of the source tensor.
+        src: usize,
+        /// First source element read.
+        #[serde(skip_serializing_if = "is_zero")]
+        start: u64,
+    },
+    /// Source tensors of one dtype and shape stacked along a new first axis (MoE experts), in order.
+    Stack {
+        /// The source tensors' indices.
+        parts: Vec<usize>,
+    },
+    /// Bytes computed at plan time (`Plan::inline[index]`), e.g. llama.cpp's `rope_freqs`.
+    Inline {
+        /// Index into [`Plan::inline`].
+        index: usize,
+    },
+}
+
+impl Input {
+    /// The input of source tensor `src` read from its start.
+    pub fn tensor(src: usize) -> Input {
+        Input::Tensor { src, start: 0 }
+    }
+
+    /// The first source tensor this input reads (`None` for computed bytes).
+    pub fn first_src(&self) -> Option<usize> {
+        match self {
+            Input::Tensor { src, .. } => Some(*src),
+            Input::Stack { parts } => parts.first().copied(),
+            Input::Inline { .. } => None,
+        }
+    }
+}
+
+/// One step between reading a tensor's values and encoding them, applied in the order listed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum Step {
+    /// Rows reordered from Hugging Face's rotary layout to ggml's (or back, `inverse`), in groups of `heads`.
+    Permute {
+        /// The head count the rows are grouped in.
+        heads: u64,
+        /// ggml's layout back to Hugging Face's.
+        inverse: bool,
+    },
+    /// Added to every value (in f32) before encoding (Gemma's norm weights).
+    Shift {
+        /// The addend.
+        add: f32,
+    },
+    /// Values rounded to a float type and back: what a two-step conversion through an intermediate file of
+    /// that type (an F16 GGUF, then llama-quantize) computes.
+    Round {
+        /// The intermediate type.
+        #[serde(serialize_with = "ser_dtype")]
+        via: DType,
+    },
+}
+
+/// How one output tensor's values are encoded (the last step of its chain).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "op")]
 pub enum Transform {
@@ -40,22 +105,10 @@ pub enum Transform {
         /// Output block dtype.
         #[serde(serialize_with = "ser_dtype")]
         to: DType,
-        /// Values rounded to this float type first: what a two-step conversion through an intermediate file
-        /// of that type (an F16 GGUF, then llama-quantize) computes.
-        #[serde(
-            skip_serializing_if = "Option::is_none",
-            serialize_with = "ser_opt_dtype"
-        )]
-        via: Option<DType>,
     },
-    /// Bytes computed at plan time (`Plan::inline[index]`), e.g. llama.cpp's `rope_freqs`.
-    Inline {
-        /// Index into [`Plan::inline`].
-        index: usize,
-    },
-    /// MLX affine quantization (`mlx.core.quantize`): the source is decoded (or dequantized), rounded to `to`
-    /// and quantized; this job writes the packed uint32 words, and the per-group scales and biases (in `to`)
-    /// into the jobs `scales` and `biases`.
+    /// MLX quantization (`mlx.core.quantize`): the source is decoded (or dequantized), rounded to `to` and
+    /// quantized; this tensor holds the packed uint32 words, its companions the per-group scales and (affine
+    /// mode) biases in `to`.
     MlxQuant {
         /// Source dtype (float or ggml block type).
         #[serde(serialize_with = "ser_dtype")]
@@ -70,38 +123,42 @@ pub enum Transform {
         /// The quantization mode (affine, or a float mode without biases).
         #[serde(serialize_with = "ser_mode")]
         mode: lbrx_quant::mlx::Mode,
-        /// Index of the job holding the scales.
-        scales: usize,
-        /// Index of the job holding the biases (affine mode).
-        biases: Option<usize>,
     },
-    /// Bytes written by another job (the scales or biases of an MLX quantized weight).
+    /// A scaled low-precision encoding (`lbrx_quant::scaled`): values multiplied by a scale computed from
+    /// the tensor's statistics (the pre-pass), encoded in `to`; the companion holds the dequantization scales.
+    Scaled {
+        /// Source dtype (float or ggml block type).
+        #[serde(serialize_with = "ser_dtype")]
+        from: DType,
+        /// The encoding.
+        #[serde(serialize_with = "ser_scheme")]
+        scheme: lbrx_quant::scaled::Scheme,
+    },
+    /// Bytes written by another tensor's encoding (its companion: MLX scales or biases, a weight scale).
     WrittenBy {
         /// That job's index.
         job: usize,
     },
 }
 
-fn ser_mode<S: serde::Serializer>(m: &lbrx_quant::mlx::Mode, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(m.name())
+fn ser_scheme<S: serde::Serializer>(
+    m: &lbrx_quant::scaled::Scheme,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&m.name())
 }
 
-fn ser_opt_dtype<S: serde::Serializer>(d: &Option<DType>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_str(d.name()),
-        None => s.serialize_none(),
-    }
+fn ser_mode<S: serde::Serializer>(m: &lbrx_quant::mlx::Mode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.name())
 }
 
 fn ser_dtype<S: serde::Serializer>(d: &DType, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(d.name())
 }
 
-/// One output tensor.
+/// One output tensor before layout: what it is, where its bytes come from and the chain that makes them.
 #[derive(Debug, Clone, Serialize)]
-pub struct Job {
-    /// Index of the source tensor.
-    pub src: usize,
+pub struct Planned {
     /// Output name.
     pub name: String,
     /// Output dtype.
@@ -109,29 +166,95 @@ pub struct Job {
     pub dtype: DType,
     /// Output shape.
     pub shape: Vec<u64>,
+    /// Where the bytes come from.
+    pub input: Input,
+    /// Steps between reading and encoding, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// The encoding.
+    pub transform: Transform,
+    /// Tensors this one's encoding also writes (MLX scales and biases, a weight scale): indices into the same
+    /// list, each planned with [`Transform::WrittenBy`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub companions: Vec<usize>,
+}
+
+impl Planned {
+    /// A tensor read from `input` and encoded by `transform`, with no steps between.
+    pub fn new(
+        name: impl Into<String>,
+        dtype: DType,
+        shape: Vec<u64>,
+        input: Input,
+        transform: Transform,
+    ) -> Planned {
+        Planned {
+            name: name.into(),
+            dtype,
+            shape,
+            input,
+            steps: Vec::new(),
+            transform,
+            companions: Vec::new(),
+        }
+    }
+
+    /// Source tensor `src` written unchanged under its own name.
+    pub fn copy_of(src: usize, t: &lbrx_core::TensorInfo) -> Planned {
+        Planned::new(
+            t.name.clone(),
+            t.dtype,
+            t.shape.clone(),
+            Input::tensor(src),
+            Transform::Copy,
+        )
+    }
+
+    /// The rotary row permutation among the steps, if any: (heads, inverse).
+    pub fn permutation(&self) -> Option<(u64, bool)> {
+        self.steps.iter().find_map(|s| match s {
+            Step::Permute { heads, inverse } => Some((*heads, *inverse)),
+            _ => None,
+        })
+    }
+
+    /// The shift among the steps, if any.
+    pub fn shift(&self) -> Option<f32> {
+        self.steps.iter().find_map(|s| match s {
+            Step::Shift { add } => Some(*add),
+            _ => None,
+        })
+    }
+
+    /// The GGUF tensor spec (name, dtype, shape).
+    pub(crate) fn gguf_spec(&self) -> lbrx_formats::gguf::GgufTensorSpec {
+        lbrx_formats::gguf::GgufTensorSpec {
+            name: self.name.clone(),
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+        }
+    }
+}
+
+/// One output tensor placed in an output file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// What it is and how it is made.
+    #[serde(flatten)]
+    pub t: Planned,
     /// Output file index.
     pub file: usize,
     /// Absolute offset in that file.
     pub offset: u64,
     /// Byte length in the output.
     pub len: u64,
-    /// How it is made.
-    pub transform: Transform,
-    /// Rows reordered from Hugging Face's rotary layout to ggml's: the head count the rows are grouped in.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub permute_heads: Option<u64>,
-    /// Source tensors stacked along a new first axis (MoE experts), in order; empty: `src` alone.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub parts: Vec<usize>,
-    /// Added to every value (in f32) before the output is encoded (Gemma's norm weights).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shift: Option<f32>,
-    /// With `permute_heads`: undo the permutation (ggml's layout back to Hugging Face's).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub unpermute: bool,
-    /// First source element this tensor reads (one expert of a stacked tensor).
-    #[serde(skip_serializing_if = "is_zero")]
-    pub src_start: u64,
+}
+
+impl std::ops::Deref for Job {
+    type Target = Planned;
+    fn deref(&self) -> &Planned {
+        &self.t
+    }
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -169,21 +292,66 @@ pub struct Plan {
     pub assets: Vec<(String, PathBuf)>,
     /// Total tensor bytes to write.
     pub data_bytes: u64,
-    /// Tensor bytes computed at plan time (see [`Transform::Inline`]).
+    /// Tensor bytes computed at plan time (see [`Input::Inline`]).
     #[serde(skip)]
     pub inline: Vec<Vec<u8>>,
     /// Further fixed bytes written with the headers: (file, offset, bytes) - a zip archive's member headers.
     #[serde(skip)]
     pub fixed: Vec<(usize, u64, Vec<u8>)>,
-    /// Checksums filled in once the data is written.
+    /// Checksums filled in once the data is written (by the writer's finalize step).
     #[serde(skip)]
     pub crc32: Vec<CrcPatch>,
+    /// The writer that laid the files out (and finishes them).
+    pub writer: WriterKind,
     /// Importance matrices by job index (quantized tensors; one weight per column, per expert for stacked
     /// experts).
     #[serde(skip)]
     pub imatrix: BTreeMap<usize, Vec<f32>>,
     /// What the plan cannot do as it stands (a dry run of a recipe that needs an importance matrix).
     pub warnings: Vec<String>,
+}
+
+/// The output writers (`crate::writer::get` gives each one's code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriterKind {
+    /// GGUF, one file or splits.
+    Gguf,
+    /// One SafeTensors file.
+    SafetensorsFile,
+    /// A directory of SafeTensors shards.
+    SafetensorsDir,
+    /// A NumPy `.npz` archive.
+    Npz,
+    /// A NumPy `.npy` file.
+    Npy,
+}
+
+impl Plan {
+    /// A plan of `files` and `jobs` at `dst` laid out by `writer`, with nothing else in it yet.
+    pub fn new(
+        dst: PathBuf,
+        kind: OutputKind,
+        files: Vec<PlannedFile>,
+        jobs: Vec<Job>,
+        writer: WriterKind,
+    ) -> Plan {
+        Plan {
+            dst,
+            kind,
+            files,
+            data_bytes: jobs.iter().map(|j| j.len).sum(),
+            jobs,
+            small_files: Vec::new(),
+            assets: Vec::new(),
+            inline: Vec::new(),
+            fixed: Vec::new(),
+            crc32: Vec::new(),
+            writer,
+            imatrix: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// A CRC-32 (zip's) of written bytes, stored little-endian at some offsets once the bytes are there.
@@ -238,7 +406,8 @@ pub(crate) fn transform_source(t: Transform) -> Option<DType> {
         Transform::Cast { from, .. }
         | Transform::Dequant { from, .. }
         | Transform::Quant { from, .. }
-        | Transform::MlxQuant { from, .. } => Some(from),
+        | Transform::MlxQuant { from, .. }
+        | Transform::Scaled { from, .. } => Some(from),
         _ => None,
     }
 }
@@ -249,11 +418,7 @@ pub(crate) fn transform_to(from: DType, to: DType) -> (DType, Transform) {
     let t = if from == to {
         Transform::Copy
     } else if to.info().kind == Quantized {
-        Transform::Quant {
-            from,
-            to,
-            via: None,
-        }
+        Transform::Quant { from, to }
     } else if from.info().kind == Quantized {
         Transform::Dequant { from, to }
     } else {
@@ -378,44 +543,3 @@ pub(crate) fn llama_file_type(d: DType) -> Option<u32> {
 
 /// Small files written whole beside the tensor files: (relative name, bytes).
 pub(crate) type SmallFiles = Vec<(String, Vec<u8>)>;
-
-/// One GGUF output tensor before layout: its spec, source tensor, transform and row permutation.
-#[derive(Debug, Clone)]
-pub(crate) struct GgufOut {
-    /// Name, dtype and shape in the file.
-    pub spec: lbrx_formats::gguf::GgufTensorSpec,
-    /// Source tensor index (ignored for [`Transform::Inline`]).
-    pub src: usize,
-    /// How it is made.
-    pub transform: Transform,
-    /// Q/K row permutation (head count).
-    pub permute_heads: Option<u64>,
-    /// Source tensors stacked along a new first axis (see [`Job::parts`]).
-    pub parts: Vec<usize>,
-    /// Added to every value (see [`Job::shift`]).
-    pub shift: Option<f32>,
-    /// Undo the row permutation (see [`Job::unpermute`]).
-    pub unpermute: bool,
-    /// First source element read (see [`Job::src_start`]).
-    pub src_start: u64,
-}
-
-impl GgufOut {
-    /// Source tensor `src` written unchanged under its own name.
-    pub(crate) fn copy_of(src: usize, t: &lbrx_core::TensorInfo) -> GgufOut {
-        GgufOut {
-            spec: lbrx_formats::gguf::GgufTensorSpec {
-                name: t.name.clone(),
-                dtype: t.dtype,
-                shape: t.shape.clone(),
-            },
-            src,
-            transform: Transform::Copy,
-            permute_heads: None,
-            parts: Vec::new(),
-            shift: None,
-            unpermute: false,
-            src_start: 0,
-        }
-    }
-}

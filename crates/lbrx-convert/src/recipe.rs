@@ -272,11 +272,12 @@ fn pick(
                 .strip_prefix("blk.")
                 .and_then(|r| r.split('.').next())
                 .and_then(|n| n.parse::<i64>().ok())
-                .ok_or_else(|| {
-                    Error::Invalid(format!("cannot find the layer of tensor '{name}'"))
-                })?;
+                .ok_or_else(|| Error::tensor(name.to_string(), "cannot find its layer number"))?;
             if l < 0 || l >= n_layer {
-                return Err(Error::Invalid(format!("bad layer {l} for tensor '{name}'")));
+                return Err(Error::tensor(
+                    name.to_string(),
+                    format!("layer {l} is out of range"),
+                ));
             }
             Ok(l)
         } else {
@@ -521,8 +522,7 @@ pub fn plan_quantize(
     max_shard_size: Option<u64>,
     imatrix: Option<&ImatrixInput>,
 ) -> Result<crate::plan::Plan> {
-    use crate::layout::layout_gguf;
-    use crate::plan::GgufOut;
+    use crate::writer::{Gguf, Layout, OutputWriter};
     if src.format() != lbrx_core::Format::Gguf {
         return Err(Error::model(src.root(), "quantize takes a GGUF model; convert it first (`lbrx convert SRC model.gguf`), then quantize that".to_string()));
     }
@@ -531,14 +531,17 @@ pub fn plan_quantize(
         .tensors()
         .iter()
         .enumerate()
-        .map(|(i, t)| GgufOut::copy_of(i, t))
+        .map(|(i, t)| crate::plan::Planned::copy_of(i, t))
         .collect();
     let mut meta = m.clone();
     for k in lbrx_formats::gguf::SPLIT_KEYS {
         meta.remove(k);
     }
     let (outs, weights, warnings) = apply_recipe(outs, src, &mut meta, r, imatrix)?;
-    let mut plan = layout_gguf(outs, &meta, dst, max_shard_size, Vec::new())?;
+    let mut layout = Layout::new(outs, dst);
+    layout.metadata = meta;
+    layout.max_shard_size = max_shard_size;
+    let mut plan = Gguf.layout(layout)?;
     plan.imatrix = weights;
     plan.warnings = warnings;
     Ok(plan)
@@ -549,12 +552,12 @@ pub fn plan_quantize(
 /// type the recipe picks (its values rounded through the intermediate type first), the importance weights
 /// of each quantized tensor (by output index), and the metadata llama-quantize writes.
 pub(crate) fn apply_recipe(
-    outs: Vec<crate::plan::GgufOut>,
+    outs: Vec<crate::plan::Planned>,
     src: &dyn lbrx_core::Source,
     meta: &mut Metadata,
     r: &Recipe,
     imatrix: Option<&ImatrixInput>,
-) -> Result<(Vec<crate::plan::GgufOut>, ImportanceByJob, Vec<String>)> {
+) -> Result<(Vec<crate::plan::Planned>, ImportanceByJob, Vec<String>)> {
     use crate::plan::Transform;
     let facts = ModelFacts::from_metadata(meta);
     let mut r = r.clone();
@@ -562,7 +565,7 @@ pub(crate) fn apply_recipe(
     let r = &r;
     let list: Vec<(String, DType, Vec<u64>)> = outs
         .iter()
-        .map(|o| (o.spec.name.clone(), o.spec.dtype, o.spec.shape.clone()))
+        .map(|o| (o.name.clone(), o.dtype, o.shape.clone()))
         .collect();
     let types = choose_types(&list, &facts, r)?;
     let order = loader_order(&list);
@@ -576,20 +579,23 @@ pub(crate) fn apply_recipe(
         if to != inter {
             // what the job reads: the source tensor, or whatever its transform starts from
             let from = crate::plan::transform_source(o.transform)
-                .unwrap_or_else(|| src.tensors()[o.src].dtype);
+                .or_else(|| o.input.first_src().map(|i| src.tensors()[i].dtype))
+                .unwrap_or(inter);
             if !(lbrx_quant::ggml_quant::can_quantize(to) || to.is_castable_float()) {
                 return Err(Error::Unsupported {
                     path: src.root().to_path_buf(),
                     what: format!("tensor '{name}': quantizing to {to} is not implemented yet"),
                 });
             }
-            let via = (inter != from && inter.is_castable_float()).then_some(inter);
             o.transform = if to.info().kind == lbrx_core::DTypeKind::Quantized {
-                Transform::Quant { from, to, via }
+                if inter != from && inter.is_castable_float() {
+                    o.steps.push(crate::plan::Step::Round { via: inter });
+                }
+                Transform::Quant { from, to }
             } else {
                 crate::plan::transform_to(from, to).1
             };
-            o.spec.dtype = to;
+            o.dtype = to;
             let needs_imatrix = requires_imatrix(name, to, r.name);
             if needs_imatrix && imatrix.is_none() {
                 let m = format!(
@@ -598,7 +604,7 @@ pub(crate) fn apply_recipe(
                     r.name
                 );
                 if !r.dry_run {
-                    return Err(Error::Invalid(m));
+                    return Err(Error::Usage(m));
                 }
                 if warnings.is_empty() {
                     warnings.push(m);
@@ -615,12 +621,14 @@ pub(crate) fn apply_recipe(
                     if w.len() == cols * mats {
                         weights.insert(planned.len(), w.clone());
                     } else if !name.starts_with("token_embd.") {
-                        return Err(Error::Invalid(format!(
-                            "{}: imatrix size {} is different from tensor size {} for {name}",
-                            im.file,
-                            w.len(),
-                            cols * mats
-                        )));
+                        return Err(Error::model(
+                            &im.file,
+                            format!(
+                                "imatrix size {} is different from tensor size {} for {name}",
+                                w.len(),
+                                cols * mats
+                            ),
+                        ));
                     }
                 }
             }
@@ -630,10 +638,10 @@ pub(crate) fn apply_recipe(
             && requires_imatrix(name, to, r.name)
             && !weights.contains_key(&planned.len())
         {
-            return Err(Error::Invalid(format!(
-                "{}: missing importance matrix for tensor '{name}' ({to}) in a very low-bit quantization",
-                imatrix.map_or("", |i| i.file.as_str())
-            )));
+            return Err(Error::model(
+                imatrix.map_or("", |i| i.file.as_str()),
+                format!("missing importance matrix for tensor '{name}' ({to}) in a very low-bit quantization"),
+            ));
         }
         planned.push(o);
     }

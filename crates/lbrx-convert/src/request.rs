@@ -30,6 +30,9 @@ pub struct ConvertOptions {
     pub recipe: Option<Recipe>,
     /// Importance matrix for `recipe`.
     pub imatrix: Option<ImatrixInput>,
+    /// SafeTensors output: 2-D `*.weight` matrices in this scaled encoding, each with its `weight_scale`
+    /// (the scales from a statistics pass over the tensor before it is encoded).
+    pub scaled: Option<lbrx_quant::scaled::Scheme>,
 }
 
 /// A model layout a directory destination can take.
@@ -122,6 +125,8 @@ pub enum QuantChoice {
     Type(DType),
     /// llama-quantize's per-tensor choices of this file type.
     Recipe(String),
+    /// A scaled low-precision family (`lbrx_quant::scaled::SCHEMES`: `fp8`), its granularity from `--scaling`.
+    Scaled(&'static str),
 }
 
 /// The ggml types `--quant` writes as one type for every matrix: the quantizer table's block types that have
@@ -159,11 +164,20 @@ pub fn parse_quant(s: &str) -> Result<QuantChoice> {
     if Recipe::named(s).is_ok() {
         return Ok(QuantChoice::Recipe(s.to_string()));
     }
+    if let Some(f) = lbrx_quant::scaled::SCHEMES
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(s))
+    {
+        return Ok(QuantChoice::Scaled(f.name));
+    }
     let types: Vec<&str> = plain_quant_types().iter().map(|d| d.name()).collect();
+    let scaled: Vec<&str> = lbrx_quant::scaled::SCHEMES.iter().map(|f| f.name).collect();
     Err(Error::Usage(format!(
-        "'{s}' is not a quantization type lbrx writes (use {}, or a llama.cpp recipe: {})",
+        "'{s}' is not a quantization type lbrx writes (use {}, a llama.cpp recipe: {}, or a scaled \
+         SafeTensors encoding: {})",
         types.join(", "),
-        recipe_names().join(", ")
+        recipe_names().join(", "),
+        scaled.join(", ")
     )))
 }
 
@@ -204,6 +218,10 @@ pub struct ConvertArgs {
     pub sync: bool,
     /// `--dry-run`.
     pub dry_run: bool,
+    /// `--scaling` (tensor, row or block) for a scaled `--quant`.
+    pub scaling: Option<String>,
+    /// `--block-size` for block scaling.
+    pub block_size: Option<u32>,
 }
 
 /// A conversion request with every default and flag interaction resolved, once; the planners and the
@@ -264,11 +282,16 @@ impl ConvertArgs {
         } else {
             None
         };
+        let scaled_family = match &self.quant {
+            Some(QuantChoice::Scaled(f)) => Some(*f),
+            _ => None,
+        };
         let (quant, recipe_name) = match (self.quant, self.recipe) {
             (Some(_), Some(_)) => {
                 return Err(Error::Usage("give --quant or --recipe, not both".into()))
             }
             (Some(QuantChoice::Type(d)), None) => (Some(d), None),
+            (Some(QuantChoice::Scaled(_)), None) => (None, None),
             (Some(QuantChoice::Recipe(r)), None) | (None, Some(r)) => (None, Some(r)),
             (None, None) => (None, None),
         };
@@ -297,6 +320,36 @@ impl ConvertArgs {
             }),
             None => None,
         };
+        let scaled = match (scaled_family, &self.scaling) {
+            (Some(family), scaling) => {
+                if to_gguf || target.is_some() {
+                    return Err(Error::Usage(format!(
+                        "--quant {family} writes SafeTensors (a .safetensors file or a directory), not GGUF or --to"
+                    )));
+                }
+                let name = scaling.as_deref().unwrap_or("tensor");
+                let g =
+                    lbrx_quant::scaled::Granularity::parse(name, self.block_size.unwrap_or(128))
+                        .ok_or_else(|| {
+                            Error::Usage(format!(
+                                "--scaling {name}: use one of {}",
+                                lbrx_quant::scaled::GRANULARITIES.join(", ")
+                            ))
+                        })?;
+                Some(lbrx_quant::scaled::Scheme::Fp8E4m3(g))
+            }
+            (_, Some(_)) => {
+                return Err(Error::Usage(
+                    "--scaling goes with a scaled --quant (fp8)".into(),
+                ))
+            }
+            _ => None,
+        };
+        if self.block_size.is_some() && self.scaling.as_deref() != Some("block") {
+            return Err(Error::Usage(
+                "--block-size goes with --scaling block".into(),
+            ));
+        }
         let dequantize_source = self.dequantize || mlx_quant.is_some() || to_gguf;
         Ok(Request {
             src: self.src,
@@ -312,6 +365,7 @@ impl ConvertArgs {
                 dequantize: self.dequantize,
                 recipe,
                 imatrix,
+                scaled,
             },
             dequantize_source,
             dry_run: self.dry_run,

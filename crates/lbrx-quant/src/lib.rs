@@ -99,3 +99,4 @@ pub mod mlx;
 mod simd;
 
 pub use cast::cast;
+pub mod scaled;

@@ -21,7 +21,8 @@ pub(crate) enum VocabOrder {
     Bert,
 }
 
-/// Which hyper-parameter recipe (llama.cpp's `set_gguf_parameters`) an architecture follows.
+/// Which hook set (`hooks.rs`: llama.cpp's `set_gguf_parameters`, computed tensors, tensor filters, the
+/// reverse config) an architecture uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Params {
     /// `TextModel`: the generic keys.
@@ -32,6 +33,10 @@ pub(crate) enum Params {
     Gemma3,
     /// Phi-3's own list (original context, rotary dimensions, sliding window) and LongRoPE factors.
     Phi3,
+    /// The generic keys; the reverse config records whether Q has a bias.
+    Qwen2,
+    /// The generic keys; BERT's tensor filter (no `bert.` prefix, `gamma`/`beta` renamed, heads dropped).
+    Bert,
 }
 
 /// A default `transformers` gives a config field that `config.json` omits.
@@ -54,6 +59,8 @@ pub(crate) struct ArchSpec {
     pub hf: &'static [&'static str],
     /// `general.architecture`.
     pub gguf: &'static str,
+    /// `model_type` in the `config.json` of a GGUF converted back.
+    pub model_type: &'static str,
     /// Q/K rows are permuted from HF's rotary layout to ggml's (Llama family, normal RoPE).
     pub permute_qk: bool,
     /// Where the tokenizer comes from.
@@ -176,6 +183,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
     ArchSpec {
         hf: &["LlamaForCausalLM", "LLaMAForCausalLM", "LlamaModel"],
         gguf: "llama",
+        model_type: "llama",
         permute_qk: true,
         vocab: VocabOrder::Llama,
         llama_params: true,
@@ -197,6 +205,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
     ArchSpec {
         hf: &["MistralForCausalLM"],
         gguf: "llama",
+        model_type: "mistral",
         permute_qk: true,
         vocab: VocabOrder::Llama,
         llama_params: true,
@@ -217,6 +226,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
     ArchSpec {
         hf: &["MixtralForCausalLM"],
         gguf: "llama",
+        model_type: "mixtral",
         permute_qk: true,
         vocab: VocabOrder::Llama,
         llama_params: true,
@@ -239,6 +249,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
     ArchSpec {
         hf: &["Qwen2ForCausalLM", "Qwen2Model"],
         gguf: "qwen2",
+        model_type: "qwen2",
         permute_qk: false,
         vocab: VocabOrder::SpmThenBpe,
         llama_params: false,
@@ -250,7 +261,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         ],
         experts: None,
         extra_u32: &[],
-        params: Params::Text,
+        params: Params::Qwen2,
         norm_shift: 0.0,
         skip: &[],
         tensor_overrides: &[],
@@ -259,6 +270,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
     ArchSpec {
         hf: &["Qwen3ForCausalLM", "Qwen3Model"],
         gguf: "qwen3",
+        model_type: "qwen3",
         permute_qk: false,
         vocab: VocabOrder::SpmThenBpe,
         llama_params: false,
@@ -280,6 +292,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
     ArchSpec {
         hf: &["Qwen3MoeForCausalLM"],
         gguf: "qwen3moe",
+        model_type: "qwen3_moe",
         permute_qk: false,
         vocab: VocabOrder::Bpe,
         llama_params: false,
@@ -309,6 +322,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
     ArchSpec {
         hf: &["Gemma2ForCausalLM"],
         gguf: "gemma2",
+        model_type: "gemma2",
         permute_qk: false,
         vocab: VocabOrder::Gemma,
         llama_params: false,
@@ -333,6 +347,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
     ArchSpec {
         hf: &["Gemma3ForCausalLM"],
         gguf: "gemma3",
+        model_type: "gemma3_text",
         permute_qk: false,
         vocab: VocabOrder::Gemma,
         llama_params: false,
@@ -356,6 +371,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
     ArchSpec {
         hf: &["Phi3ForCausalLM"],
         gguf: "phi3",
+        model_type: "phi3",
         permute_qk: false,
         vocab: VocabOrder::Phi3,
         llama_params: false,
@@ -377,6 +393,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
     ArchSpec {
         hf: &["BertModel", "BertForMaskedLM"],
         gguf: "bert",
+        model_type: "bert",
         permute_qk: false,
         vocab: VocabOrder::Bert,
         llama_params: false,
@@ -387,7 +404,7 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
         ],
         experts: None,
         extra_u32: &[],
-        params: Params::Text,
+        params: Params::Bert,
         norm_shift: 0.0,
         skip: &[
             "embeddings.position_ids",

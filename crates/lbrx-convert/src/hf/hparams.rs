@@ -66,10 +66,9 @@ impl HParams {
     }
 
     pub(super) fn require_u64(&self, keys: &[&str]) -> Result<u64> {
-        self.find_u64(keys).ok_or_else(|| {
-            Error::Invalid(format!(
-                "config.json: none of {keys:?} is set to a whole number"
-            ))
+        self.find_u64(keys).ok_or_else(|| Error::Model {
+            path: "config.json".into(),
+            what: format!("none of {keys:?} is set to a whole number"),
         })
     }
 }

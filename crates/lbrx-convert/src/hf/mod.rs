@@ -4,6 +4,7 @@
 //! Planned like any conversion, so it streams through the executor with bounded memory.
 
 mod arch;
+mod hooks;
 mod hparams;
 pub(crate) mod naming;
 mod pre_hashes;
@@ -12,13 +13,12 @@ pub(crate) mod vocab;
 pub(crate) mod vocab_out;
 mod weights;
 
-use crate::layout::layout_gguf;
-use crate::plan::{llama_file_type, GgufOut, Plan};
+use crate::plan::{llama_file_type, Input, Plan, Planned};
 use crate::plan::{Transform, GGUF_TYPES_KEY};
 use crate::request::ConvertOptions;
+use crate::writer::{Gguf, Layout, OutputWriter};
 use hparams::{guess_ftype, llama3_rope_factors, pooling_type, read_config, HParams};
 use lbrx_core::{DType, Error, Format, Metadata, Result, Source, Value};
-use lbrx_formats::gguf::GgufTensorSpec;
 use serde_json::{Map, Value as Json};
 use std::path::Path;
 use weights::{expert_regex, weight_out};
@@ -61,7 +61,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         (None, None) => guess_ftype(src),
     };
     let file_type = llama_file_type(ftype).ok_or_else(|| {
-        Error::Invalid(format!(
+        Error::Usage(format!(
             "GGUF output type {ftype} is not one llama.cpp names as a file type"
         ))
     })?;
@@ -126,7 +126,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         .map(str::to_string);
 
     // Tensors.
-    let mut outs: Vec<GgufOut> = Vec::new();
+    let mut outs: Vec<Planned> = Vec::new();
     let mut inline: Vec<Vec<u8>> = Vec::new();
     if spec.permute_qk
         && rope_type
@@ -134,111 +134,40 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
             .is_some_and(|t| t.eq_ignore_ascii_case("llama3"))
     {
         let f = llama3_rope_factors(&h, &rope_params)?;
-        outs.push(GgufOut {
-            spec: GgufTensorSpec {
-                name: "rope_freqs.weight".into(),
-                dtype: DType::F32,
-                shape: vec![f.len() as u64],
-            },
-            src: 0,
-            transform: Transform::Inline { index: 0 },
-            permute_heads: None,
-            parts: Vec::new(),
-            shift: None,
-            unpermute: false,
-            src_start: 0,
-        });
+        outs.push(Planned::new(
+            "rope_freqs.weight",
+            DType::F32,
+            vec![f.len() as u64],
+            Input::Inline { index: 0 },
+            Transform::Copy,
+        ));
         inline.push(f.iter().flat_map(|x| x.to_le_bytes()).collect());
     }
-    let mut phi3_attn_factor = None;
-    if spec.params == arch::Params::Phi3 {
-        if let Some(Json::Array(long)) = rope_params.get("long_factor") {
-            let short = match rope_params.get("short_factor") {
-                Some(Json::Array(s)) => s.clone(),
-                _ => {
-                    return Err(Error::Invalid(
-                        "config.json: rope_scaling has long_factor but no short_factor".into(),
-                    ))
-                }
-            };
-            let n_embd = h.require_u64(&["hidden_size", "n_embd"])?;
-            let heads = h.require_u64(&["num_attention_heads", "n_head"])?.max(1);
-            let rot = rope
-                .get("partial_rotary_factor")
-                .and_then(Json::as_f64)
-                .unwrap_or(1.0);
-            let rope_dims = (rot * n_embd as f64) as u64 / heads;
-            let max_pos = h.require_u64(&["n_positions", "max_position_embeddings"])? as f64;
-            let orig = rope
-                .get("original_max_position_embeddings")
-                .and_then(Json::as_f64)
-                .ok_or_else(|| {
-                    Error::Invalid(
-                        "config.json: original_max_position_embeddings is not set".into(),
-                    )
-                })?;
-            let scale = max_pos / orig;
-            let kind = rope_type.clone().unwrap_or_default().to_lowercase();
-            let factor = match kind.as_str() {
-                "su" | "longrope" => {
-                    if scale > 1.0 {
-                        (1.0 + scale.ln() / orig.ln()).sqrt()
-                    } else {
-                        1.0
-                    }
-                }
-                "yarn" => {
-                    if scale > 1.0 {
-                        0.1 * scale.ln() + 1.0
-                    } else {
-                        1.0
-                    }
-                }
-                "" => {
-                    return Err(Error::Invalid(
-                        "config.json: rope_scaling has no type".into(),
-                    ))
-                }
-                other => {
-                    return Err(Error::Invalid(format!(
-                        "config.json: rope scaling type '{other}' is not supported"
-                    )))
-                }
-            };
-            phi3_attn_factor = Some(factor);
-            if long.len() != short.len() || long.len() as u64 * 2 != rope_dims {
-                return Err(Error::Invalid(format!(
-                    "config.json: long/short rope factors must have {} entries",
-                    rope_dims / 2
-                )));
-            }
-            for (name, list) in [
-                ("rope_factors_long.weight", long.clone()),
-                ("rope_factors_short.weight", short),
-            ] {
-                let vals: Vec<f32> = list
-                    .iter()
-                    .map(|v| v.as_f64().unwrap_or(f64::NAN) as f32)
-                    .collect();
-                outs.push(GgufOut {
-                    spec: GgufTensorSpec {
-                        name: name.into(),
-                        dtype: DType::F32,
-                        shape: vec![vals.len() as u64],
-                    },
-                    src: 0,
-                    transform: Transform::Inline {
-                        index: inline.len(),
-                    },
-                    permute_heads: None,
-                    parts: Vec::new(),
-                    shift: None,
-                    unpermute: false,
-                    src_start: 0,
-                });
-                inline.push(vals.iter().flat_map(|x| x.to_le_bytes()).collect());
-            }
-        }
+    let hooks = hooks::of(spec.params);
+    let ctx = hooks::Ctx {
+        dir,
+        h: &h,
+        rope: &rope,
+        rope_params: &rope_params,
+        rope_type: rope_type.as_deref(),
+        arch: spec.gguf,
+        blocks,
+        n_head,
+        n_kv_head,
+        file_type,
+    };
+    let (computed, early) = hooks.computed(&ctx)?;
+    for (name, vals) in computed {
+        outs.push(Planned::new(
+            name,
+            DType::F32,
+            vec![vals.len() as u64],
+            Input::Inline {
+                index: inline.len(),
+            },
+            Transform::Copy,
+        ));
+        inline.push(vals.iter().flat_map(|x| x.to_le_bytes()).collect());
     }
     let prefix_model = hf_arch.ends_with("Model") && spec.vocab != arch::VocabOrder::Bert;
     let experts = match spec.experts {
@@ -248,23 +177,9 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
     // per block: (projection, expert) -> source tensor
     let mut pending: std::collections::BTreeMap<u64, Vec<(usize, u64, usize)>> = Default::default();
     for (i, t) in src.tensors().iter().enumerate() {
-        let mut norm_name = t.name.clone();
-        if spec.vocab == arch::VocabOrder::Bert {
-            // llama.cpp's BertModel.filter_tensors
-            if let Some(r) = norm_name.strip_prefix("bert.") {
-                norm_name = r.to_string();
-            }
-            if let Some(r) = norm_name.strip_suffix(".gamma") {
-                norm_name = format!("{r}.weight");
-            } else if let Some(r) = norm_name.strip_suffix(".beta") {
-                norm_name = format!("{r}.bias");
-            }
-            if norm_name.starts_with("cls.predictions")
-                || norm_name.starts_with("cls.seq_relationship")
-            {
-                continue;
-            }
-        }
+        let Some(norm_name) = hooks.rename(&t.name) else {
+            continue;
+        };
         let name = &norm_name;
         if name.ends_with(".attention.masked_bias")
             || name.ends_with(".attention.bias")
@@ -309,9 +224,12 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
                             let o = &src.tensors()[p];
                             o.shape != first.shape || o.dtype != first.dtype
                         }) {
-                            return Err(Error::Invalid(format!(
-                                "block {bid}: experts of '{proj}' differ in shape or dtype"
-                            )));
+                            return Err(Error::model(
+                                dir,
+                                format!(
+                                    "block {bid}: experts of '{proj}' differ in shape or dtype"
+                                ),
+                            ));
                         }
                         let merged = x
                             .merged
@@ -350,12 +268,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
             None
         };
         let mut shape = t.shape.clone();
-        if spec.params == arch::Params::Gemma3 && hf_name.contains("embed_tokens.weight") {
-            // llama.cpp drops the rows past the real vocabulary
-            if let Some(n) = vocab::real_vocab_size(dir, h.find_u64(&["vocab_size"]))? {
-                shape[0] = shape[0].min(n);
-            }
-        }
+        hooks.weight_shape(&ctx, &hf_name, &mut shape)?;
         outs.push(weight_out(
             &hf_name,
             i,
@@ -369,29 +282,27 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         )?);
     }
     if let Some((bid, _)) = pending.iter().next() {
-        return Err(Error::Invalid(format!(
-            "block {bid}: experts incomplete (some expert tensors are missing)"
-        )));
+        return Err(Error::model(
+            dir,
+            format!("block {bid}: experts incomplete (some expert tensors are missing)"),
+        ));
     }
 
     // Metadata, in llama.cpp's order.
     let mut meta = Metadata::new();
     meta.insert("general.architecture", Value::Str(spec.gguf.into()));
-    if let Some(f) = phi3_attn_factor {
-        meta.insert(
-            format!("{}.rope.scaling.attn_factor", spec.gguf),
-            Value::F32(f as f32),
-        );
+    for (k, v) in early {
+        meta.insert(k, v);
     }
     meta.insert("general.type", Value::Str("model".into()));
     // gguf-py's get_total_parameter_count: expert tensors count once per expert for the size label.
     let (mut total, mut shared, mut expert, mut expert_sum, mut n_exp) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     for o in &outs {
-        let size: u64 = o.spec.shape.iter().product();
-        let sh = &o.spec.shape;
-        if o.spec.name.contains("_exps.") && sh.len() >= 3 {
-            let count = sh[sh.len() - if o.spec.name.contains(".bias") { 2 } else { 3 }].max(1);
+        let size: u64 = o.shape.iter().product();
+        let sh = &o.shape;
+        if o.name.contains("_exps.") && sh.len() >= 3 {
+            let count = sh[sh.len() - if o.name.contains(".bias") { 2 } else { 3 }].max(1);
             expert += size / count;
             expert_sum += count;
             n_exp += 1;
@@ -417,264 +328,9 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         total as i64,
         (total > 0).then(|| naming::size_label(total, shared, expert, expert_count)),
     );
+    hooks.hparams(&ctx, &mut meta)?;
     let a = spec.gguf;
     let u32v = |v: u64| Value::U32(v as u32);
-    if spec.params == arch::Params::Phi3 {
-        // llama.cpp's Phi3MiniModel.set_gguf_parameters, in its order
-        let n_embd = h.require_u64(&["hidden_size", "n_embd"])?;
-        let heads = h.require_u64(&["num_attention_heads", "n_head"])?;
-        let kv = h.require_u64(&["num_key_value_heads", "n_head_kv"])?;
-        let rms = h
-            .find_f64(&["rms_norm_eps"])
-            .ok_or_else(|| Error::Invalid("config.json: rms_norm_eps is not set".into()))?;
-        let max_pos = h.require_u64(&["n_positions", "max_position_embeddings"])?;
-        let orig = rope
-            .get("original_max_position_embeddings")
-            .and_then(Json::as_u64)
-            .ok_or_else(|| {
-                Error::Invalid("config.json: original_max_position_embeddings is not set".into())
-            })?;
-        let rot = rope
-            .get("partial_rotary_factor")
-            .and_then(Json::as_f64)
-            .unwrap_or(1.0);
-        let rope_dims = (rot * n_embd as f64) as u64 / heads.max(1);
-        let theta = rope_params
-            .get("rope_theta")
-            .and_then(Json::as_f64)
-            .ok_or_else(|| Error::Invalid("config.json: rope_theta is not set".into()))?;
-        meta.insert(format!("{a}.context_length"), u32v(max_pos));
-        meta.insert(
-            format!("{a}.rope.scaling.original_context_length"),
-            u32v(orig),
-        );
-        meta.insert(format!("{a}.embedding_length"), u32v(n_embd));
-        meta.insert(
-            format!("{a}.feed_forward_length"),
-            u32v(h.require_u64(&["intermediate_size"])?),
-        );
-        meta.insert(format!("{a}.block_count"), u32v(blocks));
-        meta.insert(format!("{a}.attention.head_count"), u32v(heads));
-        meta.insert(format!("{a}.attention.head_count_kv"), u32v(kv));
-        meta.insert(
-            format!("{a}.attention.layer_norm_rms_epsilon"),
-            Value::F32(rms as f32),
-        );
-        meta.insert(format!("{a}.rope.dimension_count"), u32v(rope_dims));
-        meta.insert(format!("{a}.rope.freq_base"), Value::F32(theta as f32));
-        meta.insert("general.file_type", Value::U32(file_type));
-        meta.insert(
-            format!("{a}.attention.sliding_window"),
-            u32v(h.find_u64(&["sliding_window"]).unwrap_or(0)),
-        );
-    } else if spec.params == arch::Params::Gemma2 {
-        // llama.cpp's Gemma2Model.set_gguf_parameters, in its order
-        let req = |k: &str| h.require_u64(&[k]);
-        meta.insert(
-            format!("{a}.context_length"),
-            u32v(req("max_position_embeddings")?),
-        );
-        meta.insert(format!("{a}.embedding_length"), u32v(req("hidden_size")?));
-        meta.insert(format!("{a}.block_count"), u32v(blocks));
-        meta.insert(
-            format!("{a}.feed_forward_length"),
-            u32v(req("intermediate_size")?),
-        );
-        meta.insert(
-            format!("{a}.attention.head_count"),
-            u32v(req("num_attention_heads")?),
-        );
-        meta.insert(
-            format!("{a}.attention.head_count_kv"),
-            u32v(h.require_u64(&["num_key_value_heads", "num_attention_heads"])?),
-        );
-        let f = |k: &str| -> Result<Value> {
-            h.find_f64(&[k])
-                .map(|v| Value::F32(v as f32))
-                .ok_or_else(|| Error::Invalid(format!("config.json: {k} is not set")))
-        };
-        meta.insert(
-            format!("{a}.attention.layer_norm_rms_epsilon"),
-            f("rms_norm_eps")?,
-        );
-        meta.insert(format!("{a}.attention.key_length"), u32v(req("head_dim")?));
-        meta.insert(
-            format!("{a}.attention.value_length"),
-            u32v(req("head_dim")?),
-        );
-        meta.insert("general.file_type", Value::U32(file_type));
-        meta.insert(
-            format!("{a}.attn_logit_softcapping"),
-            f("attn_logit_softcapping")?,
-        );
-        meta.insert(
-            format!("{a}.final_logit_softcapping"),
-            f("final_logit_softcapping")?,
-        );
-        meta.insert(
-            format!("{a}.attention.sliding_window"),
-            u32v(req("sliding_window")?),
-        );
-    } else {
-        meta.insert(format!("{a}.block_count"), u32v(blocks));
-        if let Some(v) = h.find_u64(&[
-            "max_position_embeddings",
-            "n_ctx",
-            "n_positions",
-            "max_length",
-            "max_sequence_length",
-            "model_max_length",
-        ]) {
-            meta.insert(format!("{a}.context_length"), u32v(v));
-        }
-        if let Some(v) = h.find_u64(&["hidden_size", "n_embd", "dim"]) {
-            meta.insert(format!("{a}.embedding_length"), u32v(v));
-        }
-        if let Some(v) = h.find_u64(&[
-            "prefix_dense_intermediate_size",
-            "dense_intermediate_size",
-            "intermediate_size",
-            "n_inner",
-            "hidden_dim",
-        ]) {
-            meta.insert(format!("{a}.feed_forward_length"), u32v(v));
-        }
-        if let Some(v) = n_head {
-            meta.insert(format!("{a}.attention.head_count"), u32v(v));
-        }
-        if let Some(v) = n_kv_head {
-            meta.insert(format!("{a}.attention.head_count_kv"), u32v(v));
-        }
-        if h.0.get("is_causal") == Some(&Json::Bool(false)) {
-            meta.insert(format!("{a}.attention.causal"), Value::Bool(false));
-        }
-        if let Some(rt) = &rope_type {
-            let factor = rope_params.get("factor").and_then(Json::as_f64);
-            match (rt.as_str(), factor) {
-                ("linear", Some(f)) => {
-                    meta.insert(
-                        format!("{a}.rope.scaling.type"),
-                        Value::Str("linear".into()),
-                    );
-                    meta.insert(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
-                }
-                ("yarn", Some(f)) => {
-                    meta.insert(format!("{a}.rope.scaling.type"), Value::Str("yarn".into()));
-                    meta.insert(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
-                    let orig = rope_params
-                        .get("original_max_position_embeddings")
-                        .and_then(Json::as_u64)
-                        .ok_or_else(|| {
-                            Error::Invalid(
-                                "yarn rope scaling without original_max_position_embeddings".into(),
-                            )
-                        })?;
-                    meta.insert(
-                        format!("{a}.rope.scaling.original_context_length"),
-                        u32v(orig),
-                    );
-                    for (k, key) in [
-                        ("extrapolation_factor", "yarn_ext_factor"),
-                        ("attention_factor", "yarn_attn_factor"),
-                        ("beta_fast", "yarn_beta_fast"),
-                        ("beta_slow", "yarn_beta_slow"),
-                    ] {
-                        let v = rope_params.get(k).or_else(|| {
-                            (k == "attention_factor")
-                                .then(|| rope_params.get("attn_factor"))
-                                .flatten()
-                        });
-                        if let Some(v) = v.and_then(Json::as_f64) {
-                            meta.insert(format!("{a}.rope.scaling.{key}"), Value::F32(v as f32));
-                        }
-                    }
-                }
-                ("su" | "longrope", _) => {
-                    meta.insert(
-                        format!("{a}.rope.scaling.type"),
-                        Value::Str("longrope".into()),
-                    );
-                }
-                _ => {}
-            }
-        }
-        if let Some(t) = rope_params.get("rope_theta").and_then(Json::as_f64) {
-            meta.insert(format!("{a}.rope.freq_base"), Value::F32(t as f32));
-        }
-        if let Some(t) = rope
-            .get("sliding_attention")
-            .and_then(|s| s.get("rope_theta"))
-            .and_then(Json::as_f64)
-        {
-            meta.insert(format!("{a}.rope.freq_base_swa"), Value::F32(t as f32));
-        }
-        if let Some(v) = h.find_f64(&["rms_norm_eps", "norm_eps"]) {
-            meta.insert(
-                format!("{a}.attention.layer_norm_rms_epsilon"),
-                Value::F32(v as f32),
-            );
-        }
-        if let Some(v) = h.find_f64(&["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"]) {
-            meta.insert(
-                format!("{a}.attention.layer_norm_epsilon"),
-                Value::F32(v as f32),
-            );
-        }
-        if let Some(v) = h.find_u64(&["num_local_experts", "num_experts", "n_routed_experts"]) {
-            meta.insert(format!("{a}.expert_count"), u32v(v));
-        }
-        if let Some(v) = h.find_u64(&[
-            "num_experts_per_tok",
-            "num_experts_per_token",
-            "top_k_experts",
-        ]) {
-            meta.insert(format!("{a}.expert_used_count"), u32v(v));
-        }
-        if let Some(hd) = h.0.get("head_dim").and_then(Json::as_u64) {
-            meta.insert(format!("{a}.attention.key_length"), u32v(hd));
-            meta.insert(format!("{a}.attention.value_length"), u32v(hd));
-        }
-        meta.insert("general.file_type", Value::U32(file_type));
-    }
-    if spec.params == arch::Params::Gemma3 {
-        // llama.cpp's Gemma3Model overrides, after the generic keys
-        meta.insert(
-            format!("{a}.context_length"),
-            u32v(h.find_u64(&["max_position_embeddings"]).unwrap_or(131072)),
-        );
-        meta.insert(
-            format!("{a}.attention.head_count"),
-            u32v(h.find_u64(&["num_attention_heads"]).unwrap_or(8)),
-        );
-        meta.insert(
-            format!("{a}.attention.layer_norm_rms_epsilon"),
-            Value::F32(h.find_f64(&["rms_norm_eps"]).unwrap_or(1e-6) as f32),
-        );
-        let hd = h.find_u64(&["head_dim"]).unwrap_or(256);
-        meta.insert(format!("{a}.attention.key_length"), u32v(hd));
-        meta.insert(format!("{a}.attention.value_length"), u32v(hd));
-        let theta = rope_params
-            .get("rope_theta")
-            .and_then(Json::as_f64)
-            .unwrap_or(1_000_000.0);
-        meta.insert(format!("{a}.rope.freq_base"), Value::F32(theta as f32));
-        if let Some(c) = h
-            .find_f64(&["final_logit_softcapping"])
-            .filter(|c| *c != 0.0)
-        {
-            meta.insert(format!("{a}.final_logit_softcapping"), Value::F32(c as f32));
-        }
-        if h.0.get("sliding_window_pattern").and_then(Json::as_u64) != Some(1) {
-            meta.insert(
-                format!("{a}.attention.sliding_window"),
-                u32v(h.require_u64(&["sliding_window"])?),
-            );
-        }
-        meta.insert(
-            format!("{a}.attention.head_count_kv"),
-            u32v(h.find_u64(&["num_key_value_heads"]).unwrap_or(4)),
-        );
-    }
     for (key, fields) in spec.extra_u32 {
         if let Some(v) = h.find_u64(fields) {
             meta.insert(format!("{a}.{key}"), u32v(v));
@@ -712,7 +368,11 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         (outs, weights, warnings) =
             crate::recipe::apply_recipe(outs, src, &mut meta, r, opts.imatrix.as_ref())?;
     }
-    let mut plan = layout_gguf(outs, &meta, dst, opts.max_shard_size, inline)?;
+    let mut layout = Layout::new(outs, dst);
+    layout.metadata = meta;
+    layout.max_shard_size = opts.max_shard_size;
+    layout.inline = inline;
+    let mut plan = Gguf.layout(layout)?;
     plan.imatrix = weights;
     plan.warnings = warnings;
     Ok(plan)

@@ -4,52 +4,15 @@
 //! tokenizer (`tokenizer.json` for BPE, `tokenizer.model` for SentencePiece, plus `tokenizer_config.json`)
 //! rebuilt from the GGUF keys, so that `transformers` loads the directory.
 
-use super::arch::{match_template, split_suffix, ArchSpec, Params, ARCHS, TENSOR_MAP};
-use crate::layout::layout_safetensors_dir;
+use super::arch::{match_template, split_suffix, ArchSpec, ARCHS, TENSOR_MAP};
+use super::hooks::{f32_json, HfCtx, HfKeys};
 use crate::layout::pretty;
-use crate::plan::{transform_to, GgufOut, Plan, Transform};
+use crate::plan::{transform_to, Input, Plan, Planned, Step};
 use crate::request::ConvertOptions;
-use lbrx_core::{DType, Error, Metadata, Result, Source, Value};
-use lbrx_formats::gguf::GgufTensorSpec;
+use crate::writer::{Layout, OutputWriter, SafetensorsDir};
+use lbrx_core::{DType, Error, Result, Source, Value};
 use serde_json::{json, Map, Value as Json};
 use std::path::Path;
-
-fn f64_of(v: &Value) -> Option<f64> {
-    match v {
-        Value::F32(x) => Some(f64::from(*x)),
-        Value::F64(x) => Some(*x),
-        other => other.as_u64().map(|u| u as f64),
-    }
-}
-
-/// An f32 key as the short decimal a config carries (`1e-05`, not `9.999999747378752e-06`).
-fn f32_json(v: f64) -> Json {
-    let short: f64 = format!("{}", v as f32).parse().unwrap_or(v);
-    json!(short)
-}
-
-struct Keys<'a> {
-    m: &'a Metadata,
-    arch: String,
-}
-
-impl Keys<'_> {
-    fn get(&self, k: &str) -> Option<&Value> {
-        self.m
-            .get(&format!("{}.{k}", self.arch))
-            .or_else(|| self.m.get(k))
-    }
-    fn u64(&self, k: &str) -> Option<u64> {
-        self.get(k).and_then(Value::as_u64)
-    }
-    fn f64(&self, k: &str) -> Option<f64> {
-        self.get(k).and_then(f64_of)
-    }
-    fn need_u64(&self, k: &str) -> Result<u64> {
-        self.u64(k)
-            .ok_or_else(|| Error::Invalid(format!("GGUF key {}.{k} is missing", self.arch)))
-    }
-}
 
 /// The HF name a GGUF tensor came from, for `spec`; `None` for tensors HF does not store (rope factors).
 fn reverse_name(gguf: &str, spec: &ArchSpec) -> Option<String> {
@@ -153,7 +116,11 @@ fn torch_name(d: DType) -> &'static str {
 pub fn plan_gguf_hf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
     let (outs, small) = gguf_hf_outs(src, opts)?;
     let meta = std::collections::BTreeMap::from([("format".to_string(), "pt".to_string())]);
-    layout_safetensors_dir(outs, dst, opts.max_shard_size, small, Some(meta), None)
+    let mut layout = Layout::new(outs, dst);
+    layout.max_shard_size = opts.max_shard_size;
+    layout.small_files = small;
+    layout.string_metadata = Some(meta);
+    SafetensorsDir.layout(layout)
 }
 
 /// A GGUF's tensors as Hugging Face tensors (names, un-permuted rows, one tensor per expert, float dtype) and
@@ -161,7 +128,7 @@ pub fn plan_gguf_hf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
 pub(crate) fn gguf_hf_outs(
     src: &dyn Source,
     opts: &ConvertOptions,
-) -> Result<(Vec<GgufOut>, crate::plan::SmallFiles)> {
+) -> Result<(Vec<Planned>, crate::plan::SmallFiles)> {
     let m = src.metadata();
     let arch = m
         .get("general.architecture")
@@ -169,10 +136,7 @@ pub(crate) fn gguf_hf_outs(
         .ok_or_else(|| Error::model(src.root(), "no general.architecture".to_string()))?
         .to_string();
     let spec = find_spec(src, &arch)?;
-    let k = Keys {
-        m,
-        arch: arch.clone(),
-    };
+    let k = HfKeys { m, arch: &arch };
     let n_head = k.u64("attention.head_count");
     let n_kv = k.u64("attention.head_count_kv");
     let dtype = opts.dtype.unwrap_or_else(|| default_dtype(src));
@@ -212,20 +176,16 @@ pub(crate) fn gguf_hf_outs(
                     .replace("{bid}", bid)
                     .replace("{xid}", &xid.to_string())
                     .replace("{w}", proj);
-                outs.push(GgufOut {
-                    spec: GgufTensorSpec {
-                        name,
-                        dtype: out_dtype,
-                        shape: t.shape[1..].to_vec(),
+                outs.push(Planned::new(
+                    name,
+                    out_dtype,
+                    t.shape[1..].to_vec(),
+                    Input::Tensor {
+                        src: i,
+                        start: xid * per,
                     },
-                    src: i,
                     transform,
-                    permute_heads: None,
-                    parts: Vec::new(),
-                    shift: None,
-                    unpermute: false,
-                    src_start: xid * per,
-                });
+                ));
             }
             continue;
         }
@@ -243,27 +203,17 @@ pub(crate) fn gguf_hf_outs(
         } else {
             None
         };
-        outs.push(GgufOut {
-            spec: GgufTensorSpec {
-                name: hf,
-                dtype: out_dtype,
-                shape: t.shape.clone(),
-            },
-            src: i,
-            transform: if shift.is_some() && transform == Transform::Copy {
-                Transform::Cast {
-                    from: t.dtype,
-                    to: out_dtype,
-                }
-            } else {
-                transform
-            },
-            permute_heads,
-            parts: Vec::new(),
-            shift,
-            unpermute: permute_heads.is_some(),
-            src_start: 0,
-        });
+        let mut o = Planned::new(hf, out_dtype, t.shape.clone(), Input::tensor(i), transform);
+        if let Some(heads) = permute_heads {
+            o.steps.push(Step::Permute {
+                heads,
+                inverse: true,
+            });
+        }
+        if let Some(add) = shift {
+            o.steps.push(Step::Shift { add });
+        }
+        outs.push(o);
     }
 
     let mut small = Vec::new();
@@ -310,19 +260,12 @@ pub(crate) fn gguf_hf_outs(
 fn config_json(
     src: &dyn Source,
     spec: &ArchSpec,
-    k: &Keys<'_>,
+    k: &HfKeys<'_>,
     dtype: DType,
     tied: bool,
 ) -> Result<Json> {
     let m = k.m;
-    let model_type = match (spec.hf[0], spec.gguf) {
-        ("MixtralForCausalLM", _) => "mixtral",
-        ("MistralForCausalLM", _) => "mistral",
-        (_, "llama") => "llama",
-        (_, "qwen3moe") => "qwen3_moe",
-        (_, "gemma3") => "gemma3_text",
-        (_, g) => g,
-    };
+    let model_type = spec.model_type;
     let hidden = k.need_u64("embedding_length")?;
     let heads = k.need_u64("attention.head_count")?;
     let vocab = m
@@ -336,7 +279,7 @@ fn config_json(
     let mut c = Map::new();
     if spec.vocab == super::arch::VocabOrder::Bert {
         c.insert("architectures".into(), json!([spec.hf[0]]));
-        c.insert("model_type".into(), json!("bert"));
+        c.insert("model_type".into(), json!(model_type));
         c.insert("hidden_size".into(), json!(hidden));
         c.insert(
             "intermediate_size".into(),
@@ -360,7 +303,10 @@ fn config_json(
             .unwrap_or(2);
         c.insert("type_vocab_size".into(), json!(types));
         c.insert("vocab_size".into(), json!(vocab));
-        c.insert("hidden_act".into(), json!("gelu"));
+        c.insert(
+            "hidden_act".into(),
+            json!(super::hooks::of(spec.params).hidden_act()),
+        );
         c.insert("position_embedding_type".into(), json!("absolute"));
         if let Some(v) = m
             .get("tokenizer.ggml.padding_token_id")
@@ -402,10 +348,9 @@ fn config_json(
     c.insert("vocab_size".into(), json!(vocab));
     c.insert("tie_word_embeddings".into(), json!(tied));
     c.insert("torch_dtype".into(), json!(torch_name(dtype)));
-    let gemma = matches!(spec.params, Params::Gemma2 | Params::Gemma3);
     c.insert(
         "hidden_act".into(),
-        json!(if gemma { "gelu_pytorch_tanh" } else { "silu" }),
+        json!(super::hooks::of(spec.params).hidden_act()),
     );
     for (key, name) in [
         ("bos_token_id", "bos_token_id"),
@@ -419,10 +364,6 @@ fn config_json(
             c.insert(key.into(), json!(v));
         }
     }
-    let has = |name: &str| src.tensors().iter().any(|t| t.name.contains(name));
-    if spec.gguf == "qwen2" {
-        c.insert("attention_bias".into(), json!(has(".attn_q.bias")));
-    }
     if let Some(x) = spec.experts {
         let n = k.need_u64("expert_count")?;
         c.insert(x.count_keys[x.count_keys.len() - 1].into(), json!(n));
@@ -435,118 +376,15 @@ fn config_json(
             c.insert("norm_topk_prob".into(), json!(true));
         }
     }
-    match spec.params {
-        Params::Gemma2 => {
-            for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
-                if let Some(v) = k.f64(key) {
-                    c.insert(key.into(), f32_json(v));
-                }
-            }
-            if let Some(v) = k.u64("attention.sliding_window") {
-                c.insert("sliding_window".into(), json!(v));
-            }
-            if let Some(v) = k.u64("attention.key_length") {
-                c.insert("query_pre_attn_scalar".into(), json!(v));
-            }
-        }
-        Params::Gemma3 => {
-            if let Some(v) = k.u64("attention.sliding_window") {
-                c.insert("sliding_window".into(), json!(v));
-            }
-            if let Some(v) = k.f64("rope.freq_base_swa") {
-                c.insert("rope_local_base_freq".into(), f32_json(v));
-            }
-            if let Some(v) = k.f64("final_logit_softcapping") {
-                c.insert("final_logit_softcapping".into(), f32_json(v));
-            }
-            if let Some(v) = k.u64("attention.key_length") {
-                c.insert("query_pre_attn_scalar".into(), json!(v));
-            }
-        }
-        Params::Phi3 => {
-            let orig = k.u64("rope.scaling.original_context_length");
-            if let Some(v) = orig {
-                c.insert("original_max_position_embeddings".into(), json!(v));
-            }
-            let sw = k.u64("attention.sliding_window").unwrap_or(0);
-            c.insert(
-                "sliding_window".into(),
-                if sw == 0 { Json::Null } else { json!(sw) },
-            );
-            if let Some(rd) = k.u64("rope.dimension_count") {
-                c.insert(
-                    "partial_rotary_factor".into(),
-                    f32_json((rd * heads) as f64 / hidden as f64),
-                );
-            }
-            let long = tensor_f32(src, "rope_factors_long.weight")?;
-            let short = tensor_f32(src, "rope_factors_short.weight")?;
-            if let (Some(l), Some(s)) = (long, short) {
-                let to = |v: Vec<f32>| {
-                    v.into_iter()
-                        .map(|x| f32_json(f64::from(x)))
-                        .collect::<Vec<_>>()
-                };
-                c.insert(
-                    "rope_scaling".into(),
-                    json!({"type": "longrope", "long_factor": to(l), "short_factor": to(s)}),
-                );
-            }
-        }
-        Params::Text => {
-            if let Some(freqs) = tensor_f32(src, "rope_freqs.weight")? {
-                c.insert("rope_scaling".into(), llama3_scaling(&c, &freqs)?);
-            }
-        }
-    }
-    Ok(Json::Object(c))
-}
-
-/// A small F32 tensor's values, if the GGUF has it.
-fn tensor_f32(src: &dyn Source, name: &str) -> Result<Option<Vec<f32>>> {
-    let Some(i) = src.tensors().iter().position(|t| t.name == name) else {
-        return Ok(None);
+    let hooks = super::hooks::of(spec.params);
+    let ctx = HfCtx {
+        k,
+        src,
+        heads,
+        hidden,
     };
-    let t = &src.tensors()[i];
-    if t.dtype != DType::F32 || t.elements() > 1 << 20 {
-        return Err(Error::Invalid(format!(
-            "tensor '{name}' is not a small F32 vector"
-        )));
-    }
-    let v = src.view(i)?;
-    Ok(Some(
-        v.bytes()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-    ))
-}
-
-/// Recovers Llama 3's `rope_scaling` from llama.cpp's `rope_freqs`: the factors are recomputed from the
-/// standard parameters (low 1, high 4, original context 8192, factor = the largest value) and must match.
-fn llama3_scaling(c: &Map<String, Json>, freqs: &[f32]) -> Result<Json> {
-    let factor = freqs.iter().fold(1f32, |a, &b| a.max(b));
-    let rope = json!({
-        "factor": f32_json(f64::from(factor)),
-        "high_freq_factor": 4.0,
-        "low_freq_factor": 1.0,
-        "original_max_position_embeddings": 8192,
-        "rope_type": "llama3",
-        "rope_theta": c.get("rope_theta").cloned().unwrap_or(json!(500000.0)),
-    });
-    let mut cfg = c.clone();
-    cfg.insert("rope_scaling".into(), rope.clone());
-    let h = super::HParams(cfg);
-    let again = super::llama3_rope_factors(&h, rope.as_object().expect("object"))?;
-    if again != freqs {
-        return Err(Error::Unsupported {
-            path: "rope_freqs.weight".into(),
-            what: "the Llama 3 RoPE factors do not follow the standard parameters; rope_scaling cannot be rebuilt".into(),
-        });
-    }
-    let mut r = rope;
-    r.as_object_mut().expect("object").remove("rope_theta");
-    Ok(r)
+    hooks.hf_config(&ctx, &mut c)?;
+    Ok(Json::Object(c))
 }
 
 #[cfg(test)]

@@ -173,7 +173,10 @@ fn spm_vocab(
     let model = sentencepiece::read_model(&path)?;
     let n = vocab_size.unwrap_or(model.pieces.len() as u64) as usize;
     if n > 16 << 20 {
-        return Err(Error::Invalid(format!("vocab_size {n} is not plausible")));
+        return Err(Error::model(
+            dir.join("config.json"),
+            format!("vocab_size {n} is not plausible"),
+        ));
     }
     let mut tokens: Vec<String> = (0..n).map(|i| format!("[PAD{i}]")).collect();
     let mut scores = vec![-10000f32; n];

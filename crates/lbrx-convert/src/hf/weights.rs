@@ -2,9 +2,8 @@
 //! and routers, and expert tensors matched for stacking.
 
 use super::arch::{self, ArchSpec};
-use crate::plan::{transform_to, GgufOut};
+use crate::plan::{transform_to, Input, Planned, Step};
 use lbrx_core::{DType, Error, Result};
-use lbrx_formats::gguf::GgufTensorSpec;
 
 /// A regex capturing (block, expert, projection) from one expert's tensor name.
 pub(super) fn expert_regex(x: &arch::Experts) -> regex::Regex {
@@ -29,13 +28,13 @@ pub(super) fn weight_out(
     spec: &ArchSpec,
     permute_heads: Option<u64>,
     parts: Vec<usize>,
-) -> Result<GgufOut> {
+) -> Result<Planned> {
     let gguf_name =
         arch::map_name_for(hf_name, blocks, spec.tensor_overrides).ok_or_else(|| {
-            Error::Invalid(format!(
-                "tensor '{hf_name}' has no GGUF name in the {} architecture map",
-                spec.gguf
-            ))
+            Error::tensor(
+                hf_name.to_string(),
+                format!("has no GGUF name in the {} architecture map", spec.gguf),
+            )
         })?;
     let always_f32 = arch::ALWAYS_F32
         .iter()
@@ -61,20 +60,22 @@ pub(super) fn weight_out(
         out_type = DType::F16;
     }
     let (dtype, transform) = transform_to(src_dtype, out_type);
-    let shift =
-        (spec.norm_shift != 0.0 && hf_name.ends_with("norm.weight")).then_some(spec.norm_shift);
-    Ok(GgufOut {
-        spec: GgufTensorSpec {
-            name: gguf_name,
-            dtype,
-            shape,
-        },
-        src,
-        transform,
-        permute_heads,
-        parts,
-        shift,
-        unpermute: false,
-        src_start: 0,
-    })
+    let input = if parts.is_empty() {
+        Input::tensor(src)
+    } else {
+        Input::Stack { parts }
+    };
+    let mut t = Planned::new(gguf_name, dtype, shape, input, transform);
+    if let Some(heads) = permute_heads {
+        t.steps.push(Step::Permute {
+            heads,
+            inverse: false,
+        });
+    }
+    if spec.norm_shift != 0.0 && hf_name.ends_with("norm.weight") {
+        t.steps.push(Step::Shift {
+            add: spec.norm_shift,
+        });
+    }
+    Ok(t)
 }

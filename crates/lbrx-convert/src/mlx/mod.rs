@@ -17,11 +17,10 @@ pub mod source;
 
 pub use settings::{MlxQuant, RECIPES};
 
-use crate::layout::layout_safetensors_dir;
-use crate::plan::{transform_to, GgufOut, Plan, Transform};
+use crate::plan::{transform_to, Input, Plan, Planned, Transform};
 use crate::request::ConvertOptions;
+use crate::writer::{Layout, OutputWriter, SafetensorsDir};
 use lbrx_core::{DType, Error, Result, Source};
-use lbrx_formats::gguf::GgufTensorSpec;
 use lbrx_quant::mlx::Mode;
 use serde_json::{json, Map, Value as Json};
 use std::path::Path;
@@ -152,7 +151,7 @@ fn model_dtype(opts: &ConvertOptions, config: &Map<String, Json>) -> Option<DTyp
 /// or a GGUF (through its Hugging Face layout).
 pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
     if opts.dequantize && opts.mlx_quant.is_some() {
-        return Err(Error::Invalid(
+        return Err(Error::Usage(
             "choose either quantize or dequantize, not both".into(),
         ));
     }
@@ -194,7 +193,7 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
             .tensors()
             .iter()
             .enumerate()
-            .map(|(i, t)| GgufOut::copy_of(i, t))
+            .map(|(i, t)| Planned::copy_of(i, t))
             .collect();
         (outs, config)
     };
@@ -243,111 +242,85 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
         qblock.insert("bits".into(), json!(q.bits));
         qblock.insert("mode".into(), json!(q.mode.name()));
     }
-    let mut planned: Vec<GgufOut> = Vec::with_capacity(outs.len() * 3);
+    let mut planned: Vec<Planned> = Vec::with_capacity(outs.len() * 3);
     let mut total_parameters = 0u64;
     let layer_at = outs
         .iter()
-        .find(|o| o.spec.name.contains("down_proj"))
-        .and_then(|o| {
-            o.spec
-                .name
-                .split('.')
-                .position(|p| p.parse::<u64>().is_ok())
-        });
+        .find(|o| o.name.contains("down_proj"))
+        .and_then(|o| o.name.split('.').position(|p| p.parse::<u64>().is_ok()));
     if opts.mlx_quant.is_some_and(|q| q.recipe.is_some()) && layer_at.is_none() {
-        return Err(Error::Invalid(
-            "the model does not have the down_proj layers a mixed recipe needs".into(),
+        return Err(Error::model(
+            src.root(),
+            "the model does not have the down_proj layers a mixed recipe needs",
         ));
     }
     for o in outs {
-        total_parameters += o.spec.shape.iter().product::<u64>();
-        let src_dtype = if o.transform == Transform::Copy || o.parts.len() > 1 {
-            src.tensors()[o.src].dtype
+        total_parameters += o.shape.iter().product::<u64>();
+        let first = o.input.first_src().unwrap_or(0);
+        let src_dtype = if o.transform == Transform::Copy || matches!(o.input, Input::Stack { .. })
+        {
+            src.tensors()[first].dtype
         } else {
-            crate::plan::transform_source(o.transform).unwrap_or(o.spec.dtype)
+            crate::plan::transform_source(o.transform).unwrap_or(o.dtype)
         };
         let float = src_dtype.is_castable_float()
             || src_dtype.info().kind == lbrx_core::DTypeKind::Quantized;
         // mlx_lm casts before it dequantizes: what dequantization makes keeps its type (the scales' for
         // affine, bfloat16 for the float modes)
-        let dequantized = opts.dequantize && src.tensors()[o.src].file == source::COMPUTED;
+        let dequantized = opts.dequantize && src.tensors()[first].file == source::COMPUTED;
         let out_dtype = match dtype {
             Some(d) if float && !dequantized => d,
-            _ => o.spec.dtype,
+            _ => o.dtype,
         };
         let params = opts
             .mlx_quant
             .and_then(|q| quant_for(&o, q, fam, n_layers, layer_at, &mut qblock));
         match params {
             Some((group, bits, mode)) => {
-                let (stem, shape) = (
-                    o.spec.name.trim_end_matches(".weight").to_string(),
-                    &o.spec.shape,
-                );
+                let (stem, shape) = (o.name.trim_end_matches(".weight").to_string(), &o.shape);
                 let cols = *shape.last().unwrap_or(&0);
                 let mut packed = shape.clone();
                 *packed.last_mut().expect("2-D") = cols * bits as u64 / 32;
                 let mut sshape = shape.clone();
                 *sshape.last_mut().expect("2-D") = cols / group as u64;
                 let base = planned.len();
-                let weight = GgufOut {
-                    spec: GgufTensorSpec {
-                        name: o.spec.name.clone(),
-                        dtype: DType::U32,
-                        shape: packed,
-                    },
+                let parts: &[&str] = if mode == Mode::Affine {
+                    &["scales", "biases"]
+                } else {
+                    &["scales"]
+                };
+                planned.push(Planned {
+                    dtype: DType::U32,
+                    shape: packed,
                     transform: Transform::MlxQuant {
                         from: src_dtype,
                         to: out_dtype,
                         bits,
                         group,
                         mode,
-                        scales: base + 1,
-                        biases: (mode == Mode::Affine).then_some(base + 2),
                     },
+                    companions: (1..=parts.len()).map(|k| base + k).collect(),
                     ..o.clone()
-                };
-                planned.push(weight);
-                let parts: &[&str] = if mode == Mode::Affine {
-                    &["scales", "biases"]
-                } else {
-                    &["scales"]
-                };
+                });
                 for part in parts {
-                    planned.push(GgufOut {
-                        spec: GgufTensorSpec {
-                            name: format!("{stem}.{part}"),
-                            dtype: if mode == Mode::Affine {
-                                out_dtype
-                            } else {
-                                DType::U8
-                            },
-                            shape: sshape.clone(),
-                        },
-                        transform: Transform::WrittenBy { job: base },
-                        permute_heads: None,
-                        parts: Vec::new(),
-                        shift: None,
-                        unpermute: false,
-                        ..o.clone()
-                    });
+                    let dt = if mode == Mode::Affine {
+                        out_dtype
+                    } else {
+                        DType::U8
+                    };
+                    planned.push(Planned::new(
+                        format!("{stem}.{part}"),
+                        dt,
+                        sshape.clone(),
+                        o.input.clone(),
+                        Transform::WrittenBy { job: base },
+                    ));
                 }
             }
             None => {
                 let (dt, tr) = transform_to(src_dtype, out_dtype);
-                let tr = if o.shift.is_some() && tr == Transform::Copy {
-                    Transform::Cast {
-                        from: src_dtype,
-                        to: dt,
-                    }
-                } else {
-                    tr
-                };
-                planned.push(GgufOut {
-                    spec: GgufTensorSpec {
-                        dtype: dt,
-                        ..o.spec.clone()
-                    },
+                planned.push(Planned {
+                    dtype: dt,
                     transform: tr,
                     ..o
                 });
@@ -365,14 +338,12 @@ pub fn plan_mlx(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
     small.push(("config.json".into(), pretty4(&Json::Object(config))));
     small.push(("README.md".into(), model_card(src.root())));
     let meta = std::collections::BTreeMap::from([("format".to_string(), "mlx".to_string())]);
-    let mut plan = layout_safetensors_dir(
-        planned,
-        dst,
-        Some(opts.max_shard_size.unwrap_or(5 << 30)),
-        small,
-        Some(meta),
-        Some(json!({ "total_parameters": total_parameters })),
-    )?;
+    let mut layout = Layout::new(planned, dst);
+    layout.max_shard_size = Some(opts.max_shard_size.unwrap_or(5 << 30));
+    layout.small_files = small;
+    layout.string_metadata = Some(meta);
+    layout.index_extra = Some(json!({ "total_parameters": total_parameters }));
+    let mut plan = SafetensorsDir.layout(layout)?;
     plan.assets = assets;
     Ok(plan)
 }
@@ -391,19 +362,19 @@ fn truthy(v: &Json) -> bool {
 
 /// `mlx_lm`'s `sanitize`: rotary caches and a tied head dropped, experts stacked.
 fn sanitize(
-    outs: Vec<GgufOut>,
+    outs: Vec<Planned>,
     config: &Map<String, Json>,
     fam: Option<&Family>,
-) -> Result<Vec<GgufOut>> {
+) -> Result<Vec<Planned>> {
     let tie = config
         .get("tie_word_embeddings")
         .and_then(Json::as_bool)
         .or(fam.map(|f| f.tie_default))
         .unwrap_or(false);
-    let mut outs: Vec<GgufOut> = outs
+    let mut outs: Vec<Planned> = outs
         .into_iter()
-        .filter(|o| !o.spec.name.contains("self_attn.rotary_emb.inv_freq"))
-        .filter(|o| !(tie && o.spec.name == "lm_head.weight"))
+        .filter(|o| !o.name.contains("self_attn.rotary_emb.inv_freq"))
+        .filter(|o| !(tie && o.name == "lm_head.weight"))
         .collect();
     let Some(x) = fam.and_then(|f| f.experts.as_ref()) else {
         return Ok(outs);
@@ -422,22 +393,22 @@ fn sanitize(
                     .replace("{e}", &e.to_string())
                     .replace("{w}", w)
             };
-            let Some(first) = outs.iter().position(|o| o.spec.name == name(0)) else {
+            let Some(first) = outs.iter().position(|o| o.name == name(0)) else {
                 continue;
             };
             let mut members = Vec::with_capacity(n_exp as usize);
             for e in 0..n_exp {
                 let n = name(e);
-                let i = outs.iter().position(|o| o.spec.name == n).ok_or_else(|| {
-                    Error::Invalid(format!("expert tensor '{n}' missing ({n_exp} experts)"))
+                let i = outs.iter().position(|o| o.name == n).ok_or_else(|| {
+                    Error::tensor(n.clone(), format!("missing ({n_exp} experts expected)"))
                 })?;
                 members.push(outs[i].clone());
             }
             let stacked = stack(members, x.to.replace("{p}", &p).replace("{w}", to))?;
             let names: Vec<String> = (0..n_exp).map(name).collect();
             outs[first] = stacked;
-            let keep = outs[first].spec.name.clone();
-            outs.retain(|o| o.spec.name == keep || !names.contains(&o.spec.name));
+            let keep = outs[first].name.clone();
+            outs.retain(|o| o.name == keep || !names.contains(&o.name));
         }
     }
     Ok(outs)
@@ -445,44 +416,46 @@ fn sanitize(
 
 /// Experts stacked along a new first axis: one slice of the source when they lie back to back in one tensor
 /// (a GGUF's stacked experts), else the parts gathered.
-fn stack(members: Vec<GgufOut>, name: String) -> Result<GgufOut> {
+fn stack(members: Vec<Planned>, name: String) -> Result<Planned> {
     let first = members[0].clone();
-    let per: u64 = first.spec.shape.iter().product();
-    let same = |o: &GgufOut| {
-        o.spec.shape == first.spec.shape
-            && o.spec.dtype == first.spec.dtype
+    let per: u64 = first.shape.iter().product();
+    let same = |o: &Planned| {
+        o.shape == first.shape
+            && o.dtype == first.dtype
             && o.transform == first.transform
-            && o.shift.is_none()
-            && o.permute_heads.is_none()
+            && o.steps.is_empty()
     };
     if !members.iter().all(same) {
-        return Err(Error::Invalid(format!(
-            "experts of '{name}' differ in shape or type"
-        )));
+        return Err(Error::tensor(name, "experts differ in shape or type"));
     }
     let mut shape = vec![members.len() as u64];
-    shape.extend_from_slice(&first.spec.shape);
+    shape.extend_from_slice(&first.shape);
+    let start_of = |o: &Planned| match o.input {
+        Input::Tensor { src, start } => Some((src, start)),
+        _ => None,
+    };
+    let (src0, start0) =
+        start_of(&first).ok_or_else(|| Error::tensor(name.clone(), "experts cannot be stacked"))?;
     let contiguous = members
         .iter()
         .enumerate()
-        .all(|(e, o)| o.src == first.src && o.src_start == first.src_start + e as u64 * per);
-    let parts = if contiguous {
-        Vec::new()
+        .all(|(e, o)| start_of(o) == Some((src0, start0 + e as u64 * per)));
+    let input = if contiguous {
+        first.input.clone()
     } else {
-        if members.iter().any(|o| o.src_start != 0) {
-            return Err(Error::Invalid(format!(
-                "experts of '{name}' cannot be stacked"
-            )));
-        }
-        members.iter().map(|o| o.src).collect()
+        let parts = members
+            .iter()
+            .map(|o| match start_of(o) {
+                Some((src, 0)) => Ok(src),
+                _ => Err(Error::tensor(name.clone(), "experts cannot be stacked")),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Input::Stack { parts }
     };
-    Ok(GgufOut {
-        spec: GgufTensorSpec {
-            name,
-            dtype: first.spec.dtype,
-            shape,
-        },
-        parts,
+    Ok(Planned {
+        name,
+        shape,
+        input,
         ..first
     })
 }
@@ -490,24 +463,24 @@ fn stack(members: Vec<GgufOut>, name: String) -> Result<GgufOut> {
 /// (group size, bits) for one tensor, or `None` when it stays float; records per-layer entries in `qblock`
 /// as `mlx_lm.quantize_model` does.
 fn quant_for(
-    o: &GgufOut,
+    o: &Planned,
     q: MlxQuant,
     fam: Option<&Family>,
     n_layers: u64,
     layer_at: Option<usize>,
     qblock: &mut Map<String, Json>,
 ) -> Option<(u32, u32, Mode)> {
-    let name = &o.spec.name;
+    let name = &o.name;
     let path = name.strip_suffix(".weight")?;
     // Linear and Embedding weights are matrices; switch_mlp experts are stacks of them.
-    let nd = o.spec.shape.len();
+    let nd = o.shape.len();
     if !(nd == 2 || (nd == 3 && path.contains(".switch_mlp."))) {
         return None;
     }
     if path.ends_with("norm") || path.contains("norm.") {
         return None;
     }
-    let cols = *o.spec.shape.last()?;
+    let cols = *o.shape.last()?;
     if cols % q.group_size as u64 != 0 {
         return None;
     }
