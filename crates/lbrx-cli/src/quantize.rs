@@ -4,8 +4,7 @@
 use crate::convert::{execute_plan, print_plan};
 use crate::util::{parse_size, CliResult, WriteArgs};
 use lbrx_convert::recipe::plan_quantize;
-use lbrx_convert::request::Recipe;
-use lbrx_convert::ConvertOptions;
+use lbrx_convert::request::QuantizeArgs;
 use lbrx_core::DType;
 use std::path::PathBuf;
 
@@ -57,45 +56,26 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(a: Args) -> CliResult {
-    let mut recipe = Recipe::named(&a.kind)?;
-    recipe.pure = a.pure;
-    recipe.leave_output = a.leave_output_tensor;
-    recipe.output_type = a.output_tensor_type;
-    recipe.token_embd_type = a.token_embedding_type;
-    recipe.dry_run = a.dry_run;
-    for o in &a.tensor_type {
-        let (pat, ty) = o
-            .rsplit_once('=')
-            .ok_or_else(|| format!("--tensor-type '{o}': expected PATTERN=TYPE"))?;
-        let dtype = parse_type(ty).map_err(|e| format!("--tensor-type '{o}': {e}"))?;
-        let re = regex_lite(pat)?;
-        recipe.overrides.push((re, dtype));
+    let (recipe, imatrix) = QuantizeArgs {
+        kind: a.kind,
+        pure: a.pure,
+        leave_output: a.leave_output_tensor,
+        tensor_types: a.tensor_type,
+        output_type: a.output_tensor_type,
+        token_embd_type: a.token_embedding_type,
+        imatrix: a.imatrix,
+        dry_run: a.dry_run,
     }
+    .resolve()?;
     let src = lbrx_formats::open(&a.src)?;
-    let imatrix = match &a.imatrix {
-        Some(p) => Some(lbrx_convert::request::ImatrixInput {
-            data: lbrx_formats::imatrix::read_imatrix(p)?,
-            file: p.to_string_lossy().into_owned(),
-        }),
-        None => None,
-    };
     let plan = plan_quantize(&*src, &a.dst, &recipe, a.max_shard_size, imatrix.as_ref())?;
     if a.dry_run {
         return print_plan(&plan, a.json);
     }
-    let opts = ConvertOptions {
-        ..a.write.options()
-    };
-    execute_plan(&plan, &*src, &opts, a.threads, a.quiet, a.json)
+    execute_plan(&plan, &*src, &a.write.options(), a.threads, a.quiet, a.json)
 }
 
 /// A ggml type lbrx quantizes to, by name (case-insensitive).
 fn parse_type(s: &str) -> Result<DType, String> {
-    DType::from_name(s)
-        .filter(|d| lbrx_quant::ggml_quant::can_quantize(*d))
-        .ok_or_else(|| format!("'{s}' is not a type lbrx quantizes to"))
-}
-
-fn regex_lite(p: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(p).map_err(|e| format!("--tensor-type pattern '{p}': {e}"))
+    lbrx_convert::request::parse_quantize_type(s).map_err(|e| e.to_string())
 }

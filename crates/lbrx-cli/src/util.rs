@@ -59,8 +59,9 @@ pub(crate) fn quant_help() -> String {
          *.weight with its weight_scale; see --scaling)",
         names(types),
         names(lbrx_convert::request::recipe_names()),
-        lbrx_quant::scaled::SCHEMES
+        lbrx_quant::codec::scaled_families()
             .iter()
+            .filter_map(|n| lbrx_quant::scaled::SCHEMES.iter().find(|f| f.name == *n))
             .map(|f| format!("{} = {}", f.name, f.doc))
             .collect::<Vec<_>>()
             .join("; ")
@@ -78,12 +79,7 @@ pub(crate) fn recipe_help() -> String {
 
 /// The float dtypes `--dtype` casts to, from the dtype table.
 pub(crate) fn cast_dtypes() -> String {
-    names(
-        lbrx_core::DTYPES
-            .iter()
-            .filter(|r| r.dtype.is_castable_float())
-            .map(|r| r.name),
-    )
+    names(lbrx_quant::codec::cast_types())
 }
 
 /// `--dtype`'s help, from the dtype table.
@@ -96,9 +92,9 @@ pub(crate) fn dtype_help() -> String {
     )
 }
 
-/// The MLX modes, from lbrx-quant's table.
+/// The MLX modes, from the codec registry.
 pub(crate) fn mlx_modes() -> Vec<&'static str> {
-    lbrx_quant::mlx::MODES.iter().map(|m| m.1).collect()
+    lbrx_quant::codec::mlx_modes()
 }
 
 /// mlx_lm's mixed recipes, from lbrx-convert's table.

@@ -133,16 +133,15 @@ pub enum QuantChoice {
 /// a llama.cpp file type. IQ2_XXS, IQ2_XS and IQ1_S exist only with an importance matrix, so there their name
 /// means their recipe.
 pub fn plain_quant_types() -> Vec<DType> {
-    use lbrx_quant::ggml_quant::{can_quantize, requires_imatrix};
-    lbrx_core::DTYPES
-        .iter()
-        .map(|r| r.dtype)
-        .filter(|&d| {
-            can_quantize(d)
-                && d.info().block_size > 1
-                && crate::ftype::file_type_of(d).is_some()
-                && !(requires_imatrix(d) && Recipe::named(d.name()).is_ok())
+    use lbrx_quant::codec::{of_family, Family};
+    of_family(|f| f == Family::Ggml)
+        .filter(|c| {
+            (c.encodes || c.needs_imatrix)
+                && c.block > 1
+                && crate::ftype::file_type_of(c.dtype).is_some()
+                && !(c.needs_imatrix && Recipe::named(c.name).is_ok())
         })
+        .map(|c| c.dtype)
         .collect()
 }
 
@@ -164,14 +163,14 @@ pub fn parse_quant(s: &str) -> Result<QuantChoice> {
     if Recipe::named(s).is_ok() {
         return Ok(QuantChoice::Recipe(s.to_string()));
     }
-    if let Some(f) = lbrx_quant::scaled::SCHEMES
-        .iter()
-        .find(|f| f.name.eq_ignore_ascii_case(s))
+    if let Some(f) = lbrx_quant::codec::scaled_families()
+        .into_iter()
+        .find(|f| f.eq_ignore_ascii_case(s))
     {
-        return Ok(QuantChoice::Scaled(f.name));
+        return Ok(QuantChoice::Scaled(f));
     }
     let types: Vec<&str> = plain_quant_types().iter().map(|d| d.name()).collect();
-    let scaled: Vec<&str> = lbrx_quant::scaled::SCHEMES.iter().map(|f| f.name).collect();
+    let scaled = lbrx_quant::codec::scaled_families();
     Err(Error::Usage(format!(
         "'{s}' is not a quantization type lbrx writes (use {}, a llama.cpp recipe: {}, or a scaled \
          SafeTensors encoding: {})",
@@ -370,6 +369,64 @@ impl ConvertArgs {
             dequantize_source,
             dry_run: self.dry_run,
         })
+    }
+}
+
+/// What `lbrx quantize` was given, before it is resolved into a recipe.
+#[derive(Debug, Clone, Default)]
+pub struct QuantizeArgs {
+    /// The llama.cpp file type (`Q4_K_M` ...).
+    pub kind: String,
+    /// `--pure`.
+    pub pure: bool,
+    /// `--leave-output-tensor`.
+    pub leave_output: bool,
+    /// `--tensor-type PATTERN=TYPE`, in order.
+    pub tensor_types: Vec<String>,
+    /// `--output-tensor-type`.
+    pub output_type: Option<DType>,
+    /// `--token-embedding-type`.
+    pub token_embd_type: Option<DType>,
+    /// `--imatrix`.
+    pub imatrix: Option<std::path::PathBuf>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+}
+
+/// A type `lbrx quantize` writes, by name (case-insensitive).
+pub fn parse_quantize_type(s: &str) -> Result<DType> {
+    DType::from_name(s)
+        .filter(|d| lbrx_quant::ggml_quant::can_quantize(*d))
+        .ok_or_else(|| Error::Usage(format!("'{s}' is not a type lbrx quantizes to")))
+}
+
+impl QuantizeArgs {
+    /// The recipe with every option applied, and the importance matrix read.
+    pub fn resolve(self) -> Result<(Recipe, Option<ImatrixInput>)> {
+        let mut recipe = Recipe::named(&self.kind)?;
+        recipe.pure = self.pure;
+        recipe.leave_output = self.leave_output;
+        recipe.output_type = self.output_type;
+        recipe.token_embd_type = self.token_embd_type;
+        recipe.dry_run = self.dry_run;
+        for o in &self.tensor_types {
+            let (pat, ty) = o.rsplit_once('=').ok_or_else(|| {
+                Error::Usage(format!("--tensor-type '{o}': expected PATTERN=TYPE"))
+            })?;
+            let dtype = parse_quantize_type(ty)
+                .map_err(|e| Error::Usage(format!("--tensor-type '{o}': {e}")))?;
+            let re = regex::Regex::new(pat)
+                .map_err(|e| Error::Usage(format!("--tensor-type pattern '{pat}': {e}")))?;
+            recipe.overrides.push((re, dtype));
+        }
+        let imatrix = match &self.imatrix {
+            Some(p) => Some(ImatrixInput {
+                data: lbrx_formats::imatrix::read_imatrix(p)?,
+                file: p.to_string_lossy().into_owned(),
+            }),
+            None => None,
+        };
+        Ok((recipe, imatrix))
     }
 }
 

@@ -148,6 +148,14 @@ pub fn can_quantize(dtype: DType) -> bool {
     quantizer(dtype).is_some()
 }
 
+/// Whether quantizing `dtype` uses an importance matrix when one is given (ggml's `_impl` paths).
+pub fn has_weighted_path(dtype: DType) -> bool {
+    matches!(
+        quantizer(dtype),
+        Some((_, Weighted::Block(_) | Weighted::Row(_)))
+    )
+}
+
 /// Whether ggml quantizes `dtype` only with an importance matrix (`ggml_quantize_requires_imatrix`).
 pub fn requires_imatrix(dtype: DType) -> bool {
     matches!(quantizer(dtype), Some((Plain::NeedsImatrix, _)))

@@ -99,4 +99,5 @@ pub mod mlx;
 mod simd;
 
 pub use cast::cast;
+pub mod codec;
 pub mod scaled;

@@ -47,7 +47,7 @@ impl MlxQuant {
         let mode = match mode {
             None => Mode::Affine,
             Some(m) => Mode::parse(m).ok_or_else(|| {
-                let modes: Vec<&str> = lbrx_quant::mlx::MODES.iter().map(|x| x.1).collect();
+                let modes = lbrx_quant::codec::mlx_modes();
                 Error::Usage(format!(
                     "unknown MLX quantization mode '{m}' (use one of {})",
                     modes.join(", ")
