@@ -342,6 +342,24 @@ pub fn execute(
     }
 }
 
+/// Where a work item reads and writes: its job, the dtype it reads, its output offset and length.
+struct Place<'a> {
+    job: &'a Job,
+    sdt: DType,
+    out_off: u64,
+    out_len: u64,
+}
+
+fn place<'a>(plan: &'a Plan, src: &dyn Source, item: &Item) -> Place<'a> {
+    let job = &plan.jobs[item.job];
+    Place {
+        job,
+        sdt: src_dtype(job, src),
+        out_off: job.offset + bytes_of(job.dtype, item.elem),
+        out_len: bytes_of(job.dtype, item.count),
+    }
+}
+
 /// One work item: the source bytes read, the steps applied, the encoding written (with its companions) at the
 /// planned offsets. Returns the output bytes written. Chains without value steps take the direct paths
 /// (a kernel-side copy, casts and quantizers reading the stored type); every other chain decodes to f32,
@@ -354,10 +372,12 @@ fn run_item(
     stats: Option<&Vec<f32>>,
     buf: &mut Vec<u8>,
 ) -> Result<u64> {
-    let job = &plan.jobs[item.job];
-    let sdt = src_dtype(job, src);
-    let out_off = job.offset + bytes_of(job.dtype, item.elem);
-    let out_len = bytes_of(job.dtype, item.count);
+    let Place {
+        job,
+        sdt,
+        out_off,
+        out_len,
+    } = place(plan, src, item);
     let name = &job.name;
     let direct = !changes_values(job);
     match job.transform {
@@ -469,10 +489,12 @@ fn run_chain(
     stats: Option<&Vec<f32>>,
     buf: &mut Vec<u8>,
 ) -> Result<u64> {
-    let job = &plan.jobs[item.job];
-    let sdt = src_dtype(job, src);
-    let out_off = job.offset + bytes_of(job.dtype, item.elem);
-    let out_len = bytes_of(job.dtype, item.count);
+    let Place {
+        job,
+        sdt,
+        out_off,
+        out_len,
+    } = place(plan, src, item);
     let name = &job.name;
     let bytes = source_bytes(plan, job, src, item.elem, item.count)?;
     let n = item.count as usize;

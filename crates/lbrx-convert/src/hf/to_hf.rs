@@ -57,23 +57,27 @@ fn reverse_name(gguf: &str, spec: &ArchSpec) -> Option<String> {
 /// The architecture entry a GGUF file converts back through.
 fn find_spec(src: &dyn Source, arch: &str) -> Result<&'static ArchSpec> {
     let moe = src.tensors().iter().any(|t| t.name.contains("_exps."));
-    // A dense `llama` GGUF without attention.key_length did not come from LlamaForCausalLM (whose config
-    // always has head_dim): Mistral's class converts back to the same keys.
+    // Rows sharing a GGUF architecture are told apart by what their configs leave in the file: experts, and
+    // attention.key_length, which a row whose config always has head_dim writes (LlamaForCausalLM) and
+    // one without does not (MistralForCausalLM converts back to the same keys).
     let key_length = src
         .metadata()
         .get(&format!("{arch}.attention.key_length"))
         .is_some();
-    let want = match (arch, moe, key_length) {
-        ("llama", true, _) => Some("MixtralForCausalLM"),
-        ("llama", false, true) => Some("LlamaForCausalLM"),
-        ("llama", false, false) => Some("MistralForCausalLM"),
-        _ => None,
+    let has_head_dim = |a: &ArchSpec| a.defaults.iter().any(|(k, _)| *k == "head_dim");
+    let rows: Vec<&'static ArchSpec> = ARCHS.iter().filter(|a| a.gguf == arch).collect();
+    let fits = |a: &&'static ArchSpec| a.experts.is_some() == moe;
+    let by_moe: Vec<&'static ArchSpec> = rows.iter().copied().filter(fits).collect();
+    let pick = match by_moe.len() {
+        0 => rows.first().copied(),
+        1 => Some(by_moe[0]),
+        _ => by_moe
+            .iter()
+            .copied()
+            .find(|a| has_head_dim(a) == key_length)
+            .or(Some(by_moe[0])),
     };
-    ARCHS
-        .iter()
-        .filter(|a| a.gguf == arch)
-        .find(|a| want.is_none_or(|w| a.hf[0] == w))
-        .ok_or_else(|| Error::Unsupported {
+    pick        .ok_or_else(|| Error::Unsupported {
             path: src.root().to_path_buf(),
             what: format!(
                 "GGUF architecture '{arch}' cannot be converted to a Hugging Face directory yet; supported: {}",
