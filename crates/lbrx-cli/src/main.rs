@@ -1,6 +1,7 @@
 //! `lbrx`: read, check and convert machine-learning model weights.
 
 mod convert;
+mod hash;
 mod health;
 mod inspect;
 mod quantize;
@@ -32,6 +33,9 @@ enum Command {
     RepairIndex(health::RepairArgs),
     /// Copy a model directory, or a repo from the Hugging Face cache, into a new workspace.
     Clone(health::CloneArgs),
+    /// Per-tensor and whole-model hashes (xxh64, sha1, sha256, uuid) as llama-gguf-hash prints them, for any
+    /// format; --check compares with a saved manifest.
+    Hash(hash::Args),
 }
 
 /// Prints an error and its causes on one line to stderr.
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Health(a) => health::run_health(a),
         Command::RepairIndex(a) => health::run_repair(a),
         Command::Clone(a) => health::run_clone(a),
+        Command::Hash(a) => hash::run(a),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod exec;
 pub mod ftype;
+pub mod hash;
 pub mod health;
 pub mod hf;
 pub mod hfcache;
