@@ -211,6 +211,7 @@ pub(crate) fn run(a: Args) -> CliResult {
         max_shard_size: a.max_shard_size,
         overwrite: a.write.force,
         sync: a.write.sync,
+        checks: a.write.options(),
         dry_run: a.dry_run,
         scaling: a.scaling,
         block_size: a.block_size,

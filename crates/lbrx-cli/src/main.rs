@@ -52,8 +52,56 @@ pub(crate) fn print_error(e: &(dyn std::error::Error + 'static)) {
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
+/// SIGINT, SIGTERM and SIGHUP stop a writing command cleanly: the first sets the library's interruption flag
+/// (the run stops between work items, its unnamed output files vanish, exit 128 + signal); a second one exits
+/// at once.
+fn stop_on_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let again = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, again.clone());
+        let _ = signal_hook::flag::register(sig, again.clone());
+        let _ =
+            signal_hook::flag::register_usize(sig, lbrx_convert::interrupt::flag(), sig as usize);
+    }
+}
+
+/// A source file that shrinks (or fails to read) while it is memory-mapped raises SIGBUS on the next access
+/// to the lost pages. Instead of a crash, this handler prints one error line and exits 1; unnamed output files
+/// vanish with the process, and the source is only ever read.
+fn fail_cleanly_on_sigbus() {
+    const MSG: &[u8] =
+        b"error: a source file was truncated or could not be read (I/O error) while it was being \
+read; nothing was written, check the source and run again\n";
+    // SAFETY: the action only makes two async-signal-safe system calls (write(2) on stderr and _exit(2)),
+    // touches no lock, allocation or Rust state, and never returns into the faulting access.
+    let _ = unsafe {
+        signal_hook::low_level::register(signal_hook::consts::SIGBUS, || {
+            let _ = rustix::io::write(rustix::stdio::stderr(), MSG);
+            signal_hook::low_level::exit(1);
+        })
+    };
+}
+
+/// The exit code of an interrupted run (128 + the signal), if that is what `e` is.
+fn interrupted(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    match e.downcast_ref::<lbrx_core::Error>() {
+        Some(lbrx_core::Error::Interrupted { signal }) => Some((128 + signal) as u8),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    fail_cleanly_on_sigbus();
+    if matches!(
+        cli.command,
+        Command::Convert(_) | Command::Quantize(_) | Command::RepairIndex(_) | Command::Clone(_)
+    ) {
+        stop_on_signals();
+    }
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a).map(|()| ExitCode::SUCCESS),
         Command::Convert(a) => convert::run(a).map(|()| ExitCode::SUCCESS),
@@ -68,7 +116,7 @@ fn main() -> ExitCode {
         Err(e) if util::is_broken_pipe(&*e) => ExitCode::SUCCESS,
         Err(e) => {
             print_error(&*e);
-            ExitCode::from(1)
+            ExitCode::from(interrupted(&*e).unwrap_or(1))
         }
     }
 }

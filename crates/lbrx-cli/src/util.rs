@@ -28,6 +28,15 @@ pub(crate) struct WriteArgs {
     /// fsync the output before moving it into place, so it survives a power loss (slower: waits for the disk).
     #[arg(long)]
     pub(crate) sync: bool,
+    /// Write even when the destination's filesystem reports less free space than the output needs.
+    #[arg(long)]
+    pub(crate) no_space_check: bool,
+    /// Skip the check that the written output reads back with exactly the planned files, sizes and tensors.
+    #[arg(long)]
+    pub(crate) skip_health: bool,
+    /// Also hash every byte as it is written and read it all back before moving the output into place.
+    #[arg(long)]
+    pub(crate) verify: bool,
 }
 
 impl WriteArgs {
@@ -36,6 +45,9 @@ impl WriteArgs {
         lbrx_convert::ConvertOptions {
             overwrite: self.force,
             sync: self.sync,
+            no_space_check: self.no_space_check,
+            skip_health: self.skip_health,
+            verify: self.verify,
             ..Default::default()
         }
     }

@@ -43,6 +43,17 @@ pub struct AtomicOutput {
     workspace: Option<WorkspaceInfo>,
 }
 
+/// An output with names, before it is moved into place: what a commit check reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Staged<'a> {
+    /// The one file, at its temporary path.
+    File(&'a Path),
+    /// The directory, at its temporary path.
+    Dir(&'a Path),
+    /// Side-by-side files: (final name, temporary path), in plan order.
+    Files(&'a [(&'a str, &'a Path)]),
+}
+
 /// How a file from elsewhere is placed in a directory output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
@@ -213,7 +224,38 @@ impl AtomicOutput {
     }
 
     /// Syncs every file and moves the output into place: nothing is visible at the destination before this.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        self.commit_checked(&|_| Ok(()))
+    }
+
+    /// [`commit`](Self::commit), with `check` run on the output once it has names (at hidden temporary paths
+    /// beside the destination) and before it is moved into place; an error from it leaves nothing behind.
+    pub fn commit_checked(mut self, check: &dyn Fn(Staged<'_>) -> Result<()>) -> Result<()> {
+        crate::interrupt::check()?;
+        // Runs committing into one directory take turns (an advisory lock on the directory itself, so nothing
+        // is left behind); a run that finds its destination taken meanwhile fails instead of mixing outputs.
+        let lock_dir = if self.kind == OutputKind::Files {
+            &self.dst
+        } else {
+            &self.parent
+        };
+        let _lock = lock(lock_dir)?;
+        if !self.overwrite {
+            let taken = match self.kind {
+                OutputKind::Files => self.files.iter().any(|f| self.dst.join(&f.name).exists()),
+                OutputKind::File => std::fs::symlink_metadata(&self.dst).is_ok(),
+                OutputKind::Dir => {
+                    std::fs::read_dir(&self.dst).is_ok_and(|mut d| d.next().is_some())
+                }
+            };
+            if taken {
+                return Err(Error::Destination {
+                    path: self.dst.clone(),
+                    why: "already exists: another run created it while this one was writing (pass --force to replace it)"
+                        .into(),
+                });
+            }
+        }
         if self.sync {
             for f in &self.files {
                 f.file
@@ -224,15 +266,34 @@ impl AtomicOutput {
         if self.kind == OutputKind::Files {
             // Every file but the first, then the first: a reader that opens the first split finds all the others.
             let n = self.files.len();
+            let tmps: Vec<PathBuf> = self
+                .files
+                .iter()
+                .map(|f| {
+                    self.dst
+                        .join(format!(".{}.lbrx-partial-{}", f.name, std::process::id()))
+                })
+                .collect();
+            let staged = (|| -> Result<()> {
+                for (f, tmp) in self.files.iter().zip(&tmps) {
+                    remove_any(tmp);
+                    materialize(f, tmp)?;
+                }
+                let named: Vec<(&str, &Path)> = self
+                    .files
+                    .iter()
+                    .zip(&tmps)
+                    .map(|(f, t)| (f.name.as_str(), t.as_path()))
+                    .collect();
+                check(Staged::Files(&named))
+            })();
+            if let Err(e) = staged {
+                tmps.iter().for_each(|t| remove_any(t));
+                return Err(e);
+            }
             for i in (1..n).chain(std::iter::once(0)).filter(|&i| i < n) {
-                let f = &self.files[i];
-                let target = self.dst.join(&f.name);
-                let tmp = self
-                    .dst
-                    .join(format!(".{}.lbrx-partial-{}", f.name, std::process::id()));
-                remove_any(&tmp);
-                materialize(f, &tmp)?;
-                std::fs::rename(&tmp, &target)
+                let target = self.dst.join(&self.files[i].name);
+                std::fs::rename(&tmps[i], &target)
                     .map_err(|e| Error::io(&target, "rename into place", e))?;
             }
             if self.sync {
@@ -245,8 +306,13 @@ impl AtomicOutput {
             }
             return Ok(());
         }
+        // the staged name keeps the destination's extension, so that readers know the format
+        let ext = match self.dst.extension() {
+            Some(e) if self.kind == OutputKind::File => format!(".{}", e.to_string_lossy()),
+            _ => String::new(),
+        };
         let staging = self.parent.join(format!(
-            "{}{}",
+            "{}{}{ext}",
             partial_prefix(&self.dst),
             std::process::id()
         ));
@@ -268,6 +334,14 @@ impl AtomicOutput {
                     return Err(e);
                 }
             }
+        }
+        let staged = match self.kind {
+            OutputKind::File => Staged::File(&staging),
+            _ => Staged::Dir(&staging),
+        };
+        if let Err(e) = check(staged) {
+            remove_any(&staging);
+            return Err(e);
         }
         let old = self.parent.join(format!(
             ".{}.lbrx-old-{}",
@@ -401,6 +475,19 @@ fn materialize(f: &OutFile, path: &Path) -> Result<()> {
             )
         }
     }
+}
+
+/// An exclusive advisory lock on a directory, held until the returned handle is dropped.
+fn lock(dir: &Path) -> Result<File> {
+    let d = File::open(dir).map_err(|e| Error::io(dir, "open directory", e))?;
+    rustix::fs::flock(&d, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+        Error::io(
+            dir,
+            "lock directory",
+            std::io::Error::from_raw_os_error(e.raw_os_error()),
+        )
+    })?;
+    Ok(d)
 }
 
 fn sync_dir(dir: &Path) {

@@ -319,6 +319,7 @@ pub fn execute(
             .par_iter()
             .with_max_len(1)
             .try_for_each_init(Vec::new, |buf: &mut Vec<u8>, item| {
+                crate::interrupt::check()?;
                 let n = run_item(plan, src, sink, item, stats.get(&item.job), buf)?;
                 let job = &plan.jobs[item.job];
                 if let Input::Tensor { src: t, start } = job.input {

@@ -8,12 +8,14 @@ pub mod hash;
 pub mod health;
 pub mod hf;
 pub mod hfcache;
+pub mod interrupt;
 pub mod layout;
 pub mod mlx;
 pub mod plan;
 pub mod recipe;
 pub mod request;
 pub mod route;
+pub mod verify;
 pub mod workspace;
 pub mod writer;
 
@@ -64,6 +66,9 @@ pub fn run(
     } else {
         check_destination(src, &plan.dst)?;
     }
+    if !conv.no_space_check {
+        check_space(plan)?;
+    }
     let mut out = AtomicOutput::new(&plan.dst, plan.kind, conv.overwrite)?.with_sync(conv.sync);
     if plan.kind == OutputKind::Dir {
         out = out.with_workspace(WorkspaceInfo::new(
@@ -80,9 +85,63 @@ pub fn run(
     for (name, path) in &plan.assets {
         out.add_copy(name, path);
     }
-    execute(plan, src, &out, opts, progress)?;
+    if conv.verify {
+        let hashing = verify::HashingSink::new(&out);
+        execute(plan, src, &hashing, opts, progress)?;
+        hashing.verify(plan, &out)?;
+    } else {
+        execute(plan, src, &out, opts, progress)?;
+    }
     writer::get(plan.writer).finalize(plan, &out)?;
-    out.commit()
+    interrupt::check()?;
+    if conv.skip_health {
+        out.commit()
+    } else {
+        out.commit_checked(&|staged| verify::check_staged(plan, staged))
+    }
+}
+
+/// Refuses a plan whose output does not fit in the free space of its destination's filesystem (tensor files,
+/// small files and copied assets), with the numbers.
+fn check_space(plan: &Plan) -> Result<()> {
+    let mut need: u64 = plan.files.iter().map(|f| f.size).sum();
+    need += plan
+        .small_files
+        .iter()
+        .map(|(_, b)| b.len() as u64)
+        .sum::<u64>();
+    for (_, p) in &plan.assets {
+        need += std::fs::metadata(p).map_or(0, |m| m.len());
+    }
+    // the nearest existing directory at or above the destination
+    let mut at = if plan.kind == OutputKind::File {
+        plan.dst.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        plan.dst.clone()
+    };
+    while !at.as_os_str().is_empty() && !at.is_dir() {
+        at = at.parent().map(Path::to_path_buf).unwrap_or_default();
+    }
+    if at.as_os_str().is_empty() {
+        at = PathBuf::from(".");
+    }
+    let Ok(st) = rustix::fs::statvfs(&at) else {
+        return Ok(());
+    };
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if need > free {
+        return Err(Error::Destination {
+            path: plan.dst.clone(),
+            why: format!(
+                "the output needs {} and {} has {} free; free some space, write elsewhere, or pass \
+                 --no-space-check to try anyway",
+                lbrx_core::human_bytes(need),
+                at.display(),
+                lbrx_core::human_bytes(free)
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// What `repair_index` wrote.

@@ -30,6 +30,12 @@ pub struct ConvertOptions {
     pub recipe: Option<Recipe>,
     /// Importance matrix for `recipe`.
     pub imatrix: Option<ImatrixInput>,
+    /// Skip the check of free space before writing.
+    pub no_space_check: bool,
+    /// Skip the structural check of the written output before it is moved into place.
+    pub skip_health: bool,
+    /// Hash every written range and read it back before the output is moved into place.
+    pub verify: bool,
     /// SafeTensors output: 2-D `*.weight` matrices in this scaled encoding, each with its `weight_scale`
     /// (the scales from a statistics pass over the tensor before it is encoded).
     pub scaled: Option<lbrx_quant::scaled::Scheme>,
@@ -215,6 +221,8 @@ pub struct ConvertArgs {
     pub overwrite: bool,
     /// `--sync`.
     pub sync: bool,
+    /// `--no-space-check`, `--skip-health`, `--verify` (only these fields of it are read).
+    pub checks: ConvertOptions,
     /// `--dry-run`.
     pub dry_run: bool,
     /// `--scaling` (tensor, row or block) for a scaled `--quant`.
@@ -365,6 +373,9 @@ impl ConvertArgs {
                 recipe,
                 imatrix,
                 scaled,
+                no_space_check: self.checks.no_space_check,
+                skip_health: self.checks.skip_health,
+                verify: self.checks.verify,
             },
             dequantize_source,
             dry_run: self.dry_run,

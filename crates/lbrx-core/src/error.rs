@@ -244,6 +244,22 @@ pub enum Error {
     /// A request that cannot be carried out as asked, of no more specific kind.
     #[error("{0}")]
     Invalid(String),
+    /// The run was stopped by a signal before its output was committed: nothing was written.
+    #[error("interrupted by {}: nothing was written and the source is untouched", signal_name(*signal))]
+    Interrupted {
+        /// The signal number (2 SIGINT, 15 SIGTERM, 1 SIGHUP).
+        signal: i32,
+    },
+}
+
+/// A signal's name (`SIGINT`), or its number.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        1 => "SIGHUP".into(),
+        2 => "SIGINT".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
+    }
 }
 
 impl Error {
