@@ -130,8 +130,15 @@ pub(crate) fn run_repair(a: RepairArgs) -> CliResult<ExitCode> {
     if a.json {
         out_json(&serde_json::json!({ "repair": summary, "health": report }))?;
     } else if !a.quiet {
+        let strays: String = summary
+            .strays
+            .iter()
+            .map(|(s, of)| {
+                format!("left out {s}: its tensors are byte-equal copies of those in {of} (a stray file)\n")
+            })
+            .collect();
         out(&format!(
-            "wrote {}: {} with {} tensors from {} shard{} (total_size {})\n{}",
+            "{strays}wrote {}: {} with {} tensors from {} shard{} (total_size {})\n{}",
             a.dst.display(),
             summary.index,
             summary.tensors,

@@ -190,29 +190,65 @@ fn every_kind_of_index_damage_is_reported_and_repaired() {
 #[test]
 fn unrepairable_damage_is_reported_and_refused() {
     let d = tempfile::tempdir().unwrap();
-    // A duplicate tensor: two shards hold the same names.
+    // A stray copy of a shard (byte-equal): health says so, repair-index leaves it out of the index and the
+    // workspace.
     let dup = d.path().join("dup");
     copy_dir(&example(), &dup);
     std::fs::copy(dup.join(SHARD1), dup.join("model-extra.safetensors")).unwrap();
     let (code, report) = health_json(&dup);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "stray-shard"
+                && f["file"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("model-extra.safetensors"))),
+        "{report:#}"
+    );
+    let fixed = d.path().join("dup-fixed");
+    let out = ok(lbrx().arg("repair-index").arg(&dup).arg(&fixed));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("left out model-extra.safetensors"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!fixed.join("model-extra.safetensors").exists());
+    let index = std::fs::read_to_string(fixed.join("model.safetensors.index.json")).unwrap();
+    assert!(!index.contains("model-extra"), "{index}");
+    assert_eq!(health_json(&fixed).0, 0);
+    // The same tensor with different bytes in two files: reported and refused, naming both and the tensor.
+    let diff = d.path().join("diff");
+    copy_dir(&example(), &diff);
+    let mut bytes = std::fs::read(diff.join(SHARD1)).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(diff.join("model.safetensors"), &bytes).unwrap();
+    let (code, report) = health_json(&diff);
     assert_eq!(code, 1);
-    assert!(codes(&report)
-        .iter()
-        .any(|(_, c, t)| c == "duplicate-tensor"
-            && t.as_deref() == Some("model.embed_tokens.weight")));
+    assert!(
+        codes(&report)
+            .iter()
+            .any(|(_, c, t)| c == "duplicate-tensor" && t.is_some()),
+        "{report:#}"
+    );
     let out = lbrx()
         .arg("repair-index")
-        .arg(&dup)
-        .arg(d.path().join("dup-fixed"))
+        .arg(&diff)
+        .arg(d.path().join("diff-fixed"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is in both"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("different bytes")
+            && err.contains("model.safetensors")
+            && err.contains(SHARD1),
+        "{err}"
     );
-    assert!(!d.path().join("dup-fixed").exists());
+    assert!(!d.path().join("diff-fixed").exists());
     // A truncated shard, a lost shard, a config that disagrees: reported, and a deep check finds NaN.
     let bad = d.path().join("bad");
     copy_dir(&example(), &bad);

@@ -339,7 +339,10 @@ for k, v in want.items():
     ref = np.array(v.astype(mx.float32))
     assert got[k].dtype == np.float32 and got[k].shape == ref.shape and (got[k] == ref).all(), k
     assert (np.array(got_mx[k]) == ref).all(), k
-print(len(want))
+print(len(want), flush=True)
+# every check has passed; skip the interpreter's teardown, where mlx can abort under load
+import os
+os._exit(0)
 "#;
     let out = ok(Command::new(&e.mlx)
         .args(["-c", check])

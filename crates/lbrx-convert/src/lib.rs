@@ -15,6 +15,7 @@ pub mod plan;
 pub mod recipe;
 pub mod request;
 pub mod route;
+pub mod shards;
 pub mod verify;
 pub mod workspace;
 pub mod writer;
@@ -155,6 +156,8 @@ pub struct RepairSummary {
     pub tensors: usize,
     /// `metadata.total_size`: the sum of the tensors' byte sizes, as `transformers` computes it.
     pub total_size: u64,
+    /// Files left out as byte-equal copies of tensors other shards hold: (stray, the shard it duplicates).
+    pub strays: Vec<(String, String)>,
 }
 
 /// Lists the regular files (following symlinks) at the top of `dir`, sorted, without lbrx's own files.
@@ -191,32 +194,39 @@ pub fn repair_index(src: &Path, dst: &Path, opts: &ConvertOptions) -> Result<Rep
         .find(|(n, _)| n.ends_with(lbrx_formats::safetensors::INDEX_SUFFIX))
         .map(|(n, _)| n.clone())
         .unwrap_or_else(|| format!("model{}", lbrx_formats::safetensors::INDEX_SUFFIX));
-    let mut weight_map = std::collections::BTreeMap::new();
-    let mut shards = Vec::new();
-    let mut total_size = 0u64;
+    let mut read = Vec::new();
     for (name, path) in files.iter().filter(|(n, _)| n.ends_with(".safetensors")) {
-        let map = lbrx_formats::mmap::MappedFile::open(path)?;
-        let header = lbrx_formats::safetensors::parse_header(path, map.bytes(), map.len())
-            .map_err(|e| {
-                Error::model(
-                    path,
-                    format!("cannot rebuild the index from a damaged shard: {e}"),
-                )
-            })?;
-        for t in header.tensors {
-            total_size += t.len;
-            if let Some(prev) = weight_map.insert(t.name.clone(), name.clone()) {
-                return Err(Error::Destination {
-                    path: src.to_path_buf(),
-                    why: format!(
-                        "tensor '{}' is in both '{prev}' and '{name}'; remove one copy first",
-                        t.name
-                    ),
-                });
+        read.push(shards::read_shard(name, path).map_err(|e| {
+            Error::model(
+                path,
+                format!("cannot rebuild the index from a damaged shard: {e}"),
+            )
+        })?);
+    }
+    let own = shards::ownership(&read)?;
+    if let Some((t, a, b)) = &own.conflict {
+        return Err(Error::Destination {
+            path: src.to_path_buf(),
+            why: format!(
+                "tensor '{t}' is in both '{a}' and '{b}' with different bytes; remove the wrong file first"
+            ),
+        });
+    }
+    let strays: Vec<String> = own.strays.iter().map(|s| s.0.clone()).collect();
+    let weight_map = own.weight_map;
+    let mut total_size = 0u64;
+    for f in &read {
+        for t in &f.tensors {
+            if weight_map.get(&t.name) == Some(&f.name) {
+                total_size += t.range.1;
             }
         }
-        shards.push(name.clone());
     }
+    let shards: Vec<String> = read
+        .iter()
+        .map(|f| f.name.clone())
+        .filter(|n| !strays.contains(n))
+        .collect();
     if shards.is_empty() {
         return Err(Error::Destination {
             path: src.to_path_buf(),
@@ -230,7 +240,7 @@ pub fn repair_index(src: &Path, dst: &Path, opts: &ConvertOptions) -> Result<Rep
             "repair-index",
         ));
     for (name, path) in &files {
-        if name.ends_with(lbrx_formats::safetensors::INDEX_SUFFIX) {
+        if name.ends_with(lbrx_formats::safetensors::INDEX_SUFFIX) || strays.contains(name) {
             continue;
         }
         let how = if name.ends_with(".safetensors") {
@@ -250,6 +260,7 @@ pub fn repair_index(src: &Path, dst: &Path, opts: &ConvertOptions) -> Result<Rep
         tensors: weight_map.len(),
         shards,
         total_size,
+        strays: own.strays,
     })
 }
 

@@ -395,18 +395,61 @@ fn check_dir(dir: &Path, r: &mut Report) -> Result<Vec<Shard>> {
                 .push(s.name.as_str());
         }
     }
-    for (t, in_shards) in &owners {
-        if in_shards.len() > 1 {
-            r.error(
-                "duplicate-tensor",
-                Some(dir),
-                Some(t),
+    let mut strays: BTreeSet<String> = BTreeSet::new();
+    if owners.values().any(|v| v.len() > 1) {
+        // which copies are byte-equal (a stray file) and which differ
+        let files: Vec<crate::shards::ShardFile> = shards
+            .iter()
+            .filter(|s| s.source.is_none())
+            .map(|s| crate::shards::ShardFile {
+                name: s.name.clone(),
+                path: s.path.clone(),
+                tensors: s
+                    .tensors
+                    .iter()
+                    .map(|t| crate::shards::ShardTensor {
+                        name: t.name.clone(),
+                        kind: (t.dtype.name().to_string(), t.shape.clone()),
+                        range: (t.offset, t.len),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let own = crate::shards::ownership(&files).unwrap_or_default();
+        for (stray, of) in &own.strays {
+            strays.insert(stray.clone());
+            r.warn(
+                "stray-shard",
+                Some(&dir.join(stray)),
+                None,
                 format!(
-                    "tensor is in {} shards: {}",
-                    in_shards.len(),
-                    in_shards.join(", ")
+                    "holds only byte-equal copies of tensors in {of} (a stray file); loaders that read the \
+                     index ignore it, and `lbrx repair-index` leaves it out"
                 ),
             );
+        }
+        for (t, in_shards) in &owners {
+            if in_shards.len() < 2 || own.strays.iter().any(|s| in_shards.contains(&s.0.as_str())) {
+                continue;
+            }
+            match &own.conflict {
+                Some((c, a, b)) if c == t => r.error(
+                    "duplicate-tensor",
+                    Some(dir),
+                    Some(t),
+                    format!("tensor is in {a} and {b} with different bytes; remove the wrong file"),
+                ),
+                _ => r.error(
+                    "duplicate-tensor",
+                    Some(dir),
+                    Some(t),
+                    format!(
+                        "tensor is in {} shards: {}",
+                        in_shards.len(),
+                        in_shards.join(", ")
+                    ),
+                ),
+            }
         }
     }
 
@@ -447,7 +490,7 @@ fn check_dir(dir: &Path, r: &mut Report) -> Result<Vec<Shard>> {
                             r.error("not-in-shard", Some(&index_path), Some(t), format!("index places it in '{shard}', which does not contain it{elsewhere}"));
                         }
                     }
-                    for s in &shards {
+                    for s in shards.iter().filter(|s| !strays.contains(&s.name)) {
                         if !referenced.contains(s.name.as_str()) {
                             r.error("unreferenced-shard", Some(&s.path), None, format!("shard with {} tensors is not referenced by {index_name}", s.tensors.len()));
                         }
@@ -457,7 +500,12 @@ fn check_dir(dir: &Path, r: &mut Report) -> Result<Vec<Shard>> {
                             }
                         }
                     }
-                    let actual: u64 = shards.iter().flat_map(|s| &s.tensors).map(|t| t.len).sum();
+                    let actual: u64 = shards
+                        .iter()
+                        .filter(|s| !strays.contains(&s.name))
+                        .flat_map(|s| &s.tensors)
+                        .map(|t| t.len)
+                        .sum();
                     match idx.metadata.get("total_size").and_then(Json::as_u64) {
                         Some(total) if unreadable.is_empty() && total != actual => r.warn(
                             "total-size",
