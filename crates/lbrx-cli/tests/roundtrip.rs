@@ -1,4 +1,4 @@
-//! Property test: random tensor sets (every dtype lbrx stores, 0-dim and empty tensors, odd shapes, random bit
+//! Property test: random tensor sets (every dtype SafeTensors stores, 0-dim and empty tensors, odd shapes, random bit
 //! patterns including NaN payloads) go through every writable format and every pair of them and back to
 //! SafeTensors unchanged, byte for byte; where a format cannot hold a set, lbrx refuses with one error line and
 //! writes nothing. The seed is printed (`LBRX_SEED` repeats a run); NumPy reads every `.npz`/`.npy` lbrx writes
@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use lbrx_core::{DType, Source};
+use lbrx_core::DType;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -56,19 +56,23 @@ fn read_all(path: &Path) -> Tensors {
         .map(|(i, t)| {
             (
                 t.name.clone(),
-                (t.dtype, t.shape.clone(), s.view(i).unwrap().bytes().to_vec()),
+                (
+                    t.dtype,
+                    t.shape.clone(),
+                    s.view(i).unwrap().bytes().to_vec(),
+                ),
             )
         })
         .collect()
 }
 
-/// A random tensor set: dtypes from `DTYPES` (block types with whole blocks), shapes with 0-dim, empty and
-/// odd dimensions.
+/// A random tensor set: every dtype SafeTensors stores (the source format), shapes with 0-dim, empty and odd
+/// dimensions (sub-byte types in whole bytes).
 fn random_set(rng: &mut Rng) -> Tensors {
     let dtypes: Vec<DType> = lbrx_core::DTYPES
         .iter()
         .map(|r| r.dtype)
-        .filter(|d| d.info().type_size > 0)
+        .filter(|d| d.info().type_size > 0 && d.info().safetensors_rank.is_some())
         .collect();
     let mut t = Tensors::new();
     for k in 0..1 + rng.below(6) {
@@ -94,7 +98,10 @@ fn random_set(rng: &mut Rng) -> Tensors {
             continue;
         };
         let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        t.insert(format!("t{k}.{}", d.name().to_lowercase()), (d, shape, data));
+        t.insert(
+            format!("t{k}.{}", d.name().to_lowercase()),
+            (d, shape, data),
+        );
     }
     t
 }
@@ -158,17 +165,30 @@ fn random_tensor_sets_survive_every_format_pair() {
                             to.display()
                         );
                         assert!(!to.exists(), "a refused conversion left {}", to.display());
+                        if std::env::var_os("LBRX_ROUNDTRIP_REASONS").is_some() {
+                            eprintln!("refused: {}", lines[0]);
+                        }
                         ok_all = false;
                         refused += 1;
                         break;
                     }
                 }
                 if ok_all {
-                    assert_eq!(
-                        read_all(&back),
-                        set,
-                        "round {round}: {a} -> {b} -> SafeTensors changed the tensors (seed {seed})"
-                    );
+                    let got = read_all(&back);
+                    if a.ends_with(".npy") || b.ends_with(".npy") {
+                        // a .npy file has no tensor names (its one array is named after the file)
+                        let values = |t: &Tensors| t.values().cloned().collect::<Vec<_>>();
+                        assert_eq!(
+                            values(&got),
+                            values(&set),
+                            "round {round}: {a} -> {b} -> SafeTensors changed the tensor (seed {seed})"
+                        );
+                    } else {
+                        assert_eq!(
+                            got, set,
+                            "round {round}: {a} -> {b} -> SafeTensors changed the tensors (seed {seed})"
+                        );
+                    }
                     pairs += 1;
                 }
             }
