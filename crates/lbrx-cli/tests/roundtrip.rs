@@ -4,6 +4,8 @@
 //! writes nothing. The seed is printed (`LBRX_SEED` repeats a run); NumPy reads every `.npz`/`.npy` lbrx writes
 //! with the same values.
 
+#![allow(clippy::print_stderr)]
+
 mod common;
 use common::*;
 use lbrx_core::DType;
