@@ -1,7 +1,6 @@
 //! Any bytes under any of the names lbrx recognizes, through `lbrx_formats::open` (detection by magic and
 //! extension, then the reader it picks) and a read of every tensor: Ok or a typed error, never a panic.
 #![no_main]
-use lbrx_core::Source;
 use libfuzzer_sys::fuzz_target;
 
 const NAMES: &[&str] = &[

@@ -112,8 +112,12 @@ fn source(mb: u64, asset_mb: u64) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn convert(src: &Path, dst: &Path, extra: &[&str]) -> Output {
-    lbrx()
-        .arg("convert")
+    convert_with(lbrx(), src, dst, extra)
+}
+
+/// `lbrx convert SRC DST --dtype f16 --quiet EXTRA` run from `cmd` (the lbrx command, with its environment).
+fn convert_with(mut cmd: Command, src: &Path, dst: &Path, extra: &[&str]) -> Output {
+    cmd.arg("convert")
         .arg(src)
         .arg(dst)
         .args(["--dtype", "f16", "--quiet"])
@@ -202,18 +206,11 @@ fn shim() -> Option<PathBuf> {
 }
 
 fn with_fault(fault: &str, dir: &Path, src: &Path, dst: &Path, extra: &[&str]) -> Output {
-    let shim = shim().unwrap();
-    lbrx()
-        .env("LD_PRELOAD", &shim)
+    let mut cmd = lbrx();
+    cmd.env("LD_PRELOAD", shim().unwrap())
         .env("LBRX_FAULT", fault)
-        .env("LBRX_FAULT_DIR", dir)
-        .arg("convert")
-        .arg(src)
-        .arg(dst)
-        .args(["--dtype", "f16", "--quiet"])
-        .args(extra)
-        .output()
-        .unwrap()
+        .env("LBRX_FAULT_DIR", dir);
+    convert_with(cmd, src, dst, extra)
 }
 
 #[test]

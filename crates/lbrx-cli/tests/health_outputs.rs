@@ -1,6 +1,6 @@
 //! `lbrx health` on lbrx's own outputs: a GGUF of every `--quant` type, every llama-quantize recipe lbrx writes
-//! (with an importance matrix from llama-imatrix) and an MLX directory in every quantization mode: no warning,
-//! no error. (llama.cpp's file-type ids, the types they stand for and the recipes come from one table.)
+//! (with an importance matrix from llama-imatrix), an MLX directory in every quantization mode and SafeTensors
+//! of every scaled family and granularity: no warning, no error. (llama.cpp's file-type ids, the types they stand for and the recipes come from one table.)
 
 mod common;
 use common::*;
@@ -65,8 +65,33 @@ fn every_output_type_lbrx_writes_is_healthy() {
     }
     assert!(recipes >= 30, "only {recipes} recipes");
 
-    // every MLX mode
-    for mode in ["affine", "mxfp4", "mxfp8", "nvfp4"] {
+    // every scaled family, every granularity, as a file and as a directory
+    for family in lbrx_quant::codec::scaled_families() {
+        for scaling in lbrx_quant::scaled::GRANULARITIES {
+            for dst in [
+                format!("{family}-{scaling}.safetensors"),
+                format!("{family}-{scaling}"),
+            ] {
+                let out = d.path().join(&dst);
+                let mut cmd = lbrx();
+                cmd.arg("convert").arg(&example).arg(&out).args([
+                    "--quant",
+                    family,
+                    "--scaling",
+                    scaling,
+                    "--quiet",
+                ]);
+                if *scaling == "block" {
+                    cmd.args(["--block-size", "64"]);
+                }
+                ok(&mut cmd);
+                assert_clean(&out, &dst);
+            }
+        }
+    }
+
+    // every MLX mode (from the codec registry)
+    for mode in lbrx_quant::codec::mlx_modes() {
         let out = d.path().join(format!("mlx-{mode}"));
         ok(lbrx()
             .arg("convert")

@@ -477,17 +477,15 @@ fn materialize(f: &OutFile, path: &Path) -> Result<()> {
     }
 }
 
-/// An exclusive advisory lock on a directory, held until the returned handle is dropped.
-fn lock(dir: &Path) -> Result<File> {
+/// An exclusive advisory lock on a directory, held until the returned handle is dropped; `None` where the
+/// filesystem has no locks (the commit then goes ahead unserialized, as it would without this lock).
+fn lock(dir: &Path) -> Result<Option<File>> {
     let d = File::open(dir).map_err(|e| Error::io(dir, "open directory", e))?;
-    rustix::fs::flock(&d, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
-        Error::io(
-            dir,
-            "lock directory",
-            std::io::Error::from_raw_os_error(e.raw_os_error()),
-        )
-    })?;
-    Ok(d)
+    Ok(
+        rustix::fs::flock(&d, rustix::fs::FlockOperation::LockExclusive)
+            .ok()
+            .map(|()| d),
+    )
 }
 
 fn sync_dir(dir: &Path) {
