@@ -600,19 +600,11 @@ fn gguf_health_checks_headers_and_file_type() {
 
 /// Writes a SafeTensors file with zeroed tensors of the given shapes and dtypes.
 fn zero_file(path: &Path, tensors: &[(&str, lbrx_core::DType, Vec<u64>)]) {
-    let specs: Vec<_> = tensors
+    let t: Vec<_> = tensors
         .iter()
-        .map(|(n, d, s)| lbrx_formats::safetensors::OutTensor {
-            name: n.to_string(),
-            dtype: *d,
-            shape: s.clone(),
-        })
+        .map(|(n, d, s)| (n.to_string(), *d, s.clone(), Vec::new()))
         .collect();
-    let members: Vec<usize> = (0..specs.len()).collect();
-    let layout = lbrx_formats::safetensors::header_bytes(&specs, &members, None).unwrap();
-    let mut bytes = layout.header.clone();
-    bytes.resize(layout.size as usize, 0);
-    std::fs::write(path, bytes).unwrap();
+    write_tensors(path, &t);
 }
 
 #[test]

@@ -30,23 +30,11 @@ type Tensors = BTreeMap<String, (DType, Vec<u64>, Vec<u8>)>;
 
 /// Writes `t` as one SafeTensors file with lbrx's writer.
 fn write_st(path: &Path, t: &Tensors) {
-    let specs: Vec<lbrx_formats::safetensors::OutTensor> = t
+    let list: Vec<_> = t
         .iter()
-        .map(|(n, (d, s, _))| lbrx_formats::safetensors::OutTensor {
-            name: n.clone(),
-            dtype: *d,
-            shape: s.clone(),
-        })
+        .map(|(n, (d, s, b))| (n.clone(), *d, s.clone(), b.clone()))
         .collect();
-    let members: Vec<usize> = (0..specs.len()).collect();
-    let layout = lbrx_formats::safetensors::header_bytes(&specs, &members, None).unwrap();
-    let mut bytes = layout.header.clone();
-    bytes.resize(layout.size as usize, 0);
-    for p in &layout.tensors {
-        let data = &t[&specs[p.tensor].name].2;
-        bytes[p.offset as usize..(p.offset + p.len) as usize].copy_from_slice(data);
-    }
-    std::fs::write(path, bytes).unwrap();
+    write_tensors(path, &list);
 }
 
 /// Every tensor of a model lbrx reads: name -> (dtype, shape, bytes).

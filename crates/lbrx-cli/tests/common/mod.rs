@@ -133,6 +133,30 @@ pub fn assert_same_dir(ours: &Path, reference: &Path) {
     }
 }
 
+/// Writes a SafeTensors file with lbrx's writer: (name, dtype, shape, data), in the header's order; an empty
+/// `data` writes zeros.
+pub fn write_tensors(path: &Path, tensors: &[(String, lbrx_core::DType, Vec<u64>, Vec<u8>)]) {
+    let specs: Vec<lbrx_formats::safetensors::OutTensor> = tensors
+        .iter()
+        .map(|(n, d, s, _)| lbrx_formats::safetensors::OutTensor {
+            name: n.clone(),
+            dtype: *d,
+            shape: s.clone(),
+        })
+        .collect();
+    let members: Vec<usize> = (0..specs.len()).collect();
+    let layout = lbrx_formats::safetensors::header_bytes(&specs, &members, None).unwrap();
+    let mut bytes = layout.header.clone();
+    bytes.resize(layout.size as usize, 0);
+    for p in &layout.tensors {
+        let data = &tensors[p.tensor].3;
+        if !data.is_empty() {
+            bytes[p.offset as usize..(p.offset + p.len) as usize].copy_from_slice(data);
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// Writes a single-file model of `n_tensors` F32 tensors of `elems` elements each (pseudo-random bytes).
 pub fn write_big(path: &Path, n_tensors: usize, elems: u64) {
     use std::io::Write;
