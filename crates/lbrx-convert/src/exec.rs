@@ -315,12 +315,18 @@ pub fn execute(
     let items = work_items(plan, src, opts.chunk_bytes.max(4096));
     let run = || {
         let stats = statistics(plan, src, &items)?;
+        let r = Run {
+            plan,
+            src,
+            sink,
+            stats: &stats,
+        };
         items
             .par_iter()
             .with_max_len(1)
             .try_for_each_init(Vec::new, |buf: &mut Vec<u8>, item| {
                 crate::interrupt::check()?;
-                let n = run_item(plan, src, sink, item, stats.get(&item.job), buf)?;
+                let n = run_item(&r, item, buf)?;
                 let job = &plan.jobs[item.job];
                 if let Input::Tensor { src: t, start } = job.input {
                     let sdt = src_dtype(job, src);
@@ -341,6 +347,15 @@ pub fn execute(
             .map_err(|e| Error::Usage(format!("cannot start {} threads: {e}", opts.threads)))?;
         pool.install(run)
     }
+}
+
+/// What every work item of a run reads: the plan, the source, the sink and the statistics pass's results.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    plan: &'a Plan,
+    src: &'a dyn Source,
+    sink: &'a dyn Sink,
+    stats: &'a std::collections::HashMap<usize, Vec<f32>>,
 }
 
 /// Where a work item reads and writes: its job, the dtype it reads, its output offset and length.
@@ -365,14 +380,10 @@ fn place<'a>(plan: &'a Plan, src: &dyn Source, item: &Item) -> Place<'a> {
 /// planned offsets. Returns the output bytes written. Chains without value steps take the direct paths
 /// (a kernel-side copy, casts and quantizers reading the stored type); every other chain decodes to f32,
 /// applies its steps and encodes.
-fn run_item(
-    plan: &Plan,
-    src: &dyn Source,
-    sink: &dyn Sink,
-    item: &Item,
-    stats: Option<&Vec<f32>>,
-    buf: &mut Vec<u8>,
-) -> Result<u64> {
+fn run_item(r: &Run<'_>, item: &Item, buf: &mut Vec<u8>) -> Result<u64> {
+    let Run {
+        plan, src, sink, ..
+    } = *r;
     let Place {
         job,
         sdt,
@@ -476,20 +487,20 @@ fn run_item(
     }
     let mut written = 0;
     for p in pieces(plan, src, item) {
-        written += run_chain(plan, src, sink, &p, stats, buf)?;
+        written += run_chain(r, &p, buf)?;
     }
     Ok(written)
 }
 
 /// The general chain on one piece: decode to f32, apply the steps, encode (with the companions).
-fn run_chain(
-    plan: &Plan,
-    src: &dyn Source,
-    sink: &dyn Sink,
-    item: &Item,
-    stats: Option<&Vec<f32>>,
-    buf: &mut Vec<u8>,
-) -> Result<u64> {
+fn run_chain(r: &Run<'_>, item: &Item, buf: &mut Vec<u8>) -> Result<u64> {
+    let Run {
+        plan,
+        src,
+        sink,
+        stats,
+    } = *r;
+    let stats = stats.get(&item.job);
     let Place {
         job,
         sdt,

@@ -11,8 +11,6 @@ use lbrx_formats::safetensors::INDEX_SUFFIX;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub(crate) use crate::writer::pretty;
-
 /// Every source tensor under its own name, in the dtype and through the transform `opts` choose; with a
 /// scaled encoding, each 2-D float `*.weight` it fits is encoded with its `weight_scale` companion beside it.
 fn name_for_name(src: &dyn Source, opts: &ConvertOptions) -> Vec<Planned> {

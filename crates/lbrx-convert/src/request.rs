@@ -221,8 +221,12 @@ pub struct ConvertArgs {
     pub overwrite: bool,
     /// `--sync`.
     pub sync: bool,
-    /// `--no-space-check`, `--skip-health`, `--verify` (only these fields of it are read).
-    pub checks: ConvertOptions,
+    /// `--no-space-check`.
+    pub no_space_check: bool,
+    /// `--skip-health`.
+    pub skip_health: bool,
+    /// `--verify`.
+    pub verify: bool,
     /// `--dry-run`.
     pub dry_run: bool,
     /// `--scaling` (tensor, row or block) for a scaled `--quant`.
@@ -373,9 +377,9 @@ impl ConvertArgs {
                 recipe,
                 imatrix,
                 scaled,
-                no_space_check: self.checks.no_space_check,
-                skip_health: self.checks.skip_health,
-                verify: self.checks.verify,
+                no_space_check: self.no_space_check,
+                skip_health: self.skip_health,
+                verify: self.verify,
             },
             dequantize_source,
             dry_run: self.dry_run,

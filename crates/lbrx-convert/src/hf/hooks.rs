@@ -335,8 +335,38 @@ fn text_params(c: &Ctx, meta: &mut Metadata) -> Result<()> {
 }
 
 impl ArchHooks for Phi3 {
+    /// GGUF -> HF: original context, sliding window, rotary fraction and the LongRoPE factors.
     fn hf_config(&self, x: &HfCtx, c: &mut Map<String, Json>) -> Result<()> {
-        self.reverse(x, c)
+        let (k, src, heads, hidden) = (x.k, x.src, x.heads, x.hidden);
+        let orig = k.u64("rope.scaling.original_context_length");
+        if let Some(v) = orig {
+            c.insert("original_max_position_embeddings".into(), json!(v));
+        }
+        let sw = k.u64("attention.sliding_window").unwrap_or(0);
+        c.insert(
+            "sliding_window".into(),
+            if sw == 0 { Json::Null } else { json!(sw) },
+        );
+        if let Some(rd) = k.u64("rope.dimension_count") {
+            c.insert(
+                "partial_rotary_factor".into(),
+                f32_json((rd * heads) as f64 / hidden as f64),
+            );
+        }
+        let long = tensor_f32(src, "rope_factors_long.weight")?;
+        let short = tensor_f32(src, "rope_factors_short.weight")?;
+        if let (Some(l), Some(s)) = (long, short) {
+            let to = |v: Vec<f32>| {
+                v.into_iter()
+                    .map(|x| f32_json(f64::from(x)))
+                    .collect::<Vec<_>>()
+            };
+            c.insert(
+                "rope_scaling".into(),
+                json!({"type": "longrope", "long_factor": to(l), "short_factor": to(s)}),
+            );
+        }
+        Ok(())
     }
 
     /// LongRoPE's long and short factors, and the attention factor.
@@ -479,43 +509,6 @@ impl ArchHooks for Phi3 {
             format!("{a}.attention.sliding_window"),
             u32v(h.find_u64(&["sliding_window"]).unwrap_or(0)),
         );
-        Ok(())
-    }
-}
-
-impl Phi3 {
-    /// GGUF -> HF: original context, sliding window, rotary fraction and the LongRoPE factors.
-    fn reverse(&self, x: &HfCtx, c: &mut Map<String, Json>) -> Result<()> {
-        use serde_json::json;
-        let (k, src, heads, hidden) = (x.k, x.src, x.heads, x.hidden);
-        let orig = k.u64("rope.scaling.original_context_length");
-        if let Some(v) = orig {
-            c.insert("original_max_position_embeddings".into(), json!(v));
-        }
-        let sw = k.u64("attention.sliding_window").unwrap_or(0);
-        c.insert(
-            "sliding_window".into(),
-            if sw == 0 { Json::Null } else { json!(sw) },
-        );
-        if let Some(rd) = k.u64("rope.dimension_count") {
-            c.insert(
-                "partial_rotary_factor".into(),
-                f32_json((rd * heads) as f64 / hidden as f64),
-            );
-        }
-        let long = tensor_f32(src, "rope_factors_long.weight")?;
-        let short = tensor_f32(src, "rope_factors_short.weight")?;
-        if let (Some(l), Some(s)) = (long, short) {
-            let to = |v: Vec<f32>| {
-                v.into_iter()
-                    .map(|x| f32_json(f64::from(x)))
-                    .collect::<Vec<_>>()
-            };
-            c.insert(
-                "rope_scaling".into(),
-                json!({"type": "longrope", "long_factor": to(l), "short_factor": to(s)}),
-            );
-        }
         Ok(())
     }
 }

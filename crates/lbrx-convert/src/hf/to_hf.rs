@@ -6,9 +6,9 @@
 
 use super::arch::{match_template, split_suffix, ArchSpec, ARCHS, TENSOR_MAP};
 use super::hooks::{f32_json, HfCtx, HfKeys};
-use crate::layout::pretty;
 use crate::plan::{transform_to, Input, Plan, Planned, Step};
 use crate::request::ConvertOptions;
+use crate::writer::pretty;
 use crate::writer::{Layout, OutputWriter, SafetensorsDir};
 use lbrx_core::{DType, Error, Result, Source, Value};
 use serde_json::{json, Map, Value as Json};

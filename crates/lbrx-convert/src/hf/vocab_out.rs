@@ -4,7 +4,7 @@
 //! same tokenizer keys.
 
 use super::arch::{ArchSpec, VocabOrder};
-use crate::layout::pretty;
+use crate::writer::pretty;
 use lbrx_core::{Error, Metadata, Result, Value};
 use lbrx_formats::sentencepiece::{ModelProto, NormalizerSpec, SentencePiece, TrainerSpec};
 use serde_json::{json, Map, Value as Json};
