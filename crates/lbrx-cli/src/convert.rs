@@ -23,12 +23,33 @@ pub(crate) struct Args {
     dtype: Option<Auto>,
     #[arg(long, value_parser = parse_quant, help = crate::util::quant_help())]
     quant: Option<QuantChoice>,
-    /// Scales of a scaled --quant (fp8): one per tensor (default), per row, or per block.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(lbrx_quant::scaled::GRANULARITIES))]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(lbrx_quant::scaled::GRANULARITIES), help = crate::util::scaling_help())]
     scaling: Option<String>,
-    /// Block size of --scaling block (default 128).
+    /// Tile size of --scaling block for fp8 and int8 (default 128).
     #[arg(long)]
     block_size: Option<u32>,
+    #[arg(long = "filter", value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::util::filter_names()), help = crate::util::filter_help())]
+    filters: Vec<String>,
+    /// Scaled --quant: quantize only the 2-D weights whose names match this regex.
+    #[arg(long, value_name = "REGEX")]
+    include: Option<String>,
+    /// Scaled --quant: keep the 2-D weights whose names match this regex in high precision.
+    #[arg(long, value_name = "REGEX")]
+    exclude: Option<String>,
+    /// Scaled --quant: keep layers whose dimensions are smaller than or not divisible by the block size
+    /// (16 for nvfp4, 32 for mxfp8, 128 for int8, 64 or --block-size for fp8) in high precision.
+    #[arg(long)]
+    heur: bool,
+    /// Scaled --quant fp8: give each layer a unit input_scale.
+    #[arg(long)]
+    input_scale: bool,
+    /// Scaled --quant fp8/int8: record full_precision_matrix_mult in each layer's comfy_quant.
+    #[arg(long)]
+    full_precision_mm: bool,
+    /// Rewrite a legacy scaled_fp8 SafeTensors model (scale_weight / scale_input) in the comfy_quant
+    /// layout ComfyUI's current loader reads.
+    #[arg(long)]
+    migrate: bool,
     /// GGUF output: llama-quantize's per-tensor type choices of this file type (Q4_K_M, Q6_K, IQ4_XS ...),
     /// in one pass: the same file as converting to an F16 GGUF (or `--dtype`) and running llama-quantize on it.
     #[arg(long, value_name = "TYPE")]
@@ -123,7 +144,13 @@ fn transform_name(j: &lbrx_convert::Job) -> String {
             group,
             ..
         } => format!("quantize {from}->{to} (MLX {bits}-bit, groups of {group})"),
-        Transform::Scaled { from, scheme } => format!("quantize {from}->{}", scheme.name()),
+        Transform::Scaled { from, scheme, .. } => {
+            format!(
+                "quantize {from}->{} ({})",
+                scheme.name(),
+                scheme.comfy_format()
+            )
+        }
         Transform::WrittenBy { .. } => "written with its weight".into(),
     };
     for s in &j.steps {
@@ -183,6 +210,17 @@ pub(crate) fn print_plan(plan: &Plan, json: bool) -> CliResult {
     for (name, p) in &plan.assets {
         s += &format!("{name} (copied from {})\n", p.display());
     }
+    if !plan.layers.is_empty() {
+        s += "\nlayers:\n";
+        for l in &plan.layers {
+            let what = match l.action {
+                lbrx_convert::scaled::Action::Quantize => format!("quantize -> {}", l.to),
+                lbrx_convert::scaled::Action::Keep => format!("keep {}", l.to),
+                lbrx_convert::scaled::Action::Remove => "remove".into(),
+            };
+            s += &format!("  {:<56} {:<32} {}\n", l.name, what, l.reason);
+        }
+    }
     for w in &plan.warnings {
         s += &format!("\nwarning: {w}\n");
     }
@@ -217,6 +255,13 @@ pub(crate) fn run(a: Args) -> CliResult {
         dry_run: a.dry_run,
         scaling: a.scaling,
         block_size: a.block_size,
+        filters: a.filters,
+        include: a.include,
+        exclude: a.exclude,
+        heur: a.heur,
+        input_scale: a.input_scale,
+        full_precision_mm: a.full_precision_mm,
+        migrate: a.migrate,
     }
     .resolve()?;
     let src = lbrx_convert::route::open_source(&req)?;

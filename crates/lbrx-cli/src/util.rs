@@ -73,8 +73,41 @@ pub(crate) fn quant_help() -> String {
         names(lbrx_convert::request::recipe_names()),
         lbrx_quant::codec::scaled_families()
             .iter()
-            .filter_map(|n| lbrx_quant::scaled::SCHEMES.iter().find(|f| f.name == *n))
+            .filter_map(|n| lbrx_quant::scaled::family_named(n))
             .map(|f| format!("{} = {}", f.name, f.doc))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
+}
+
+/// `--scaling`'s help, from the scaled families' table.
+pub(crate) fn scaling_help() -> String {
+    format!(
+        "Scales of a scaled --quant: {}",
+        lbrx_quant::scaled::SCHEMES
+            .iter()
+            .map(|f| format!("{} takes {}", f.name, f.granularities.join("|")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
+}
+
+/// The model filters' names.
+pub(crate) fn filter_names() -> Vec<&'static str> {
+    lbrx_convert::scaled::filters::FILTERS
+        .iter()
+        .map(|f| f.name)
+        .collect()
+}
+
+/// `--filter`'s help, from the model filter table.
+pub(crate) fn filter_help() -> String {
+    format!(
+        "Scaled --quant: keep the layers a model family needs in high precision, as convert-to-quant's filter \
+         of that name does (repeatable): {}",
+        lbrx_convert::scaled::filters::FILTERS
+            .iter()
+            .map(|f| format!("{} ({})", f.name, f.help))
             .collect::<Vec<_>>()
             .join("; ")
     )

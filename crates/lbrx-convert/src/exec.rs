@@ -76,6 +76,7 @@ fn logical_shape(job: &Job) -> std::borrow::Cow<'_, [u64]> {
             }
             std::borrow::Cow::Owned(s)
         }
+        Transform::Scaled { logical, .. } => std::borrow::Cow::Owned(logical.to_vec()),
         _ => std::borrow::Cow::Borrowed(&job.shape),
     }
 }
@@ -252,10 +253,13 @@ fn statistics(
     use std::sync::Mutex;
     let mut stats: std::collections::HashMap<usize, Mutex<Vec<f32>>> = Default::default();
     for (j, job) in plan.jobs.iter().enumerate() {
-        if let Transform::Scaled { scheme, .. } = job.transform {
+        if let Transform::Scaled {
+            scheme, logical, ..
+        } = job.transform
+        {
             stats.insert(
                 j,
-                Mutex::new(vec![0f32; scheme.stat_len(&job.shape) as usize]),
+                Mutex::new(vec![0f32; scheme.stat_len(&logical) as usize]),
             );
         }
     }
@@ -268,11 +272,16 @@ fn statistics(
         .filter(|it| stats.contains_key(&it.job))
         .try_for_each(|item| {
             let job = &plan.jobs[item.job];
-            let Transform::Scaled { from, scheme } = job.transform else {
+            let Transform::Scaled {
+                from,
+                scheme,
+                logical,
+            } = job.transform
+            else {
                 return Ok(());
             };
-            let cols = row_elems(&job.shape);
-            let mut local = vec![0f32; scheme.stat_len(&job.shape) as usize];
+            let cols = row_elems(&logical);
+            let mut local = vec![0f32; scheme.stat_len(&logical) as usize];
             for p in pieces(plan, src, item) {
                 let bytes = source_bytes(plan, job, src, p.elem, p.count)?;
                 let mut floats = vec![0f32; p.count as usize];
@@ -368,6 +377,20 @@ struct Place<'a> {
 
 fn place<'a>(plan: &'a Plan, src: &dyn Source, item: &Item) -> Place<'a> {
     let job = &plan.jobs[item.job];
+    if let Transform::Scaled {
+        scheme, logical, ..
+    } = job.transform
+    {
+        // one stored row per source row (NVFP4 and MXFP8 rows are padded and packed)
+        let cols = logical[1].max(1);
+        let row_bytes = scheme.out_row_bytes(&logical);
+        return Place {
+            job,
+            sdt: src_dtype(job, src),
+            out_off: job.offset + item.elem / cols * row_bytes,
+            out_len: item.count / cols * row_bytes,
+        };
+    }
     Place {
         job,
         sdt: src_dtype(job, src),
@@ -545,23 +568,44 @@ fn run_chain(r: &Run<'_>, item: &Item, buf: &mut Vec<u8>) -> Result<u64> {
             lbrx_quant::cast::encode_f32(to, &floats, &mut values);
             mlx_quant_item(plan, job, sink, item, &values, buf)
         }
-        Transform::Scaled { scheme, .. } => {
+        Transform::Scaled {
+            from,
+            scheme,
+            logical,
+        } => {
             let amax = stats.ok_or_else(|| {
                 Error::tensor(name.to_string(), "scaled encoding without its statistics")
             })?;
-            let cols = row_elems(&job.shape);
+            let cols = logical[1].max(1);
             buf.resize(out_len as usize, 0);
             scheme
-                .encode_rows(&floats, cols, item.elem / cols, amax, buf)
+                .encode_rows(from, &floats, cols, item.elem / cols, amax, buf)
                 .map_err(|e| context(e, name))?;
             sink.write_at(job.file, out_off, buf)?;
             let mut written = out_len;
+            let end = logical[0] * cols;
+            let pad = scheme.pad_rows(&logical) * scheme.out_row_bytes(&logical);
+            if item.elem + item.count == end && pad > 0 {
+                // the padding rows after the last source row
+                buf.clear();
+                buf.resize(pad as usize, 0);
+                sink.write_at(job.file, out_off + out_len, buf)?;
+                written += pad;
+            }
             if item.elem == 0 {
                 // the scales are known in full after the statistics pass: the first item writes them
-                let sj = companion(plan, job, 0)?;
-                let scales = scheme.scale_bytes(amax);
-                sink.write_at(sj.file, sj.offset, &scales)?;
-                written += scales.len() as u64;
+                let parts = scheme.companion_bytes(from, &logical, amax);
+                for (k, bytes) in parts.iter().enumerate() {
+                    let sj = companion(plan, job, k)?;
+                    if bytes.len() as u64 != sj.len {
+                        return Err(Error::tensor(
+                            sj.name.to_string(),
+                            format!("{} scale bytes planned, {} computed", sj.len, bytes.len()),
+                        ));
+                    }
+                    sink.write_at(sj.file, sj.offset, bytes)?;
+                    written += bytes.len() as u64;
+                }
             }
             Ok(written)
         }

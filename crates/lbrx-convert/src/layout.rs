@@ -1,9 +1,7 @@
 //! The name-for-name planners: a source's tensors, cast or quantized per the options, written under their own
 //! names into GGUF, SafeTensors (file or directory), `.npz` or `.npy` through the output writers.
 
-use crate::plan::{
-    choose, gguf_metadata, llama_file_type, string_metadata, Input, Plan, Planned, Transform,
-};
+use crate::plan::{choose, gguf_metadata, llama_file_type, string_metadata, Input, Plan, Planned};
 use crate::request::ConvertOptions;
 use crate::writer::{self, Layout, OutputWriter};
 use lbrx_core::{DType, Error, Format, Result, Source, Value};
@@ -11,41 +9,10 @@ use lbrx_formats::safetensors::INDEX_SUFFIX;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Every source tensor under its own name, in the dtype and through the transform `opts` choose; with a
-/// scaled encoding, each 2-D float `*.weight` it fits is encoded with its `weight_scale` companion beside it.
+/// Every source tensor under its own name, in the dtype and through the transform `opts` choose.
 fn name_for_name(src: &dyn Source, opts: &ConvertOptions) -> Vec<Planned> {
     let mut out = Vec::with_capacity(src.tensors().len());
     for (i, t) in src.tensors().iter().enumerate() {
-        if let Some(scheme) = opts.scaled {
-            let fits = t.name.ends_with(".weight")
-                && (t.dtype.is_castable_float() || lbrx_quant::ggml::can_dequantize(t.dtype))
-                && scheme.check(&t.shape).is_ok();
-            if fits {
-                let info = scheme.info();
-                let base = out.len();
-                let mut w = Planned::new(
-                    t.name.clone(),
-                    info.values,
-                    t.shape.clone(),
-                    Input::tensor(i),
-                    Transform::Scaled {
-                        from: t.dtype,
-                        scheme,
-                    },
-                );
-                w.companions = vec![base + 1];
-                out.push(w);
-                let stem = t.name.strip_suffix(".weight").unwrap_or(&t.name);
-                out.push(Planned::new(
-                    format!("{stem}.weight_scale"),
-                    info.scales,
-                    scheme.scale_shape(&t.shape),
-                    Input::tensor(i),
-                    Transform::WrittenBy { job: base },
-                ));
-                continue;
-            }
-        }
         let (dtype, tr) = choose(t.dtype, &t.shape, opts);
         out.push(Planned::new(
             t.name.clone(),
@@ -106,14 +73,28 @@ fn shard_stem(src: &dyn Source) -> String {
 /// Plans a SafeTensors output at `dst`: a single file if `dst` ends in `.safetensors`, else a directory (the
 /// source's sharding kept unless `--max-shard-size` is given).
 pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    let mut layout = Layout::new(name_for_name(src, opts), dst);
+    layout.string_metadata = string_metadata(src);
+    place_safetensors(src, layout, opts, true)
+}
+
+/// Places a SafeTensors layout: one file if its destination ends in `.safetensors`, else a directory with
+/// the source's sharding (a tensor computed at plan time goes with the one before it) unless
+/// `--max-shard-size` is given, the source's assets beside it (`config.json`'s dtype rewritten when
+/// `config_dtype` and `--dtype` say so).
+fn place_safetensors(
+    src: &dyn Source,
+    mut layout: Layout,
+    opts: &ConvertOptions,
+    config_dtype: bool,
+) -> Result<Plan> {
+    let dst = layout.dst.clone();
     let is_file = dst.extension().is_some_and(|e| e == "safetensors");
     if is_file && opts.max_shard_size.is_some() {
         return Err(Error::Usage(
             "--max-shard-size needs a directory destination (not a .safetensors file)".into(),
         ));
     }
-    let mut layout = Layout::new(name_for_name(src, opts), dst);
-    layout.string_metadata = string_metadata(src);
     if is_file {
         return writer::SafetensorsFile.layout(layout);
     }
@@ -126,8 +107,10 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
     } else {
         let n = src.files().len().max(1);
         let mut g = vec![Vec::new(); n];
+        let mut last = 0;
         for (i, t) in layout.tensors.iter().enumerate() {
-            let file = t.input.first_src().map_or(0, |s| src.tensors()[s].file);
+            let file = t.input.first_src().map_or(last, |s| src.tensors()[s].file);
+            last = file;
             g[file.min(n - 1)].push(i);
         }
         g.retain(|v| !v.is_empty());
@@ -141,7 +124,7 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
         let Some(name) = p.file_name().map(|n| n.to_string_lossy().into_owned()) else {
             continue;
         };
-        match (name.as_str(), opts.dtype) {
+        match (name.as_str(), opts.dtype.filter(|_| config_dtype)) {
             ("config.json", Some(d)) => match config_with_dtype(p, d)? {
                 Some(bytes) => layout.small_files.push((name, bytes)),
                 None => layout.assets.push((name, p.clone())),
@@ -152,10 +135,53 @@ pub fn plan_safetensors(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> 
     writer::SafetensorsDir.layout(layout)
 }
 
+/// Plans a scaled SafeTensors output (`--quant fp8|int8|nvfp4|mxfp8 ...`): the layout of
+/// [`crate::scaled::plan`], the source's metadata with `_quantization_metadata` added, and every layer's
+/// decision in the plan.
+pub fn plan_scaled(
+    src: &dyn Source,
+    dst: &Path,
+    opts: &ConvertOptions,
+    sc: &crate::scaled::ScaledOptions,
+) -> Result<Plan> {
+    let s = crate::scaled::plan(src, sc)?;
+    finish_scaled(src, dst, opts, s)
+}
+
+/// Places a scaled layout with its metadata and decisions.
+fn finish_scaled(
+    src: &dyn Source,
+    dst: &Path,
+    opts: &ConvertOptions,
+    s: crate::scaled::ScaledLayout,
+) -> Result<Plan> {
+    let mut layout = Layout::new(s.tensors, dst);
+    layout.inline = s.inline;
+    let mut meta = string_metadata(src).unwrap_or_default();
+    if let Some(q) = s.quant_metadata {
+        meta.insert("_quantization_metadata".to_string(), q);
+    }
+    layout.string_metadata = (!meta.is_empty()).then_some(meta);
+    let mut plan = place_safetensors(src, layout, opts, false)?;
+    plan.layers = s.layers;
+    Ok(plan)
+}
+
+/// Plans the rewrite of a legacy `scaled_fp8` model in the `comfy_quant` layout (`--migrate`), as
+/// convert-to-quant's `--convert-fp8-scaled` does it (see [`crate::scaled::migrate`]).
+pub fn plan_migrate(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
+    let s = crate::scaled::migrate(src)?;
+    finish_scaled(src, dst, opts, s)
+}
+
 /// Plans a NumPy `.npz` archive at `dst` (stored members, as `numpy.savez` / `mlx.core.savez` write): one
 /// `NAME.npy` per tensor, cast per `opts.dtype`; CRCs are filled in after the data.
 pub fn plan_npz(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan> {
-    if opts.quant.is_some() || opts.scaled.is_some() || opts.max_shard_size.is_some() {
+    if opts.quant.is_some()
+        || opts.scaled.is_some()
+        || opts.migrate
+        || opts.max_shard_size.is_some()
+    {
         return Err(Error::Usage(
             ".npz output takes --dtype only (no --quant or --max-shard-size)".into(),
         ));
@@ -193,7 +219,11 @@ pub fn plan_npy(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<P
             ),
         ));
     }
-    if opts.quant.is_some() || opts.scaled.is_some() || opts.max_shard_size.is_some() {
+    if opts.quant.is_some()
+        || opts.scaled.is_some()
+        || opts.migrate
+        || opts.max_shard_size.is_some()
+    {
         return Err(Error::Usage(
             ".npy output takes --dtype only (no --quant or --max-shard-size)".into(),
         ));

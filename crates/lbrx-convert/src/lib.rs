@@ -15,6 +15,7 @@ pub mod plan;
 pub mod recipe;
 pub mod request;
 pub mod route;
+pub mod scaled;
 pub mod shards;
 pub mod verify;
 pub mod workspace;

@@ -133,6 +133,8 @@ pub enum Transform {
         /// The encoding.
         #[serde(serialize_with = "ser_scheme")]
         scheme: lbrx_quant::scaled::Scheme,
+        /// The source matrix's shape `[rows, cols]` (the stored one may be padded and packed).
+        logical: [u64; 2],
     },
     /// Bytes written by another tensor's encoding (its companion: MLX scales or biases, a weight scale).
     WrittenBy {
@@ -309,6 +311,9 @@ pub struct Plan {
     pub imatrix: BTreeMap<usize, Vec<f32>>,
     /// What the plan cannot do as it stands (a dry run of a recipe that needs an importance matrix).
     pub warnings: Vec<String>,
+    /// A scaled conversion's decision for every 2-D weight (quantized, kept, removed) and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<crate::scaled::LayerChoice>,
 }
 
 /// The output writers (`crate::writer::get` gives each one's code).
@@ -350,6 +355,7 @@ impl Plan {
             writer,
             imatrix: BTreeMap::new(),
             warnings: Vec::new(),
+            layers: Vec::new(),
         }
     }
 }

@@ -36,9 +36,11 @@ pub struct ConvertOptions {
     pub skip_health: bool,
     /// Hash every written range and read it back before the output is moved into place.
     pub verify: bool,
-    /// SafeTensors output: 2-D `*.weight` matrices in this scaled encoding, each with its `weight_scale`
-    /// (the scales from a statistics pass over the tensor before it is encoded).
-    pub scaled: Option<lbrx_quant::scaled::Scheme>,
+    /// SafeTensors output: 2-D `*.weight` matrices in a scaled encoding, each with its scales (from a
+    /// statistics pass over the tensor before it is encoded) and its `comfy_quant`, as ComfyUI loads them.
+    pub scaled: Option<crate::scaled::ScaledOptions>,
+    /// SafeTensors output: a legacy `scaled_fp8` model rewritten in the `comfy_quant` layout.
+    pub migrate: bool,
 }
 
 /// A model layout a directory destination can take.
@@ -233,6 +235,20 @@ pub struct ConvertArgs {
     pub scaling: Option<String>,
     /// `--block-size` for block scaling.
     pub block_size: Option<u32>,
+    /// `--filter NAME` (model filters for a scaled `--quant`), in order.
+    pub filters: Vec<String>,
+    /// `--include REGEX`.
+    pub include: Option<String>,
+    /// `--exclude REGEX`.
+    pub exclude: Option<String>,
+    /// `--heur`.
+    pub heur: bool,
+    /// `--input-scale`.
+    pub input_scale: bool,
+    /// `--full-precision-mm`.
+    pub full_precision_mm: bool,
+    /// `--migrate`.
+    pub migrate: bool,
 }
 
 /// A conversion request with every default and flag interaction resolved, once; the planners and the
@@ -293,11 +309,21 @@ impl ConvertArgs {
         } else {
             None
         };
-        let scaled_family = match &self.quant {
+        // a name both ggml and the scaled families have (NVFP4) is the scaled one outside GGUF
+        let choice = match self.quant {
+            Some(QuantChoice::Type(d)) if !to_gguf => {
+                match lbrx_quant::scaled::family_named(d.name()) {
+                    Some(f) => Some(QuantChoice::Scaled(f.name)),
+                    None => Some(QuantChoice::Type(d)),
+                }
+            }
+            q => q,
+        };
+        let scaled_family = match &choice {
             Some(QuantChoice::Scaled(f)) => Some(*f),
             _ => None,
         };
-        let (quant, recipe_name) = match (self.quant, self.recipe) {
+        let (quant, recipe_name) = match (choice, self.recipe) {
             (Some(_), Some(_)) => {
                 return Err(Error::Usage("give --quant or --recipe, not both".into()))
             }
@@ -331,34 +357,85 @@ impl ConvertArgs {
             }),
             None => None,
         };
-        let scaled = match (scaled_family, &self.scaling) {
-            (Some(family), scaling) => {
+        let scaled_flags = !self.filters.is_empty()
+            || self.include.is_some()
+            || self.exclude.is_some()
+            || self.heur
+            || self.input_scale
+            || self.full_precision_mm;
+        let scaled = match scaled_family {
+            Some(family) => {
                 if to_gguf || target.is_some() {
                     return Err(Error::Usage(format!(
                         "--quant {family} writes SafeTensors (a .safetensors file or a directory), not GGUF or --to"
                     )));
                 }
-                let name = scaling.as_deref().unwrap_or("tensor");
-                let g =
-                    lbrx_quant::scaled::Granularity::parse(name, self.block_size.unwrap_or(128))
-                        .ok_or_else(|| {
-                            Error::Usage(format!(
-                                "--scaling {name}: use one of {}",
-                                lbrx_quant::scaled::GRANULARITIES.join(", ")
-                            ))
-                        })?;
-                Some(lbrx_quant::scaled::Scheme::Fp8E4m3(g))
+                if self.block_size.is_some() && self.scaling.as_deref() != Some("block") {
+                    return Err(Error::Usage(
+                        "--block-size goes with --scaling block".into(),
+                    ));
+                }
+                let scheme = lbrx_quant::scaled::Scheme::new(
+                    family,
+                    self.scaling.as_deref(),
+                    self.block_size,
+                )
+                .map_err(Error::Usage)?;
+                let output_dtype = match self.dtype {
+                    None => DType::BF16,
+                    Some(d @ (DType::BF16 | DType::F16)) => d,
+                    Some(d) => {
+                        return Err(Error::Usage(format!(
+                            "with --quant {family}, --dtype is the compute dtype of the quantized layers and the \
+                             dtype of the weights left unquantized: bf16 or f16, not {d}"
+                        )))
+                    }
+                };
+                let regex = |flag: &str, r: &Option<String>| -> Result<Option<regex::Regex>> {
+                    r.as_deref()
+                        .map(|p| {
+                            regex::Regex::new(p)
+                                .map_err(|e| Error::Usage(format!("{flag} '{p}': {e}")))
+                        })
+                        .transpose()
+                };
+                let filters = self
+                    .filters
+                    .iter()
+                    .map(|f| crate::scaled::filters::named(f).map_err(Error::Usage))
+                    .collect::<Result<Vec<_>>>()?;
+                Some(crate::scaled::ScaledOptions {
+                    scheme,
+                    output_dtype,
+                    filters,
+                    include: regex("--include", &self.include)?,
+                    exclude: regex("--exclude", &self.exclude)?,
+                    heur: self.heur,
+                    input_scale: self.input_scale,
+                    full_precision_mm: self.full_precision_mm,
+                })
             }
-            (_, Some(_)) => {
-                return Err(Error::Usage(
-                    "--scaling goes with a scaled --quant (fp8)".into(),
-                ))
+            None if self.scaling.is_some() || self.block_size.is_some() || scaled_flags => {
+                return Err(Error::Usage(format!(
+                    "--scaling, --block-size, --filter, --include, --exclude, --heur, --input-scale and \
+                     --full-precision-mm go with a scaled --quant ({})",
+                    lbrx_quant::codec::scaled_families().join(", ")
+                )))
             }
-            _ => None,
+            None => None,
         };
-        if self.block_size.is_some() && self.scaling.as_deref() != Some("block") {
+        if self.migrate
+            && (to_gguf
+                || target.is_some()
+                || quant.is_some()
+                || scaled.is_some()
+                || recipe.is_some()
+                || self.dtype.is_some())
+        {
             return Err(Error::Usage(
-                "--block-size goes with --scaling block".into(),
+                "--migrate rewrites a legacy scaled_fp8 SafeTensors model in place of a copy: give no --quant, \
+                 --dtype or --to"
+                    .into(),
             ));
         }
         let dequantize_source = self.dequantize || mlx_quant.is_some() || to_gguf;
@@ -377,6 +454,7 @@ impl ConvertArgs {
                 recipe,
                 imatrix,
                 scaled,
+                migrate: self.migrate,
                 no_space_check: self.no_space_check,
                 skip_health: self.skip_health,
                 verify: self.verify,

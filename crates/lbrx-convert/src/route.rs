@@ -49,6 +49,10 @@ pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan>
         crate::mlx::plan_mlx(src, dst, opts)
     } else if opts.target == Some(Target::Hf) {
         crate::hf::to_hf::plan_gguf_hf(src, dst, opts)
+    } else if let Some(sc) = &opts.scaled {
+        crate::layout::plan_scaled(src, dst, opts, sc)
+    } else if opts.migrate {
+        crate::layout::plan_migrate(src, dst, opts)
     } else {
         plan_safetensors(src, dst, opts)
     }
@@ -56,8 +60,16 @@ pub fn plan(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Result<Plan>
 
 /// Opens a request's source: the format's reader, seen through the dequantizing view of quantized MLX
 /// models where the request needs it.
+/// and of scaled (ComfyUI) layers when the request changes dtypes or re-encodes.
 pub fn open_source(req: &crate::request::Request) -> Result<Box<dyn Source>> {
     let src = lbrx_formats::open(&req.src)?;
+    let o = &req.options;
+    let src = if (o.dtype.is_some() || o.scaled.is_some() || req.dequantize_source) && !o.migrate {
+        let to = if o.scaled.is_some() { None } else { o.dtype };
+        crate::scaled::read::dequantized(src, to.filter(|d| d.is_castable_float()))?
+    } else {
+        src
+    };
     if req.dequantize_source {
         crate::mlx::source::DequantSource::wrap(src)
     } else {

@@ -1,0 +1,676 @@
+//! Scaled low-precision encodings, as ComfyUI's mixed-precision loader reads them and `convert-to-quant`
+//! (PyPI 1.3.4) writes them: a weight matrix multiplied by scales derived from absolute maxima (over the whole
+//! tensor, a row, a 2-D tile or a micro-block of a row), clamped and rounded into a narrow type, with the
+//! dequantization scales stored beside it. Every formula is the one of `convert-to-quant --simple` on CPU
+//! (its `learned_rounding.py` simple paths, `comfy/quant_ops.py` and comfy-kitchen's eager backend), f32
+//! operation for f32 operation:
+//!
+//! - FP8 E4M3 ("fn"): `s = 448 / max(amax, 1e-12)` (torch's `448.0 / t`: `(1 / t) * 448`),
+//!   `q = e4m3(clamp(w * s, ±448))`, `weight_scale = 1 / s`; per tensor (`[]`), row (`[M]`) or `n x n` tile.
+//! - FP8 E5M2, per tensor, as ComfyUI's `TensorCoreFP8Layout` defines it: `scale = amax / 57344`,
+//!   `q = e5m2(clamp(w * (1 / scale), ±57344))` with the product in the source's float type.
+//! - INT8: tensor-wise `d = max(amax, 1e-12) / 127`, `q = rne(clamp(w * (1 / d), ±127))`; row-wise
+//!   `s = 127 / max(amax, 1e-12)`, `q = rne(clamp(w * s))`, `weight_scale = 1 / s` (`[M, 1]`); block-wise
+//!   `d = max(amax / 127, 1e-8)`, `q = rne(clamp(w / d))` (`[M/n, N/n]`, with a unit `input_scale`).
+//! - NVFP4 and MXFP8 ([`micro`]): E2M1 codes with E4M3 scales per 16 values and a per-tensor
+//!   `weight_scale_2 = amax / 2688`, or E4M3 values with E8M0 scales per 32; shapes padded to 16 or 32,
+//!   scales in cuBLAS' swizzled 128x4 tiling.
+//!
+//! A weight that is zero throughout gets zero codes and unit scales (convert-to-quant's zero-tensor rule;
+//! its NVFP4 simple path would divide by a zero scale). The absolute maxima come from a statistics pass over
+//! the tensor before any of it is encoded ([`Scheme::stat_len`], [`Scheme::accumulate`]).
+
+pub mod dequant;
+pub mod micro;
+
+use crate::cast::{bf16_bits, f16_bits, f16_to_f32, f32_to_e4m3, f32_to_e5m2};
+use lbrx_core::{DType, Error, Result};
+
+/// The scaled families (one row each in [`SCHEMES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// FP8 E4M3 ("fn") values with F32 scales (per tensor, row or tile).
+    Fp8,
+    /// FP8 E5M2 values with one F32 scale (ComfyUI's `float8_e5m2`).
+    Fp8E5m2,
+    /// INT8 values with F32 scales (per tensor, row or tile).
+    Int8,
+    /// NVFP4: E2M1 codes two per byte, E4M3 scales per 16 values, an F32 per-tensor scale.
+    Nvfp4,
+    /// MXFP8: E4M3 values, E8M0 scales per 32 values.
+    Mxfp8,
+}
+
+/// One scaled family: its name on the command line, its stored types and what scale granularities it takes.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemeInfo {
+    /// Its family.
+    pub family: Family,
+    /// Name (`fp8`, `int8`, `nvfp4` ...).
+    pub name: &'static str,
+    /// The stored value type.
+    pub values: DType,
+    /// The `weight_scale` type.
+    pub scales: DType,
+    /// The `--scaling` granularities it takes (the first is its default).
+    pub granularities: &'static [&'static str],
+    /// Output rows and columns are padded to a multiple of this (1: no padding).
+    pub pad: u64,
+    /// One line for the CLI's help.
+    pub doc: &'static str,
+}
+
+/// The registry of scaled encodings (the CLI's lists are generated from it).
+pub const SCHEMES: &[SchemeInfo] = &[
+    SchemeInfo {
+        family: Family::Fp8,
+        name: "fp8",
+        values: DType::F8E4M3,
+        scales: DType::F32,
+        granularities: &["tensor", "row", "block"],
+        pad: 1,
+        doc: "FP8 E4M3 weights with F32 scales per tensor, row or block (float8_e4m3fn[_rowwise|_blockwise])",
+    },
+    SchemeInfo {
+        family: Family::Fp8E5m2,
+        name: "fp8_e5m2",
+        values: DType::F8E5M2,
+        scales: DType::F32,
+        granularities: &["tensor"],
+        pad: 1,
+        doc: "FP8 E5M2 weights with one F32 scale, amax / 57344 (float8_e5m2)",
+    },
+    SchemeInfo {
+        family: Family::Int8,
+        name: "int8",
+        values: DType::I8,
+        scales: DType::F32,
+        granularities: &["tensor", "row", "block"],
+        pad: 1,
+        doc: "INT8 weights with F32 scales per tensor, row or block (int8_tensorwise, int8_blockwise)",
+    },
+    SchemeInfo {
+        family: Family::Nvfp4,
+        name: "nvfp4",
+        values: DType::U8,
+        scales: DType::F8E4M3,
+        granularities: &["block"],
+        pad: 16,
+        doc: "NVFP4: E2M1 pairs, E4M3 scales per 16 values, F32 weight_scale_2 (nvfp4)",
+    },
+    SchemeInfo {
+        family: Family::Mxfp8,
+        name: "mxfp8",
+        values: DType::F8E4M3,
+        scales: DType::U8,
+        granularities: &["block"],
+        pad: 32,
+        doc: "MXFP8: E4M3 values, E8M0 scales per 32 values (mxfp8)",
+    },
+];
+
+/// Every granularity name any family takes, as the CLI spells them.
+pub const GRANULARITIES: &[&str] = &["tensor", "row", "block"];
+
+/// The default tile size of `--scaling block` for FP8 and INT8.
+pub const DEFAULT_BLOCK: u32 = 128;
+
+/// The smallest absolute maximum an FP8 or INT8 scale is computed from (an all-zero row gets a finite scale).
+const MIN_AMAX: f32 = 1e-12;
+
+/// Over what the absolute maximum (and so the scale) is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Granularity {
+    /// One scale for the whole tensor (an F32 scalar).
+    Tensor,
+    /// One scale per row.
+    Row,
+    /// One scale per `n x n` tile for FP8 and INT8; the family's own micro-block of a row for NVFP4 (16)
+    /// and MXFP8 (32).
+    Block(u32),
+}
+
+/// What the `input_scale` companion of an FP8 weight holds (INT8 block-wise always writes a unit one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InputScale {
+    /// No `input_scale`.
+    #[default]
+    None,
+    /// An F32 scalar 1.0 (`--input-scale`).
+    One,
+    /// A copy of the weight scale (convert-to-quant's rule for text encoders: t5xxl, mistral, visual).
+    WeightScale,
+}
+
+/// A scaled encoding: a family with its granularity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Scheme {
+    /// The family.
+    pub family: Family,
+    /// Over what its scales are taken.
+    pub granularity: Granularity,
+    /// Its `input_scale` companion.
+    pub input: InputScale,
+}
+
+/// A tensor a scaled weight writes beside its values: `<layer>.<suffix>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Companion {
+    /// Name after the layer's (`weight_scale`, `weight_scale_2`, `input_scale`).
+    pub suffix: &'static str,
+    /// Its dtype.
+    pub dtype: DType,
+    /// Its shape.
+    pub shape: Vec<u64>,
+}
+
+impl Granularity {
+    /// Parses `tensor`, `row` or `block` (with the block size given separately).
+    pub fn parse(name: &str, block: u32) -> Option<Granularity> {
+        match name {
+            "tensor" => Some(Granularity::Tensor),
+            "row" => Some(Granularity::Row),
+            "block" if block > 0 => Some(Granularity::Block(block)),
+            _ => None,
+        }
+    }
+
+    /// Its name (`block 128`).
+    pub fn name(self) -> String {
+        match self {
+            Granularity::Tensor => "tensor".into(),
+            Granularity::Row => "row".into(),
+            Granularity::Block(n) => format!("block {n}"),
+        }
+    }
+}
+
+/// The registry row of a family name.
+pub fn family_named(name: &str) -> Option<&'static SchemeInfo> {
+    SCHEMES.iter().find(|s| s.name.eq_ignore_ascii_case(name))
+}
+
+/// `x` rounded up to a multiple of `m`.
+pub fn roundup(x: u64, m: u64) -> u64 {
+    x.div_ceil(m.max(1)) * m.max(1)
+}
+
+/// f32 rounded through a float dtype (BF16, F16; others unchanged).
+fn round_to(d: DType, v: f32) -> f32 {
+    match d {
+        DType::BF16 => f32::from_bits((bf16_bits(v) as u32) << 16),
+        DType::F16 => f16_to_f32(f16_bits(v)),
+        _ => v,
+    }
+}
+
+/// torch's float-to-int8 cast of a clamped, rounded value (NaN becomes 0, as the vector conversion does).
+fn to_i8(v: f32) -> u8 {
+    if v.is_nan() {
+        0
+    } else {
+        (v as i32 as i8) as u8
+    }
+}
+
+impl Scheme {
+    /// The scheme of family `name` with the granularity `scaling` (the family's default when `None`) and
+    /// tile size `block` (FP8 and INT8 `block`; NVFP4 and MXFP8 have their own).
+    pub fn new(
+        name: &str,
+        scaling: Option<&str>,
+        block: Option<u32>,
+    ) -> std::result::Result<Scheme, String> {
+        let info = family_named(name).ok_or_else(|| {
+            format!(
+                "'{name}' is not a scaled family (use {})",
+                SCHEMES
+                    .iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let g = scaling.unwrap_or(info.granularities[0]);
+        if !info.granularities.contains(&g) {
+            return Err(format!(
+                "--quant {} takes --scaling {} (not {g})",
+                info.name,
+                info.granularities.join(" or ")
+            ));
+        }
+        let granularity = match info.family {
+            Family::Nvfp4 => Granularity::Block(16),
+            Family::Mxfp8 => Granularity::Block(32),
+            _ => Granularity::parse(g, block.unwrap_or(DEFAULT_BLOCK)).ok_or_else(|| {
+                format!("--block-size must be positive (got {})", block.unwrap_or(0))
+            })?,
+        };
+        if block.is_some() && !matches!(info.family, Family::Fp8 | Family::Int8) {
+            return Err(format!("--quant {} has a fixed block size", info.name));
+        }
+        Ok(Scheme {
+            family: info.family,
+            granularity,
+            input: InputScale::None,
+        })
+    }
+
+    /// The family's registry row.
+    pub fn info(self) -> &'static SchemeInfo {
+        SCHEMES
+            .iter()
+            .find(|s| s.family == self.family)
+            .unwrap_or(&SCHEMES[0])
+    }
+
+    /// Name with its granularity (`fp8 (row scales)`).
+    pub fn name(self) -> String {
+        match self.family {
+            Family::Nvfp4 | Family::Mxfp8 | Family::Fp8E5m2 => self.info().name.to_string(),
+            _ => format!("{} ({} scales)", self.info().name, self.granularity.name()),
+        }
+    }
+
+    /// The layer format as ComfyUI's `comfy_quant` names it.
+    pub fn comfy_format(self) -> &'static str {
+        match (self.family, self.granularity) {
+            (Family::Fp8, Granularity::Tensor) => "float8_e4m3fn",
+            (Family::Fp8, Granularity::Row) => "float8_e4m3fn_rowwise",
+            (Family::Fp8, Granularity::Block(_)) => "float8_e4m3fn_blockwise",
+            (Family::Fp8E5m2, _) => "float8_e5m2",
+            (Family::Int8, Granularity::Block(_)) => "int8_blockwise",
+            (Family::Int8, _) => "int8_tensorwise",
+            (Family::Nvfp4, _) => "nvfp4",
+            (Family::Mxfp8, _) => "mxfp8",
+        }
+    }
+
+    /// The `group_size` the layer's `comfy_quant` records (block formats only).
+    pub fn group_size(self) -> Option<u32> {
+        match (self.family, self.granularity) {
+            (Family::Fp8 | Family::Int8 | Family::Nvfp4 | Family::Mxfp8, Granularity::Block(n)) => {
+                Some(n)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a tensor of `shape` can take this encoding (2-D, non-empty, and whole tiles for FP8 and INT8
+    /// block scales); the reason when not.
+    pub fn check(self, shape: &[u64]) -> std::result::Result<(), String> {
+        let [rows, cols] = shape else {
+            return Err(format!("{}-D, not a matrix", shape.len()));
+        };
+        if *rows == 0 || *cols == 0 {
+            return Err("empty".into());
+        }
+        if let (Family::Fp8 | Family::Int8, Granularity::Block(n)) = (self.family, self.granularity)
+        {
+            let n = n as u64;
+            if rows % n != 0 || cols % n != 0 {
+                return Err(format!("{rows}x{cols} is not made of {n}x{n} blocks"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored value type.
+    pub fn out_dtype(self) -> DType {
+        self.info().values
+    }
+
+    /// The padded logical shape `[rows, cols]` the encoding works on.
+    fn padded(self, shape: &[u64]) -> (u64, u64) {
+        let (r, c) = dims(shape);
+        let p = self.info().pad;
+        (roundup(r, p), roundup(c, p))
+    }
+
+    /// The stored shape of the weight (NVFP4: two codes per byte; NVFP4 and MXFP8 padded).
+    pub fn out_shape(self, shape: &[u64]) -> Vec<u64> {
+        let (r, c) = self.padded(shape);
+        match self.family {
+            Family::Nvfp4 => vec![r, c / 2],
+            Family::Mxfp8 => vec![r, c],
+            _ => shape.to_vec(),
+        }
+    }
+
+    /// Bytes of one stored row.
+    pub fn out_row_bytes(self, shape: &[u64]) -> u64 {
+        self.out_shape(shape).get(1).copied().unwrap_or(1)
+    }
+
+    /// Rows of zero bytes the stored weight has after the encoded rows (padding).
+    pub fn pad_rows(self, shape: &[u64]) -> u64 {
+        self.padded(shape).0 - dims(shape).0
+    }
+
+    /// The number of micro-block scales per padded row (NVFP4, MXFP8).
+    fn micro_per_row(self, shape: &[u64]) -> u64 {
+        let n = match self.granularity {
+            Granularity::Block(n) => n as u64,
+            _ => 1,
+        };
+        self.padded(shape).1 / n
+    }
+
+    /// The tensors written beside the weight, in order.
+    pub fn companions(self, shape: &[u64]) -> Vec<Companion> {
+        let (rows, cols) = dims(shape);
+        let f32_scalar = |suffix| Companion {
+            suffix,
+            dtype: DType::F32,
+            shape: Vec::new(),
+        };
+        let mut out = Vec::new();
+        match self.family {
+            Family::Nvfp4 | Family::Mxfp8 => {
+                let (r, _) = self.padded(shape);
+                out.push(Companion {
+                    suffix: "weight_scale",
+                    dtype: self.info().scales,
+                    shape: vec![roundup(r, 128), roundup(self.micro_per_row(shape), 4)],
+                });
+                if self.family == Family::Nvfp4 {
+                    out.push(f32_scalar("weight_scale_2"));
+                }
+            }
+            _ => {
+                let s = match (self.family, self.granularity) {
+                    (_, Granularity::Tensor) => Vec::new(),
+                    (Family::Int8, Granularity::Row) => vec![rows, 1],
+                    (_, Granularity::Row) => vec![rows],
+                    (_, Granularity::Block(n)) => vec![rows / n as u64, cols / n as u64],
+                };
+                out.push(Companion {
+                    suffix: "weight_scale",
+                    dtype: DType::F32,
+                    shape: s.clone(),
+                });
+                match self.input_scale() {
+                    InputScale::None => {}
+                    InputScale::One => out.push(f32_scalar("input_scale")),
+                    InputScale::WeightScale => out.push(Companion {
+                        suffix: "input_scale",
+                        dtype: DType::F32,
+                        shape: s,
+                    }),
+                }
+            }
+        }
+        out
+    }
+
+    /// The `input_scale` this weight gets: block-wise INT8 always a unit one, other INT8 layers only the
+    /// text encoders' copy of the weight scale, NVFP4 and MXFP8 none (as convert-to-quant writes them).
+    pub fn input_scale(self) -> InputScale {
+        match (self.family, self.granularity, self.input) {
+            (Family::Int8, Granularity::Block(_), _) => InputScale::One,
+            (Family::Int8, _, InputScale::WeightScale) => InputScale::WeightScale,
+            (Family::Int8 | Family::Nvfp4 | Family::Mxfp8, _, _) => InputScale::None,
+            (_, _, i) => i,
+        }
+    }
+
+    /// How many absolute maxima the statistics pass keeps for a weight of `shape`.
+    pub fn stat_len(self, shape: &[u64]) -> u64 {
+        let (rows, cols) = dims(shape);
+        match (self.family, self.granularity) {
+            (Family::Nvfp4, _) => 1 + self.padded(shape).0 * self.micro_per_row(shape),
+            (Family::Mxfp8, _) => self.padded(shape).0 * self.micro_per_row(shape),
+            (_, Granularity::Tensor) => 1,
+            (_, Granularity::Row) => rows,
+            (_, Granularity::Block(n)) => (rows / n as u64) * (cols / n as u64),
+        }
+    }
+
+    /// Folds the absolute values of whole rows (`values`, `cols` wide, starting at row `first_row`) into
+    /// `amax` (one entry per statistic; NaN wins, as in torch's `amax`).
+    pub fn accumulate(self, values: &[f32], cols: u64, first_row: u64, amax: &mut [f32]) {
+        let c = cols.max(1) as usize;
+        let fold = |m: f32, s: &[f32]| s.iter().fold(m, |m, v| nan_max(m, v.abs()));
+        for (r, row) in values.chunks(c).enumerate() {
+            let r = first_row + r as u64;
+            match (self.family, self.granularity) {
+                (Family::Nvfp4 | Family::Mxfp8, Granularity::Block(n)) => {
+                    let mut base = (r * self.micro_per_row(&[0, cols])) as usize;
+                    if self.family == Family::Nvfp4 {
+                        amax[0] = fold(amax[0], row);
+                        base += 1;
+                    }
+                    for (b, blk) in row.chunks(n as usize).enumerate() {
+                        amax[base + b] = fold(amax[base + b], blk);
+                    }
+                }
+                (_, Granularity::Block(n)) => {
+                    let per = (cols / n as u64) as usize;
+                    let base = (r / n as u64) as usize * per;
+                    for (b, tile) in row.chunks(n as usize).enumerate() {
+                        amax[base + b] = fold(amax[base + b], tile);
+                    }
+                }
+                (_, Granularity::Row) => amax[r as usize] = fold(amax[r as usize], row),
+                (_, Granularity::Tensor) => amax[0] = fold(amax[0], row),
+            }
+        }
+    }
+
+    /// Whether the statistics say the whole tensor is zero (convert-to-quant's zero-tensor rule).
+    fn all_zero(self, amax: &[f32]) -> bool {
+        match self.family {
+            Family::Nvfp4 => amax.first() == Some(&0.0),
+            Family::Mxfp8 => false,
+            _ => amax.iter().all(|&a| a == 0.0),
+        }
+    }
+
+    /// The FP8 / INT8 quantization multiplier of one statistic (`None` for block-wise INT8, which divides).
+    fn multiplier(self, a: f32) -> f32 {
+        // torch's clamp keeps a NaN maximum NaN
+        let clamped = if a.is_nan() { a } else { a.max(MIN_AMAX) };
+        match (self.family, self.granularity) {
+            (Family::Fp8, _) => (1.0 / clamped) * 448.0,
+            (Family::Int8, Granularity::Tensor) => 1.0 / (clamped / 127.0),
+            (Family::Int8, _) => (1.0 / clamped) * 127.0,
+            _ => f32::NAN,
+        }
+    }
+
+    /// The stored F32 scale of one FP8 / INT8 / E5M2 statistic.
+    fn scale_of(self, from: DType, a: f32) -> f32 {
+        match (self.family, self.granularity) {
+            (Family::Int8, Granularity::Tensor) => {
+                let c = if a.is_nan() { a } else { a.max(MIN_AMAX) };
+                c / 127.0
+            }
+            (Family::Int8, Granularity::Block(_)) => int8_block_scale(a),
+            (Family::Fp8E5m2, _) => e5m2_scale(from, a),
+            _ => 1.0 / self.multiplier(a),
+        }
+    }
+
+    /// Encodes whole rows (`values` decoded from `from`, `cols` wide, from row `first_row`) with the
+    /// statistics `amax` into `out` (one stored row per input row: [`Scheme::out_row_bytes`] each).
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_rows(
+        self,
+        from: DType,
+        values: &[f32],
+        cols: u64,
+        first_row: u64,
+        amax: &[f32],
+        out: &mut [u8],
+    ) -> Result<()> {
+        let c = cols.max(1) as usize;
+        let shape = [0, cols];
+        let row_bytes = self.out_row_bytes(&shape) as usize;
+        if out.len() != values.len() / c * row_bytes || !values.len().is_multiple_of(c) {
+            return Err(Error::Invalid(format!(
+                "scaled encoding: {} values of {c}-wide rows into {} bytes",
+                values.len(),
+                out.len()
+            )));
+        }
+        if self.all_zero(amax) {
+            out.fill(0);
+            return Ok(());
+        }
+        match self.family {
+            Family::Nvfp4 | Family::Mxfp8 => {
+                let per = self.micro_per_row(&shape) as usize;
+                for (r, (row, o)) in values.chunks(c).zip(out.chunks_mut(row_bytes)).enumerate() {
+                    let r = (first_row as usize) + r;
+                    if self.family == Family::Nvfp4 {
+                        let base = 1 + r * per;
+                        micro::nvfp4_row(row, amax[0], &amax[base..base + per], o);
+                    } else {
+                        micro::mxfp8_row(row, &amax[r * per..(r + 1) * per], o);
+                    }
+                }
+            }
+            Family::Fp8E5m2 => {
+                let inv = round_to(from, 1.0 / e5m2_scale(from, amax[0]));
+                for (v, o) in values.iter().zip(out.iter_mut()) {
+                    let p = round_to(from, v * inv);
+                    *o = f32_to_e5m2(p.clamp(-57344.0, 57344.0));
+                }
+            }
+            Family::Fp8 | Family::Int8 => {
+                for (r, (row, o)) in values.chunks(c).zip(out.chunks_mut(row_bytes)).enumerate() {
+                    let r = first_row + r as u64;
+                    for (k, (&v, q)) in row.iter().zip(o.iter_mut()).enumerate() {
+                        let a = amax[self.stat_index(r, k as u64, cols)];
+                        *q = self.encode_one(v, a);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One FP8 or INT8 value from its statistic.
+    fn encode_one(self, v: f32, a: f32) -> u8 {
+        match (self.family, self.granularity) {
+            (Family::Int8, Granularity::Block(_)) => to_i8(
+                (v / int8_block_scale(a))
+                    .clamp(-127.0, 127.0)
+                    .round_ties_even(),
+            ),
+            (Family::Int8, _) => {
+                let k = self.multiplier(a);
+                // a NaN multiplier gives its own NaN whatever the value (as torch's product does)
+                let p = if k.is_nan() { k } else { v * k };
+                to_i8(p.clamp(-127.0, 127.0).round_ties_even())
+            }
+            _ => {
+                let k = self.multiplier(a);
+                let p = if k.is_nan() { k } else { v * k };
+                f32_to_e4m3(p.clamp(-448.0, 448.0))
+            }
+        }
+    }
+
+    /// Which FP8 / INT8 statistic the element at (`row`, `col`) of a `cols`-wide weight belongs to.
+    fn stat_index(self, row: u64, col: u64, cols: u64) -> usize {
+        match self.granularity {
+            Granularity::Tensor => 0,
+            Granularity::Row => row as usize,
+            Granularity::Block(n) => {
+                let n = n as u64;
+                ((row / n) * (cols / n) + col / n) as usize
+            }
+        }
+    }
+
+    /// The companions' bytes (in [`Scheme::companions`] order) from the statistics of a weight of `shape`
+    /// decoded from `from`.
+    pub fn companion_bytes(self, from: DType, shape: &[u64], amax: &[f32]) -> Vec<Vec<u8>> {
+        let f32s =
+            |v: &mut dyn Iterator<Item = f32>| v.flat_map(f32::to_le_bytes).collect::<Vec<u8>>();
+        let zero = self.all_zero(amax);
+        match self.family {
+            Family::Nvfp4 | Family::Mxfp8 => {
+                let (rows, _) = self.padded(shape);
+                let per = self.micro_per_row(shape);
+                let scales: Vec<u8> = if zero {
+                    vec![0; (rows * per) as usize]
+                } else if self.family == Family::Nvfp4 {
+                    amax[1..]
+                        .iter()
+                        .map(|&b| micro::nvfp4_block_scale(b, amax[0]))
+                        .collect()
+                } else {
+                    amax.iter().map(|&b| micro::mxfp8_block_scale(b)).collect()
+                };
+                let mut out = vec![micro::swizzle(&scales, rows, per)];
+                if self.family == Family::Nvfp4 {
+                    let s2 = if zero {
+                        1.0
+                    } else {
+                        micro::nvfp4_tensor_scale(amax[0])
+                    };
+                    out.push(s2.to_le_bytes().to_vec());
+                }
+                out
+            }
+            _ => {
+                let scales =
+                    f32s(
+                        &mut amax
+                            .iter()
+                            .map(|&a| if zero { 1.0 } else { self.scale_of(from, a) }),
+                    );
+                let mut out = vec![scales.clone()];
+                match self.input_scale() {
+                    InputScale::None => {}
+                    InputScale::One => out.push(1f32.to_le_bytes().to_vec()),
+                    InputScale::WeightScale => out.push(scales),
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Block-wise INT8's dequantization scale: `max(amax / 127, 1e-8)` (torch's `maximum` keeps NaN).
+fn int8_block_scale(a: f32) -> f32 {
+    let s = a / 127.0;
+    if s.is_nan() {
+        s
+    } else {
+        s.max(1e-8)
+    }
+}
+
+/// ComfyUI's E5M2 per-tensor scale: `amax / 57344`, and for an F16 source `1 / clamp(1 / scale, ±65504)`.
+fn e5m2_scale(from: DType, a: f32) -> f32 {
+    let s = a / 57344.0;
+    if from == DType::F16 {
+        1.0 / (1.0 / s).clamp(-65504.0, 65504.0)
+    } else {
+        s
+    }
+}
+
+/// The larger of two values, NaN if either is (torch's `amax`).
+pub fn nan_max(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// `[rows, cols]` of a matrix shape (a vector is one row).
+fn dims(shape: &[u64]) -> (u64, u64) {
+    match shape {
+        [r, c] => (*r, *c),
+        [c] => (1, *c),
+        _ => (
+            shape.first().copied().unwrap_or(1),
+            shape.iter().skip(1).product(),
+        ),
+    }
+}
