@@ -160,6 +160,7 @@ pub fn check(path: &Path, deep: bool) -> Result<HealthReport> {
             }
         }
     };
+    check_scaled(path, &mut r);
     if deep {
         scan::deep_scan(&shards, &mut r);
     }
@@ -176,6 +177,26 @@ pub fn check(path: &Path, deep: bool) -> Result<HealthReport> {
         findings: r.findings,
         healthy,
     })
+}
+
+/// The scaled (ComfyUI) layers of a SafeTensors model: each layer's weight, scales and `comfy_quant` must
+/// agree with one another (the shapes and types its format stores).
+fn check_scaled(path: &Path, r: &mut Report) {
+    if r.findings.iter().any(|f| f.severity == Severity::Error) {
+        return;
+    }
+    let Ok(src) = lbrx_formats::open(path) else {
+        return;
+    };
+    if !matches!(
+        src.format(),
+        lbrx_core::Format::Safetensors | lbrx_core::Format::SafetensorsDir
+    ) {
+        return;
+    }
+    if let Err(e) = crate::scaled::read::layers_of(src.as_ref()) {
+        r.error("scaled-layer", Some(path), None, e.to_string());
+    }
 }
 
 /// A GGUF file (or split model): headers, and `general.file_type` against the tensor types present.
@@ -593,8 +614,25 @@ fn check_config(dir: &Path, tensors: &[&TensorInfo], all_readable: bool, r: &mut
         if e.shape.len() == 2 {
             let rows = e.shape[0];
             let mut cols = e.shape[1];
+            let prefix = e.name.trim_end_matches(".weight");
+            // a scaled layer's stored shape is padded (NVFP4 to 16 and packed in pairs, MXFP8 to 32)
+            let mut pad = (1, 1);
+            if by_name.contains_key(format!("{prefix}.comfy_quant").as_str()) {
+                if by_name.contains_key(format!("{prefix}.weight_scale_2").as_str()) {
+                    cols *= 2;
+                    pad = (16, 16);
+                } else if e.dtype == DType::F8E4M3
+                    && by_name
+                        .get(format!("{prefix}.weight_scale").as_str())
+                        .is_some_and(|s| s.dtype == DType::U8)
+                {
+                    pad = (32, 32);
+                }
+            }
+            let fits = |want: u64, have: u64, p: u64| {
+                want == have || (have >= want && have - want < p && have % p == 0)
+            };
             if e.dtype == DType::U32 {
-                let prefix = e.name.trim_end_matches(".weight");
                 if let Some(bits) = quant
                     .and_then(|q| crate::mlx::layer_params(q, prefix))
                     .map(|(_, b, _)| b)
@@ -603,7 +641,7 @@ fn check_config(dir: &Path, tensors: &[&TensorInfo], all_readable: bool, r: &mut
                 }
             }
             if let Some(v) = get("vocab_size").and_then(Json::as_u64) {
-                if v != rows {
+                if !fits(v, rows, pad.0) {
                     r.error(
                         "config-vocab",
                         Some(&path),
@@ -613,7 +651,7 @@ fn check_config(dir: &Path, tensors: &[&TensorInfo], all_readable: bool, r: &mut
                 }
             }
             if let Some(h) = get("hidden_size").and_then(Json::as_u64) {
-                if h != cols {
+                if !fits(h, cols, pad.1) {
                     r.error(
                         "config-hidden",
                         Some(&path),
