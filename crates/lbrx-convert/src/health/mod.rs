@@ -630,7 +630,7 @@ fn check_config(dir: &Path, tensors: &[&TensorInfo], all_readable: bool, r: &mut
                 }
             }
             let fits = |want: u64, have: u64, p: u64| {
-                want == have || (have >= want && have - want < p && have % p == 0)
+                want == have || (have >= want && have - want < p && have.is_multiple_of(p))
             };
             if e.dtype == DType::U32 {
                 if let Some(bits) = quant
