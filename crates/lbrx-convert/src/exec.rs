@@ -95,7 +95,11 @@ fn unit_of(plan: &Plan, j: usize, src: &dyn Source) -> u64 {
         || plan.imatrix.contains_key(&j)
         || matches!(job.transform, Transform::Scaled { .. })
     {
-        let cols = row_elems(&logical_shape(job));
+        let mut cols = row_elems(&logical_shape(job));
+        if let Transform::Scaled { scheme, .. } = job.transform {
+            // NVFP4 / MXFP8 items cover whole 128-row tiles of the swizzled scales
+            cols *= scheme.row_unit();
+        }
         block = block / gcd(block, cols) * cols;
     }
     block
@@ -243,6 +247,17 @@ fn apply_steps(job: &Job, v: &mut [f32]) {
     }
 }
 
+/// Tells the source that an item's input bytes will not be read again soon (mapped pages can go).
+fn release_item(plan: &Plan, src: &dyn Source, item: &Item) {
+    let job = &plan.jobs[item.job];
+    if let Input::Tensor { src: t, start } = job.input {
+        let sdt = src_dtype(job, src);
+        let info = &src.tensors()[t];
+        let at = info.offset + bytes_of(sdt, start + item.elem);
+        src.release(info.file, at, bytes_of(sdt, item.count));
+    }
+}
+
 /// The absolute maxima of every job with a scaled encoding: the statistics pre-pass, streamed in the same
 /// work items as the data (bounded memory: one value per scale).
 fn statistics(
@@ -284,11 +299,17 @@ fn statistics(
             let mut local = vec![0f32; scheme.stat_len(&logical) as usize];
             for p in pieces(plan, src, item) {
                 let bytes = source_bytes(plan, job, src, p.elem, p.count)?;
-                let mut floats = vec![0f32; p.count as usize];
-                decode_values(from, &bytes, &mut floats, &job.name)?;
-                apply_steps(job, &mut floats);
-                scheme.accumulate(&floats, cols, p.elem / cols, &mut local);
+                // stored floats give their maxima without decoding (when no step changes them)
+                if changes_values(job)
+                    || !scheme.accumulate_raw(from, &bytes, cols, p.elem / cols, &mut local)
+                {
+                    let mut floats = vec![0f32; p.count as usize];
+                    decode_values(from, &bytes, &mut floats, &job.name)?;
+                    apply_steps(job, &mut floats);
+                    scheme.accumulate(&floats, cols, p.elem / cols, &mut local);
+                }
             }
+            release_item(plan, src, item);
             let mut acc = stats[&item.job].lock().map_err(|_| {
                 Error::tensor(
                     job.name.to_string(),
@@ -336,13 +357,7 @@ pub fn execute(
             .try_for_each_init(Vec::new, |buf: &mut Vec<u8>, item| {
                 crate::interrupt::check()?;
                 let n = run_item(&r, item, buf)?;
-                let job = &plan.jobs[item.job];
-                if let Input::Tensor { src: t, start } = job.input {
-                    let sdt = src_dtype(job, src);
-                    let info = &src.tensors()[t];
-                    let at = info.offset + bytes_of(sdt, start + item.elem);
-                    src.release(info.file, at, bytes_of(sdt, item.count));
-                }
+                release_item(plan, src, item);
                 progress(n);
                 Ok::<(), Error>(())
             })
@@ -578,11 +593,26 @@ fn run_chain(r: &Run<'_>, item: &Item, buf: &mut Vec<u8>) -> Result<u64> {
             })?;
             let cols = logical[1].max(1);
             buf.resize(out_len as usize, 0);
-            scheme
-                .encode_rows(from, &floats, cols, item.elem / cols, amax, buf)
-                .map_err(|e| context(e, name))?;
-            sink.write_at(job.file, out_off, buf)?;
             let mut written = out_len;
+            if scheme.row_unit() > 1 {
+                let (at, scales) = scheme
+                    .encode_micro_rows(&floats, &logical, item.elem / cols, amax, buf)
+                    .map_err(|e| context(e, name))?;
+                let sj = companion(plan, job, 0)?;
+                if at + scales.len() as u64 > sj.len {
+                    return Err(Error::tensor(
+                        sj.name.to_string(),
+                        format!("scales {at}+{} past its {} bytes", scales.len(), sj.len),
+                    ));
+                }
+                sink.write_at(sj.file, sj.offset + at, &scales)?;
+                written += scales.len() as u64;
+            } else {
+                scheme
+                    .encode_rows(from, &floats, cols, item.elem / cols, amax, buf)
+                    .map_err(|e| context(e, name))?;
+            }
+            sink.write_at(job.file, out_off, buf)?;
             let end = logical[0] * cols;
             let pad = scheme.pad_rows(&logical) * scheme.out_row_bytes(&logical);
             if item.elem + item.count == end && pad > 0 {
@@ -594,8 +624,11 @@ fn run_chain(r: &Run<'_>, item: &Item, buf: &mut Vec<u8>) -> Result<u64> {
             }
             if item.elem == 0 {
                 // the scales are known in full after the statistics pass: the first item writes them
-                let parts = scheme.companion_bytes(from, &logical, amax);
+                let parts = scheme.companion_bytes(from, amax);
                 for (k, bytes) in parts.iter().enumerate() {
+                    let Some(bytes) = bytes else {
+                        continue;
+                    };
                     let sj = companion(plan, job, k)?;
                     if bytes.len() as u64 != sj.len {
                         return Err(Error::tensor(

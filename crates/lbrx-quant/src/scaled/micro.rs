@@ -7,7 +7,8 @@
 //! The E2M1 rounding is comfy-kitchen's bit-level `_f32_to_floatx_unpacked(x, 2, 1)` (round to nearest even,
 //! saturating at 6), ported operation for operation so that NaN inputs give its codes too.
 
-use crate::cast::{bf16_bits, e4m3_to_f32, f32_to_e4m3};
+use crate::cast::{e4m3_to_f32, f32_to_e4m3};
+use crate::scaled::fast::{bf16_round, clamp, e4m3_clamped};
 
 /// The largest E2M1 magnitude.
 pub const E2M1_MAX: f32 = 6.0;
@@ -15,11 +16,6 @@ pub const E2M1_MAX: f32 = 6.0;
 pub const E2M1_VALUES: [f32; 16] = [
     0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
 ];
-
-/// f32 rounded to bfloat16 (as f32).
-fn bf16(v: f32) -> f32 {
-    f32::from_bits((bf16_bits(v) as u32) << 16)
-}
 
 /// f32 -> E2M1 code in the low 4 bits (comfy-kitchen's bit manipulation, NaN included).
 pub fn e2m1(v: f32) -> u8 {
@@ -51,9 +47,10 @@ pub fn nvfp4_tensor_scale(tensor_amax: f32) -> f32 {
     tensor_amax / 2688.0
 }
 
-/// One NVFP4 block's scale relative to the tensor's, clamped to 448 (NaN kept), before its E4M3 rounding.
+/// One NVFP4 block's scale relative to the tensor's (from the block's bf16 maximum), clamped to 448 (NaN
+/// kept), before its E4M3 rounding.
 fn nvfp4_relative(block_amax: f32, tensor_amax: f32) -> f32 {
-    let s = (bf16(block_amax) / E2M1_MAX) / nvfp4_tensor_scale(tensor_amax);
+    let s = (block_amax / E2M1_MAX) / nvfp4_tensor_scale(tensor_amax);
     if s > 448.0 {
         448.0
     } else {
@@ -61,35 +58,38 @@ fn nvfp4_relative(block_amax: f32, tensor_amax: f32) -> f32 {
     }
 }
 
-/// One NVFP4 block's stored E4M3 scale byte.
-pub fn nvfp4_block_scale(block_amax: f32, tensor_amax: f32) -> u8 {
-    f32_to_e4m3(nvfp4_relative(block_amax, tensor_amax))
-}
-
-/// Encodes one row (`row`: its real values; the padded rest is zero) into packed E2M1 pairs `out`, with the
-/// tensor's absolute maximum and the row's block maxima.
-pub fn nvfp4_row(row: &[f32], tensor_amax: f32, block_amax: &[f32], out: &mut [u8]) {
+/// Encodes one row (`row`: its real values; the padded rest is zero) into packed E2M1 pairs `out` and its
+/// blocks' E4M3 scale bytes `scales`, with the tensor's absolute maximum.
+pub fn nvfp4_row(row: &[f32], tensor_amax: f32, out: &mut [u8], scales: &mut [u8]) {
     let pts = nvfp4_tensor_scale(tensor_amax);
-    for (b, pair) in out.chunks_mut(8).enumerate() {
-        let rel = e4m3_to_f32(f32_to_e4m3(nvfp4_relative(block_amax[b], tensor_amax)));
-        let total = pts * rel;
+    let mut x = [0f32; 16];
+    let mut codes = [0u8; 16];
+    for (b, (pair, sc)) in out.chunks_mut(8).zip(scales.iter_mut()).enumerate() {
+        let start = (b * 16).min(row.len());
+        let end = (start + 16).min(row.len());
+        x.fill(0.0);
+        for (xi, &v) in x.iter_mut().zip(&row[start..end]) {
+            *xi = bf16_round(v);
+        }
+        let m = crate::scaled::fast::amax_f32(&x);
+        let e4 = f32_to_e4m3(nvfp4_relative(m, tensor_amax));
+        *sc = e4;
+        let total = pts * e4m3_to_f32(e4);
         let zero = total == 0.0;
         let safe = if zero { 1.0 } else { total };
-        let code = |k: usize| {
-            let v = row.get(b * 16 + k).copied().unwrap_or(0.0);
-            let d = if zero { 0.0 } else { bf16(v) / safe };
-            e2m1(d.clamp(-E2M1_MAX, E2M1_MAX))
-        };
+        for (c, &v) in codes.iter_mut().zip(&x) {
+            let d = v / safe;
+            *c = e2m1(clamp(if zero { 0.0 } else { d }, E2M1_MAX));
+        }
         for (i, o) in pair.iter_mut().enumerate() {
-            *o = (code(2 * i) << 4) | code(2 * i + 1);
+            *o = (codes[2 * i] << 4) | codes[2 * i + 1];
         }
     }
 }
 
 /// One MXFP8 block's E8M0 exponent and the f32 it stands for, from the block's absolute maximum.
 fn mxfp8_exponent(block_amax: f32) -> (u8, f32) {
-    let m = bf16(block_amax);
-    let mut need = m / 448.0;
+    let mut need = block_amax / 448.0;
     let min = f32::from_bits(1 << 22); // 2^-127
     if need < min {
         need = min;
@@ -106,29 +106,25 @@ fn mxfp8_exponent(block_amax: f32) -> (u8, f32) {
     (e, f)
 }
 
-/// One MXFP8 block's stored E8M0 scale byte (0 for an all-zero block).
-pub fn mxfp8_block_scale(block_amax: f32) -> u8 {
-    if bf16(block_amax) == 0.0 {
-        0
-    } else {
-        mxfp8_exponent(block_amax).0
-    }
-}
-
-/// Encodes one row (`row`: its real values; the padded rest is zero) into E4M3 bytes `out`, with the
-/// row's block maxima.
-pub fn mxfp8_row(row: &[f32], block_amax: &[f32], out: &mut [u8]) {
-    for (b, blk) in out.chunks_mut(32).enumerate() {
-        let zero = bf16(block_amax[b]) == 0.0;
-        let f = if zero {
-            1.0
-        } else {
-            mxfp8_exponent(block_amax[b]).1
-        };
-        for (k, o) in blk.iter_mut().enumerate() {
-            let v = row.get(b * 32 + k).copied().unwrap_or(0.0);
-            let d = if zero { 0.0 } else { bf16(v) / f };
-            *o = f32_to_e4m3(d.clamp(-448.0, 448.0));
+/// Encodes one row (`row`: its real values; the padded rest is zero) into E4M3 bytes `out` and its blocks'
+/// E8M0 scale bytes `scales` (0 for an all-zero block).
+pub fn mxfp8_row(row: &[f32], out: &mut [u8], scales: &mut [u8]) {
+    let mut x = [0f32; 32];
+    for (b, (blk, sc)) in out.chunks_mut(32).zip(scales.iter_mut()).enumerate() {
+        let start = (b * 32).min(row.len());
+        let end = (start + 32).min(row.len());
+        x.fill(0.0);
+        for (xi, &v) in x.iter_mut().zip(&row[start..end]) {
+            *xi = bf16_round(v);
+        }
+        let m = crate::scaled::fast::amax_f32(&x);
+        let zero = m == 0.0;
+        let (e, f) = mxfp8_exponent(m);
+        *sc = if zero { 0 } else { e };
+        let f = if zero { 1.0 } else { f };
+        for (o, &v) in blk.iter_mut().zip(&x) {
+            let d = v / f;
+            *o = e4m3_clamped(clamp(if zero { 0.0 } else { d }, 448.0));
         }
     }
 }
@@ -213,11 +209,11 @@ mod tests {
     #[test]
     fn mxfp8_exponents_are_powers_of_two_covering_the_block() {
         for &m in &[448.0f32, 449.0, 1.0, 0.001, 3e38, 1e-30] {
+            let m = bf16_round(m);
             let (e, f) = mxfp8_exponent(m);
             assert!(e > 0);
-            assert!(bf16(m) / f <= 448.0, "{m}");
-            assert!(bf16(m) / (f / 2.0) > 448.0 || e == 1, "{m}");
+            assert!(m / f <= 448.0, "{m}");
+            assert!(m / (f / 2.0) > 448.0 || e == 1, "{m}");
         }
-        assert_eq!(mxfp8_block_scale(0.0), 0);
     }
 }

@@ -21,6 +21,7 @@
 //! the tensor before any of it is encoded ([`Scheme::stat_len`], [`Scheme::accumulate`]).
 
 pub mod dequant;
+pub mod fast;
 pub mod micro;
 
 use crate::cast::{bf16_bits, f16_bits, f16_to_f32, f32_to_e4m3, f32_to_e5m2};
@@ -418,8 +419,8 @@ impl Scheme {
     pub fn stat_len(self, shape: &[u64]) -> u64 {
         let (rows, cols) = dims(shape);
         match (self.family, self.granularity) {
-            (Family::Nvfp4, _) => 1 + self.padded(shape).0 * self.micro_per_row(shape),
-            (Family::Mxfp8, _) => self.padded(shape).0 * self.micro_per_row(shape),
+            // micro-block scales are row-local: only NVFP4's per-tensor maximum needs the pre-pass
+            (Family::Nvfp4 | Family::Mxfp8, _) => 1,
             (_, Granularity::Tensor) => 1,
             (_, Granularity::Row) => rows,
             (_, Granularity::Block(n)) => (rows / n as u64) * (cols / n as u64),
@@ -429,30 +430,71 @@ impl Scheme {
     /// Folds the absolute values of whole rows (`values`, `cols` wide, starting at row `first_row`) into
     /// `amax` (one entry per statistic; NaN wins, as in torch's `amax`).
     pub fn accumulate(self, values: &[f32], cols: u64, first_row: u64, amax: &mut [f32]) {
+        self.accumulate_with(values.len(), cols, first_row, amax, |from, to| {
+            fast::amax_f32(&values[from..to])
+        })
+    }
+
+    /// [`Scheme::accumulate`] on stored values of `from` (BF16, F16 or F32) without decoding them; `false`
+    /// when `from` is another type.
+    pub fn accumulate_raw(
+        self,
+        from: DType,
+        bytes: &[u8],
+        cols: u64,
+        first_row: u64,
+        amax: &mut [f32],
+    ) -> bool {
+        let f: fn(&[u8]) -> f32 = match from {
+            DType::BF16 => fast::amax_bf16,
+            DType::F16 => fast::amax_f16,
+            DType::F32 => |b: &[u8]| {
+                let m = b.chunks_exact(4).fold(0u32, |m, x| {
+                    m.max(u32::from_le_bytes([x[0], x[1], x[2], x[3]]) & 0x7fff_ffff)
+                });
+                f32::from_bits(m)
+            },
+            _ => return false,
+        };
+        let ts = from.info().type_size as usize;
+        self.accumulate_with(bytes.len() / ts, cols, first_row, amax, |a, b| {
+            f(&bytes[a * ts..b * ts])
+        });
+        true
+    }
+
+    /// Folds the maxima of runs of `n` values (`max_of(from, to)` for the values in `[from, to)`) into the
+    /// statistics they belong to.
+    fn accumulate_with(
+        self,
+        n: usize,
+        cols: u64,
+        first_row: u64,
+        amax: &mut [f32],
+        max_of: impl Fn(usize, usize) -> f32,
+    ) {
         let c = cols.max(1) as usize;
-        let fold = |m: f32, s: &[f32]| s.iter().fold(m, |m, v| nan_max(m, v.abs()));
-        for (r, row) in values.chunks(c).enumerate() {
-            let r = first_row + r as u64;
-            match (self.family, self.granularity) {
-                (Family::Nvfp4 | Family::Mxfp8, Granularity::Block(n)) => {
-                    let mut base = (r * self.micro_per_row(&[0, cols])) as usize;
-                    if self.family == Family::Nvfp4 {
-                        amax[0] = fold(amax[0], row);
-                        base += 1;
-                    }
-                    for (b, blk) in row.chunks(n as usize).enumerate() {
-                        amax[base + b] = fold(amax[base + b], blk);
+        let rows = n / c;
+        match (self.family, self.granularity) {
+            (Family::Mxfp8, _) => {}
+            (Family::Nvfp4, _) | (_, Granularity::Tensor) => {
+                amax[0] = nan_max(amax[0], max_of(0, rows * c));
+            }
+            (_, Granularity::Row) => {
+                for r in 0..rows {
+                    let i = (first_row as usize) + r;
+                    amax[i] = nan_max(amax[i], max_of(r * c, (r + 1) * c));
+                }
+            }
+            (_, Granularity::Block(bn)) => {
+                let (bn, per) = (bn as usize, (cols / bn as u64) as usize);
+                for r in 0..rows {
+                    let base = (first_row as usize + r) / bn * per;
+                    for t in 0..per {
+                        let from = r * c + t * bn;
+                        amax[base + t] = nan_max(amax[base + t], max_of(from, from + bn));
                     }
                 }
-                (_, Granularity::Block(n)) => {
-                    let per = (cols / n as u64) as usize;
-                    let base = (r / n as u64) as usize * per;
-                    for (b, tile) in row.chunks(n as usize).enumerate() {
-                        amax[base + b] = fold(amax[base + b], tile);
-                    }
-                }
-                (_, Granularity::Row) => amax[r as usize] = fold(amax[r as usize], row),
-                (_, Granularity::Tensor) => amax[0] = fold(amax[0], row),
             }
         }
     }
@@ -519,16 +561,9 @@ impl Scheme {
         }
         match self.family {
             Family::Nvfp4 | Family::Mxfp8 => {
-                let per = self.micro_per_row(&shape) as usize;
-                for (r, (row, o)) in values.chunks(c).zip(out.chunks_mut(row_bytes)).enumerate() {
-                    let r = (first_row as usize) + r;
-                    if self.family == Family::Nvfp4 {
-                        let base = 1 + r * per;
-                        micro::nvfp4_row(row, amax[0], &amax[base..base + per], o);
-                    } else {
-                        micro::mxfp8_row(row, &amax[r * per..(r + 1) * per], o);
-                    }
-                }
+                return Err(Error::Invalid(
+                    "NVFP4 and MXFP8 rows are encoded with encode_micro_rows".into(),
+                ))
             }
             Family::Fp8E5m2 => {
                 let inv = round_to(from, 1.0 / e5m2_scale(from, amax[0]));
@@ -538,11 +573,16 @@ impl Scheme {
                 }
             }
             Family::Fp8 | Family::Int8 => {
+                // one factor per run of values sharing a statistic (the row, or a tile's part of it)
+                let run = match self.granularity {
+                    Granularity::Block(n) => n as usize,
+                    _ => c,
+                };
                 for (r, (row, o)) in values.chunks(c).zip(out.chunks_mut(row_bytes)).enumerate() {
                     let r = first_row + r as u64;
-                    for (k, (&v, q)) in row.iter().zip(o.iter_mut()).enumerate() {
-                        let a = amax[self.stat_index(r, k as u64, cols)];
-                        *q = self.encode_one(v, a);
+                    for (t, (vs, qs)) in row.chunks(run).zip(o.chunks_mut(run)).enumerate() {
+                        let a = amax[self.stat_index(r, (t * run) as u64, cols)];
+                        self.encode_run(vs, a, qs);
                     }
                 }
             }
@@ -550,24 +590,90 @@ impl Scheme {
         Ok(())
     }
 
-    /// One FP8 or INT8 value from its statistic.
-    fn encode_one(self, v: f32, a: f32) -> u8 {
+    /// The rows a work item of this encoding covers a multiple of (NVFP4 and MXFP8: 128, one tile of the
+    /// swizzled scale layout, so that each item writes its own contiguous part of the scales).
+    pub fn row_unit(self) -> u64 {
+        match self.family {
+            Family::Nvfp4 | Family::Mxfp8 => 128,
+            _ => 1,
+        }
+    }
+
+    /// Encodes whole rows of an NVFP4 or MXFP8 weight of `shape` (`values`, from row `first_row`, a multiple
+    /// of 128) into `out` (stored rows) and returns the part of the swizzled `weight_scale` these rows fill:
+    /// its byte offset and bytes (the last rows also fill the padding's zero scales).
+    pub fn encode_micro_rows(
+        self,
+        values: &[f32],
+        shape: &[u64],
+        first_row: u64,
+        amax: &[f32],
+        out: &mut [u8],
+    ) -> Result<(u64, Vec<u8>)> {
+        let (rows_total, cols) = dims(shape);
+        let c = cols.max(1) as usize;
+        let row_bytes = self.out_row_bytes(shape) as usize;
+        let rows = values.len() / c;
+        if !matches!(self.family, Family::Nvfp4 | Family::Mxfp8)
+            || !first_row.is_multiple_of(128)
+            || out.len() != rows * row_bytes
+        {
+            return Err(Error::Invalid(format!(
+                "micro-block encoding: {} values from row {first_row} into {} bytes",
+                values.len(),
+                out.len()
+            )));
+        }
+        let per = self.micro_per_row(shape) as usize;
+        let last = first_row + rows as u64 == rows_total;
+        let (rb0, mut rb1) = (first_row / 128, (first_row + rows as u64).div_ceil(128));
+        if last {
+            rb1 = roundup(self.padded(shape).0, 128) / 128;
+        }
+        let col_blocks = roundup(per as u64, 4) / 4;
+        let mut region = vec![0u8; ((rb1 - rb0) * col_blocks * 512) as usize];
+        let mut scales = vec![0u8; per];
+        let zero = self.all_zero(amax);
+        for (k, (row, o)) in values.chunks(c).zip(out.chunks_mut(row_bytes)).enumerate() {
+            if zero {
+                o.fill(0);
+                continue;
+            }
+            if self.family == Family::Nvfp4 {
+                micro::nvfp4_row(row, amax[0], o, &mut scales);
+            } else {
+                micro::mxfp8_row(row, o, &mut scales);
+            }
+            let r = k as u64 + first_row % 128;
+            for (b, &s) in scales.iter().enumerate() {
+                region[micro::swizzled_index(r, b as u64, per as u64) as usize] = s;
+            }
+        }
+        Ok((rb0 * col_blocks * 512, region))
+    }
+
+    /// FP8 or INT8 values sharing one statistic `a`.
+    fn encode_run(self, vs: &[f32], a: f32, qs: &mut [u8]) {
         match (self.family, self.granularity) {
-            (Family::Int8, Granularity::Block(_)) => to_i8(
-                (v / int8_block_scale(a))
-                    .clamp(-127.0, 127.0)
-                    .round_ties_even(),
-            ),
+            (Family::Int8, Granularity::Block(_)) => {
+                fast::encode_int8_div(vs, int8_block_scale(a), qs)
+            }
             (Family::Int8, _) => {
                 let k = self.multiplier(a);
                 // a NaN multiplier gives its own NaN whatever the value (as torch's product does)
-                let p = if k.is_nan() { k } else { v * k };
-                to_i8(p.clamp(-127.0, 127.0).round_ties_even())
+                if k.is_nan() {
+                    qs.fill(to_i8(k));
+                } else {
+                    fast::encode_int8_mul(vs, k, qs);
+                }
             }
             _ => {
                 let k = self.multiplier(a);
-                let p = if k.is_nan() { k } else { v * k };
-                f32_to_e4m3(p.clamp(-448.0, 448.0))
+                if k.is_nan() {
+                    qs.fill(f32_to_e4m3(k));
+                } else {
+                    fast::encode_fp8(vs, k, qs);
+                }
             }
         }
     }
@@ -585,48 +691,31 @@ impl Scheme {
     }
 
     /// The companions' bytes (in [`Scheme::companions`] order) from the statistics of a weight of `shape`
-    /// decoded from `from`.
-    pub fn companion_bytes(self, from: DType, shape: &[u64], amax: &[f32]) -> Vec<Vec<u8>> {
-        let f32s =
-            |v: &mut dyn Iterator<Item = f32>| v.flat_map(f32::to_le_bytes).collect::<Vec<u8>>();
+    /// decoded from `from`; `None` for NVFP4's and MXFP8's `weight_scale`, which the rows' items write
+    /// ([`Scheme::encode_micro_rows`]).
+    pub fn companion_bytes(self, from: DType, amax: &[f32]) -> Vec<Option<Vec<u8>>> {
         let zero = self.all_zero(amax);
         match self.family {
-            Family::Nvfp4 | Family::Mxfp8 => {
-                let (rows, _) = self.padded(shape);
-                let per = self.micro_per_row(shape);
-                let scales: Vec<u8> = if zero {
-                    vec![0; (rows * per) as usize]
-                } else if self.family == Family::Nvfp4 {
-                    amax[1..]
-                        .iter()
-                        .map(|&b| micro::nvfp4_block_scale(b, amax[0]))
-                        .collect()
+            Family::Nvfp4 => {
+                let s2 = if zero {
+                    1.0
                 } else {
-                    amax.iter().map(|&b| micro::mxfp8_block_scale(b)).collect()
+                    micro::nvfp4_tensor_scale(amax[0])
                 };
-                let mut out = vec![micro::swizzle(&scales, rows, per)];
-                if self.family == Family::Nvfp4 {
-                    let s2 = if zero {
-                        1.0
-                    } else {
-                        micro::nvfp4_tensor_scale(amax[0])
-                    };
-                    out.push(s2.to_le_bytes().to_vec());
-                }
-                out
+                vec![None, Some(s2.to_le_bytes().to_vec())]
             }
+            Family::Mxfp8 => vec![None],
             _ => {
-                let scales =
-                    f32s(
-                        &mut amax
-                            .iter()
-                            .map(|&a| if zero { 1.0 } else { self.scale_of(from, a) }),
-                    );
-                let mut out = vec![scales.clone()];
+                let scales: Vec<u8> = amax
+                    .iter()
+                    .map(|&a| if zero { 1.0 } else { self.scale_of(from, a) })
+                    .flat_map(f32::to_le_bytes)
+                    .collect();
+                let mut out = vec![Some(scales.clone())];
                 match self.input_scale() {
                     InputScale::None => {}
-                    InputScale::One => out.push(1f32.to_le_bytes().to_vec()),
-                    InputScale::WeightScale => out.push(scales),
+                    InputScale::One => out.push(Some(1f32.to_le_bytes().to_vec())),
+                    InputScale::WeightScale => out.push(Some(scales)),
                 }
                 out
             }
