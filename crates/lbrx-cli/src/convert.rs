@@ -46,6 +46,26 @@ pub(crate) struct Args {
     /// Scaled --quant fp8/int8: record full_precision_matrix_mult in each layer's comfy_quant.
     #[arg(long)]
     full_precision_mm: bool,
+    /// Scaled --quant fp8/int8: round each weight matrix to the codes (of the two around each value) that
+    /// minimize its error in its top-k singular subspace, starting from round-to-nearest; prints each
+    /// layer's error before and after.
+    #[arg(long)]
+    learned_rounding: bool,
+    /// --learned-rounding: iteration budget per layer.
+    #[arg(long, default_value_t = 200)]
+    rounding_iters: u32,
+    /// --learned-rounding: seed of the randomized SVD.
+    #[arg(long, default_value_t = 0)]
+    rounding_seed: u64,
+    /// --learned-rounding: the subspace keeps this fraction of min(rows, cols) singular vectors ...
+    #[arg(long, default_value_t = 0.2)]
+    rounding_top_p: f32,
+    /// ... but at least this many ...
+    #[arg(long, default_value_t = 256)]
+    rounding_min_k: usize,
+    /// ... and at most this many (convert-to-quant's defaults).
+    #[arg(long, default_value_t = 1280)]
+    rounding_max_k: usize,
     /// Rewrite a legacy scaled_fp8 SafeTensors model (scale_weight / scale_input) in the comfy_quant
     /// layout ComfyUI's current loader reads.
     #[arg(long)]
@@ -262,6 +282,15 @@ pub(crate) fn run(a: Args) -> CliResult {
         input_scale: a.input_scale,
         full_precision_mm: a.full_precision_mm,
         migrate: a.migrate,
+        learned: a
+            .learned_rounding
+            .then_some(lbrx_quant::scaled::learned::Params {
+                iters: a.rounding_iters,
+                seed: a.rounding_seed,
+                top_p: a.rounding_top_p,
+                min_k: a.rounding_min_k,
+                max_k: a.rounding_max_k,
+            }),
     }
     .resolve()?;
     let src = lbrx_convert::route::open_source(&req)?;
@@ -271,6 +300,66 @@ pub(crate) fn run(a: Args) -> CliResult {
         return print_plan(&plan, a.json);
     }
     execute_plan(&plan, &*src, &req.options, a.threads, a.quiet, a.json)
+}
+
+/// The learned-rounding errors of a run as JSON (per layer and total), if there were any.
+fn rounding_json(r: &lbrx_convert::exec::RunReport) -> Option<serde_json::Value> {
+    if r.rounding.is_empty() {
+        return None;
+    }
+    let layers: Vec<_> = r
+        .rounding
+        .iter()
+        .map(|(name, l)| {
+            json!({"tensor": name, "k": l.k, "iterations": l.iters, "flips": l.flips,
+                "rel_error": {"before": l.rel()[0], "after": l.rel()[1]},
+                "subspace_rel_error": {"before": l.rel_sub()[0], "after": l.rel_sub()[1]}})
+        })
+        .collect();
+    let t = total(r);
+    Some(json!({"layers": layers, "total": {
+        "rel_error": {"before": t.rel()[0], "after": t.rel()[1]},
+        "subspace_rel_error": {"before": t.rel_sub()[0], "after": t.rel_sub()[1]}}}))
+}
+
+/// All layers' errors summed.
+fn total(r: &lbrx_convert::exec::RunReport) -> lbrx_quant::scaled::learned::Report {
+    let mut t = lbrx_quant::scaled::learned::Report::default();
+    for (_, l) in &r.rounding {
+        t.w_norm2 += l.w_norm2;
+        t.w_sub2 += l.w_sub2;
+        for i in 0..2 {
+            t.err2[i] += l.err2[i];
+            t.sub2[i] += l.sub2[i];
+        }
+    }
+    t
+}
+
+/// The learned-rounding errors of a run, one line per layer and the total.
+fn rounding_table(r: &lbrx_convert::exec::RunReport) -> String {
+    let mut rows: Vec<_> = r.rounding.iter().collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut s = format!(
+        "learned rounding ({} layers): relative error, and in the top-k subspace, round-to-nearest -> learned\n",
+        rows.len()
+    );
+    let line = |name: &str, l: &lbrx_quant::scaled::learned::Report, k: String| {
+        let (a, b) = (l.rel_sub()[0], l.rel_sub()[1]);
+        format!(
+            "  {name:<48} {k:>6}  {:.5} -> {:.5}   subspace {:.5} -> {:.5} ({:+.1}%)\n",
+            l.rel()[0],
+            l.rel()[1],
+            a,
+            b,
+            (b / a.max(f64::MIN_POSITIVE) - 1.0) * 100.0
+        )
+    };
+    for (name, l) in rows {
+        s += &line(name, l, format!("k={}", l.k));
+    }
+    s += &line("total", &total(r), String::new());
+    s
 }
 
 /// Runs a plan with a progress bar (on a terminal) and prints the summary.
@@ -306,13 +395,21 @@ pub(crate) fn execute_plan(
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    result?;
+    let report = result?;
     let secs = start.elapsed().as_secs_f64();
+    let rounding = rounding_json(&report);
     if json {
-        return out_json(&json!({
+        let mut v = json!({
             "dst": plan.dst, "tensors": plan.jobs.len(), "files": plan.files.iter().map(|f| &f.name).collect::<Vec<_>>(),
             "tensor_bytes": plan.data_bytes, "seconds": secs,
-        }));
+        });
+        if let Some(r) = rounding {
+            v["rounding"] = r;
+        }
+        return out_json(&v);
+    }
+    if !quiet && !report.rounding.is_empty() {
+        out(&rounding_table(&report))?;
     }
     if !quiet {
         let rate = plan.data_bytes as f64 / secs.max(1e-9);

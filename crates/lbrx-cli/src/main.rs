@@ -24,7 +24,7 @@ enum Command {
     /// Summarize a model file or directory: format, tensors, parameters, bytes per dtype, metadata.
     Inspect(inspect::Args),
     /// Convert a model to another format, dtype or sharding, streaming with bounded memory.
-    Convert(convert::Args),
+    Convert(Box<convert::Args>),
     /// Quantize a GGUF with a llama.cpp recipe (Q4_K_M, Q8_0 ...), as llama-quantize does.
     Quantize(quantize::Args),
     /// Check a model thoroughly and report every problem (exit 0 healthy, 1 unhealthy, 2 could not check).
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a).map(|()| ExitCode::SUCCESS),
-        Command::Convert(a) => convert::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Convert(a) => convert::run(*a).map(|()| ExitCode::SUCCESS),
         Command::Quantize(a) => quantize::run(a).map(|()| ExitCode::SUCCESS),
         Command::Health(a) => health::run_health(a),
         Command::RepairIndex(a) => health::run_repair(a),

@@ -42,6 +42,69 @@ fn the_legacy_layout_migrates_and_reads_as_comfyui_reads_it() {
 }
 
 #[test]
+fn learned_rounding_lowers_the_subspace_error_of_every_layer_and_repeats() {
+    let Some(py) = python() else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("m.safetensors");
+    oracle(&py, &[&"make", &src, &seed(), &"bf16"]);
+    for q in [
+        &["fp8"][..],
+        &["fp8", "--scaling", "row"],
+        &["int8", "--scaling", "row"],
+    ] {
+        let rtn = d.path().join("rtn.safetensors");
+        ok(lbrx()
+            .arg("convert")
+            .arg(&src)
+            .arg(&rtn)
+            .args(["--quant"])
+            .args(q)
+            .args(["--quiet", "--force"]));
+        let mut outs = Vec::new();
+        for run in 0..2 {
+            let out = d.path().join(format!("lr{run}.safetensors"));
+            let o = ok(lbrx()
+                .arg("convert")
+                .arg(&src)
+                .arg(&out)
+                .args(["--quant"])
+                .args(q)
+                .args([
+                    "--learned-rounding",
+                    "--rounding-iters",
+                    "25",
+                    "--rounding-min-k",
+                    "4",
+                    "--json",
+                    "--force",
+                ]));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            for l in v["rounding"]["layers"].as_array().unwrap() {
+                let (b, a) = (
+                    l["subspace_rel_error"]["before"].as_f64().unwrap(),
+                    l["subspace_rel_error"]["after"].as_f64().unwrap(),
+                );
+                assert!(a <= b, "{q:?} {l}");
+            }
+            outs.push(std::fs::read(&out).unwrap());
+        }
+        assert!(outs[0] == outs[1], "{q:?}: two runs wrote different bytes");
+        oracle(
+            &py,
+            &[
+                &"subspace",
+                &src,
+                &rtn,
+                &d.path().join("lr0.safetensors"),
+                &"4",
+            ],
+        );
+    }
+}
+
+#[test]
 fn health_passes_scaled_files_and_names_a_broken_layer() {
     let Some(py) = python() else {
         return;

@@ -96,9 +96,17 @@ fn unit_of(plan: &Plan, j: usize, src: &dyn Source) -> u64 {
         || matches!(job.transform, Transform::Scaled { .. })
     {
         let mut cols = row_elems(&logical_shape(job));
-        if let Transform::Scaled { scheme, .. } = job.transform {
-            // NVFP4 / MXFP8 items cover whole 128-row tiles of the swizzled scales
-            cols *= scheme.row_unit();
+        if let Transform::Scaled {
+            scheme, logical, ..
+        } = job.transform
+        {
+            // NVFP4 / MXFP8 items cover whole 128-row tiles of the swizzled scales; a learned rounding
+            // searches the whole matrix at once
+            cols *= if learns(plan, job) {
+                logical[0].max(1)
+            } else {
+                scheme.row_unit()
+            };
         }
         block = block / gcd(block, cols) * cols;
     }
@@ -247,6 +255,20 @@ fn apply_steps(job: &Job, v: &mut [f32]) {
     }
 }
 
+/// Whether a job's values are rounded by the learned search (FP8 and INT8 scaled weights of a plan that asks).
+fn learns(plan: &Plan, job: &Job) -> bool {
+    matches!(job.transform, Transform::Scaled { scheme, .. }
+        if plan.learned.is_some() && scheme.row_unit() == 1
+            && matches!(scheme.family, lbrx_quant::scaled::Family::Fp8 | lbrx_quant::scaled::Family::Int8))
+}
+
+/// What a run measured: each learned-rounding layer's errors before and after.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// (tensor name, its errors), in the order the layers finished.
+    pub rounding: Vec<(String, lbrx_quant::scaled::learned::Report)>,
+}
+
 /// Tells the source that an item's input bytes will not be read again soon (mapped pages can go).
 fn release_item(plan: &Plan, src: &dyn Source, item: &Item) {
     let job = &plan.jobs[item.job];
@@ -335,7 +357,7 @@ pub fn execute(
     sink: &dyn Sink,
     opts: ExecOptions,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<()> {
+) -> Result<RunReport> {
     for (i, f) in plan.files.iter().enumerate() {
         sink.write_at(i, 0, &f.header)?;
     }
@@ -343,6 +365,7 @@ pub fn execute(
         sink.write_at(*file, *offset, bytes)?;
     }
     let items = work_items(plan, src, opts.chunk_bytes.max(4096));
+    let rounding = std::sync::Mutex::new(Vec::new());
     let run = || {
         let stats = statistics(plan, src, &items)?;
         let r = Run {
@@ -350,6 +373,7 @@ pub fn execute(
             src,
             sink,
             stats: &stats,
+            rounding: &rounding,
         };
         items
             .par_iter()
@@ -363,14 +387,17 @@ pub fn execute(
             })
     };
     if opts.threads == 0 {
-        run()
+        run()?;
     } else {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads)
             .build()
             .map_err(|e| Error::Usage(format!("cannot start {} threads: {e}", opts.threads)))?;
-        pool.install(run)
+        pool.install(run)?;
     }
+    Ok(RunReport {
+        rounding: rounding.into_inner().unwrap_or_default(),
+    })
 }
 
 /// What every work item of a run reads: the plan, the source, the sink and the statistics pass's results.
@@ -380,6 +407,7 @@ struct Run<'a> {
     src: &'a dyn Source,
     sink: &'a dyn Sink,
     stats: &'a std::collections::HashMap<usize, Vec<f32>>,
+    rounding: &'a std::sync::Mutex<Vec<(String, lbrx_quant::scaled::learned::Report)>>,
 }
 
 /// Where a work item reads and writes: its job, the dtype it reads, its output offset and length.
@@ -537,6 +565,7 @@ fn run_chain(r: &Run<'_>, item: &Item, buf: &mut Vec<u8>) -> Result<u64> {
         src,
         sink,
         stats,
+        rounding,
     } = *r;
     let stats = stats.get(&item.job);
     let Place {
@@ -611,6 +640,25 @@ fn run_chain(r: &Run<'_>, item: &Item, buf: &mut Vec<u8>) -> Result<u64> {
                 scheme
                     .encode_rows(from, &floats, cols, item.elem / cols, amax, buf)
                     .map_err(|e| context(e, name))?;
+                if let (true, Some(params)) = (learns(plan, job), plan.learned) {
+                    let (m, n) = (logical[0] as usize, cols as usize);
+                    let f = |i: usize, j: usize| {
+                        scheme.element_factors(from, amax, i as u64, j as u64, cols)
+                    };
+                    let rep = lbrx_quant::scaled::learned::refine(
+                        scheme,
+                        &floats,
+                        m,
+                        n,
+                        &|i, j| f(i, j).0,
+                        &|i, j| f(i, j).1,
+                        buf,
+                        &params,
+                    );
+                    if let Ok(mut v) = rounding.lock() {
+                        v.push((name.to_string(), rep));
+                    }
+                }
             }
             sink.write_at(job.file, out_off, buf)?;
             let end = logical[0] * cols;

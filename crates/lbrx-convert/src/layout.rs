@@ -145,7 +145,9 @@ pub fn plan_scaled(
     sc: &crate::scaled::ScaledOptions,
 ) -> Result<Plan> {
     let s = crate::scaled::plan(src, sc)?;
-    finish_scaled(src, dst, opts, s)
+    let mut plan = finish_scaled(src, dst, opts, s)?;
+    plan.learned = sc.learned;
+    Ok(plan)
 }
 
 /// Places a scaled layout with its metadata and decisions.

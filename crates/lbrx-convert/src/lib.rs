@@ -60,7 +60,7 @@ pub fn run(
     conv: &ConvertOptions,
     opts: ExecOptions,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<()> {
+) -> Result<exec::RunReport> {
     if plan.kind == OutputKind::Files {
         for f in &plan.files {
             check_destination(src, &plan.dst.join(&f.name))?;
@@ -87,20 +87,22 @@ pub fn run(
     for (name, path) in &plan.assets {
         out.add_copy(name, path);
     }
-    if conv.verify {
+    let report = if conv.verify {
         let hashing = verify::HashingSink::new(&out);
-        execute(plan, src, &hashing, opts, progress)?;
+        let r = execute(plan, src, &hashing, opts, progress)?;
         hashing.verify(plan, &out)?;
+        r
     } else {
-        execute(plan, src, &out, opts, progress)?;
-    }
+        execute(plan, src, &out, opts, progress)?
+    };
     writer::get(plan.writer).finalize(plan, &out)?;
     interrupt::check()?;
     if conv.skip_health {
-        out.commit()
+        out.commit()?;
     } else {
-        out.commit_checked(&|staged| verify::check_staged(plan, staged))
+        out.commit_checked(&|staged| verify::check_staged(plan, staged))?;
     }
+    Ok(report)
 }
 
 /// Refuses a plan whose output does not fit in the free space of its destination's filesystem (tensor files,

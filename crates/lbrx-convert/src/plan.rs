@@ -314,6 +314,9 @@ pub struct Plan {
     /// A scaled conversion's decision for every 2-D weight (quantized, kept, removed) and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<crate::scaled::LayerChoice>,
+    /// Learned rounding of the FP8 / INT8 scaled weights (`--learned-rounding`): each is searched whole.
+    #[serde(skip)]
+    pub learned: Option<lbrx_quant::scaled::learned::Params>,
 }
 
 /// The output writers (`crate::writer::get` gives each one's code).
@@ -356,6 +359,7 @@ impl Plan {
             imatrix: BTreeMap::new(),
             warnings: Vec::new(),
             layers: Vec::new(),
+            learned: None,
         }
     }
 }

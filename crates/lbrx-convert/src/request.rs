@@ -249,6 +249,8 @@ pub struct ConvertArgs {
     pub full_precision_mm: bool,
     /// `--migrate`.
     pub migrate: bool,
+    /// `--learned-rounding` with its settings (`--rounding-iters` ...).
+    pub learned: Option<lbrx_quant::scaled::learned::Params>,
 }
 
 /// A conversion request with every default and flag interaction resolved, once; the planners and the
@@ -362,7 +364,8 @@ impl ConvertArgs {
             || self.exclude.is_some()
             || self.heur
             || self.input_scale
-            || self.full_precision_mm;
+            || self.full_precision_mm
+            || self.learned.is_some();
         let scaled = match scaled_family {
             Some(family) => {
                 if to_gguf || target.is_some() {
@@ -413,12 +416,25 @@ impl ConvertArgs {
                     heur: self.heur,
                     input_scale: self.input_scale,
                     full_precision_mm: self.full_precision_mm,
+                    learned: match self.learned {
+                        Some(_)
+                            if !matches!(
+                                scheme.family,
+                                lbrx_quant::scaled::Family::Fp8 | lbrx_quant::scaled::Family::Int8
+                            ) =>
+                        {
+                            return Err(Error::Usage(format!(
+                                "--learned-rounding searches fp8 and int8 codes, not {family}"
+                            )))
+                        }
+                        l => l,
+                    },
                 })
             }
             None if self.scaling.is_some() || self.block_size.is_some() || scaled_flags => {
                 return Err(Error::Usage(format!(
-                    "--scaling, --block-size, --filter, --include, --exclude, --heur, --input-scale and \
-                     --full-precision-mm go with a scaled --quant ({})",
+                    "--scaling, --block-size, --filter, --include, --exclude, --heur, --input-scale, \
+                     --full-precision-mm and --learned-rounding go with a scaled --quant ({})",
                     lbrx_quant::codec::scaled_families().join(", ")
                 )))
             }

@@ -15,6 +15,7 @@ dequant REF OURS DEQ [KEPT...]  comfy-kitchen's eager dequantization (convert-to
                             DEQ (lbrx's --dtype bf16 of OURS) holds exactly those tensors
 suite LBRX DIR SEED DTYPE   all of the above for every mode lbrx and convert-to-quant share, on a fresh model
 migrate LBRX DIR SEED       lbrx --migrate of a legacy model equals convert-to-quant --convert-fp8-scaled
+subspace SRC RTN OURS MIN_K learned rounding (OURS) below round-to-nearest (RTN) in W's exact top-k subspace
 damage SRC OUT scale|json   SRC with its first scaled layer's weight_scale short or its comfy_quant not JSON
 e5m2 SRC OURS               every quantized layer of OURS equals ComfyUI's TensorCoreFP8Layout.quantize with
                             scale="recalculate" to float8_e5m2 on SRC's weight
@@ -94,6 +95,45 @@ def damage(src, out, how):
     else:
         t[f"{stem}.comfy_quant"] = torch.tensor(list(b"{not json"), dtype=torch.uint8)
     save_file(t, out)
+
+
+def subspace(src, rtn, ours, min_k):
+    """Every layer of OURS has a smaller error than RTN's in W's exact top-k singular subspace
+    (k = clamp(floor(0.2 min(M, N)), MIN_K, 1280)), each code is one of the two grid points around its value,
+    and the scales are RTN's."""
+    w, a, b = load_file(src), load_file(rtn), load_file(ours)
+    n = 0
+    for k_, x in w.items():
+        stem = k_[: -len(".weight")]
+        if f"{stem}.comfy_quant" not in b:
+            continue
+        x = x.float()
+        m_, n_ = x.shape
+        k = min(1280, max(int(min_k), int(0.2 * min(m_, n_))), min(m_, n_))
+        u, _, vh = torch.linalg.svd(x, full_matrices=False)
+        uk, vk = u[:, :k], vh[:k, :]
+        s = b[f"{stem}.weight_scale"]
+        assert torch.equal(a[f"{stem}.weight_scale"], s), f"{stem}: scales changed"
+        full = s.reshape(-1, 1) if s.dim() == 1 else s  # a row scale of [M] or [M, 1]
+        err = lambda o: torch.linalg.norm(uk.T @ (o[k_].float() * full - x) @ vk.T).item()
+        ra, rb = err(a), err(b)
+        assert rb < ra, f"{stem}: subspace error {rb} not below round-to-nearest's {ra}"
+        # every value stays between the grid points around it
+        qa, qb = a[k_].float(), b[k_].float()
+        scaled = x / full
+        lo, hi = torch.minimum(qa, qb), torch.maximum(qa, qb)
+        moved = qa != qb
+        # (x / scale and the encoder's x * multiplier may differ in the last bit at a grid point)
+        tol = 1e-6 * scaled.abs() + 1e-30
+        inside = (scaled >= lo - tol) & (scaled <= hi + tol)
+        out = moved & ~inside
+        if bool(out.any()):
+            r, c = out.nonzero()[0].tolist()
+            sys.exit(f"{stem}: code at {r},{c} left its bracket: {scaled[r, c].item()} not in "
+                     f"[{lo[r, c].item()}, {hi[r, c].item()}]")
+        n += 1
+        print(f"{stem}: {ra:.4g} -> {rb:.4g} ({(rb / ra - 1) * 100:+.1f}%)")
+    assert n > 0
 
 
 def c2q(src, out, *args):
@@ -314,6 +354,7 @@ if __name__ == "__main__":
         "e5m2": e5m2,
         "suite": suite,
         "damage": damage,
+        "subspace": subspace,
         "migrate": migrate,
     }
     cmds[sys.argv[1]](*sys.argv[2:])

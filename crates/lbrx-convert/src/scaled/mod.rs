@@ -34,6 +34,8 @@ pub struct ScaledOptions {
     pub input_scale: bool,
     /// `full_precision_matrix_mult: true` in each FP8 / INT8 layer's `comfy_quant`.
     pub full_precision_mm: bool,
+    /// Learned rounding of FP8 / INT8 layers (`--learned-rounding`), with its search's settings.
+    pub learned: Option<lbrx_quant::scaled::learned::Params>,
 }
 
 /// What happens to one tensor, and why.
@@ -407,7 +409,11 @@ pub fn plan(src: &dyn Source, o: &ScaledOptions) -> Result<ScaledLayout> {
             name: t.name.clone(),
             action: Action::Quantize,
             to: scheme.comfy_format().to_string(),
-            reason: "a 2-D weight".into(),
+            reason: if o.learned.is_some() {
+                "a 2-D weight (learned rounding)".into()
+            } else {
+                "a 2-D weight".into()
+            },
         });
         meta.push((t.name.clone(), entry));
     }

@@ -22,6 +22,7 @@
 
 pub mod dequant;
 pub mod fast;
+pub mod learned;
 pub mod micro;
 
 use crate::cast::{bf16_bits, f16_bits, f16_to_f32, f32_to_e4m3, f32_to_e5m2};
@@ -509,7 +510,7 @@ impl Scheme {
     }
 
     /// The FP8 / INT8 quantization multiplier of one statistic (`None` for block-wise INT8, which divides).
-    fn multiplier(self, a: f32) -> f32 {
+    pub(crate) fn multiplier(self, a: f32) -> f32 {
         // torch's clamp keeps a NaN maximum NaN
         let clamped = if a.is_nan() { a } else { a.max(MIN_AMAX) };
         match (self.family, self.granularity) {
@@ -675,6 +676,24 @@ impl Scheme {
                     fast::encode_fp8(vs, k, qs);
                 }
             }
+        }
+    }
+
+    /// The dequantization scale and the quantization multiplier (the scaled value is `w * multiplier`) of
+    /// element (`row`, `col`) of a `cols`-wide FP8 / INT8 weight with statistics `amax`.
+    pub fn element_factors(
+        self,
+        from: DType,
+        amax: &[f32],
+        row: u64,
+        col: u64,
+        cols: u64,
+    ) -> (f32, f32) {
+        let a = amax[self.stat_index(row, col, cols)];
+        let s = self.scale_of(from, a);
+        match (self.family, self.granularity) {
+            (Family::Int8, Granularity::Block(_)) => (s, 1.0 / s),
+            _ => (s, self.multiplier(a)),
         }
     }
 
