@@ -120,7 +120,7 @@ fn health_passes_scaled_files_and_names_a_broken_layer() {
             .arg(&out)
             .args(["--quant", q, "--quiet"]));
         ok(lbrx().arg("health").arg(&out));
-        for how in ["scale", "json"] {
+        for how in ["scale", "json", "shape"] {
             let bad = d.path().join(format!("{q}-{how}.safetensors"));
             oracle(&py, &[&"damage", &out, &bad, &how]);
             let h = lbrx().arg("health").arg(&bad).output().unwrap();

@@ -16,7 +16,8 @@ dequant REF OURS DEQ [KEPT...]  comfy-kitchen's eager dequantization (convert-to
 suite LBRX DIR SEED DTYPE   all of the above for every mode lbrx and convert-to-quant share, on a fresh model
 migrate LBRX DIR SEED       lbrx --migrate of a legacy model equals convert-to-quant --convert-fp8-scaled
 subspace SRC RTN OURS MIN_K learned rounding (OURS) below round-to-nearest (RTN) in W's exact top-k subspace
-damage SRC OUT scale|json   SRC with its first scaled layer's weight_scale short or its comfy_quant not JSON
+damage SRC OUT scale|json|shape  SRC with its first scaled layer's weight_scale short, its comfy_quant not
+                            JSON, or an orig_shape of 2^64 - 1 rows
 e5m2 SRC OURS               every quantized layer of OURS equals ComfyUI's TensorCoreFP8Layout.quantize with
                             scale="recalculate" to float8_e5m2 on SRC's weight
 """
@@ -92,6 +93,10 @@ def damage(src, out, how):
     if how == "scale":
         s = t[f"{stem}.weight_scale"]
         t[f"{stem}.weight_scale"] = s.reshape(-1)[:-1].clone() if s.numel() > 1 else torch.ones(2)
+    elif how == "shape":
+        cfg = json.loads(bytes(t[f"{stem}.comfy_quant"].tolist()))
+        cfg["orig_shape"] = [2**64 - 1, 3]
+        t[f"{stem}.comfy_quant"] = torch.tensor(list(json.dumps(cfg).encode()), dtype=torch.uint8)
     else:
         t[f"{stem}.comfy_quant"] = torch.tensor(list(b"{not json"), dtype=torch.uint8)
     save_file(t, out)

@@ -129,6 +129,17 @@ pub fn layers_of(src: &dyn Source) -> Result<Vec<FoundLayer>> {
                     _ => return Err(bad(src, format!("{} is not a matrix", wt.name))),
                 },
             };
+            // the stored weight bounds a believable original shape (padding adds less than 32 per side)
+            let stored: u64 = wt.shape.iter().product();
+            if shape[0].saturating_mul(shape[1]) > stored.saturating_mul(2) || shape.contains(&0) {
+                return Err(bad(
+                    src,
+                    format!(
+                        "{}: orig_shape {shape:?} does not fit the stored weight",
+                        t.name
+                    ),
+                ));
+            }
             let Some(&s) = by_name.get(format!("{stem}.weight_scale").as_str()) else {
                 return Err(bad(
                     src,

@@ -194,7 +194,7 @@ pub fn family_named(name: &str) -> Option<&'static SchemeInfo> {
 
 /// `x` rounded up to a multiple of `m`.
 pub fn roundup(x: u64, m: u64) -> u64 {
-    x.div_ceil(m.max(1)) * m.max(1)
+    x.div_ceil(m.max(1)).saturating_mul(m.max(1))
 }
 
 /// f32 rounded through a float dtype (BF16, F16; others unchanged).
