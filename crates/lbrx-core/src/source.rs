@@ -154,9 +154,27 @@ pub trait Sink: Send + Sync {
 /// Implements the field accessors of [`Source`] (`format`, `root`, `files`, `tensors`, `metadata`) for a type
 /// with fields `root: PathBuf`, `files: Vec<SourceFile>`, `tensors: Vec<TensorInfo>` and `metadata: Metadata`.
 /// Use inside `impl Source for T { ... }`; `source_accessors!(FORMAT, mapped FIELD)` takes the root from
-/// `self.FIELD.path()` instead of a `root` field.
+/// `self.FIELD.path()` instead of a `root` field; `source_accessors!(wrapping FIELD)` is for a view over another
+/// source in `self.FIELD` with tensors of its own (`tensors: Vec<TensorInfo>`).
 #[macro_export]
 macro_rules! source_accessors {
+    (wrapping $inner:ident) => {
+        fn format(&self) -> $crate::Format {
+            self.$inner.format()
+        }
+        fn root(&self) -> &::std::path::Path {
+            self.$inner.root()
+        }
+        fn files(&self) -> &[$crate::SourceFile] {
+            self.$inner.files()
+        }
+        fn tensors(&self) -> &[$crate::TensorInfo] {
+            &self.tensors
+        }
+        fn metadata(&self) -> &$crate::Metadata {
+            self.$inner.metadata()
+        }
+    };
     ($format:expr, mapped $map:ident) => {
         fn root(&self) -> &::std::path::Path {
             self.$map.path()

@@ -57,10 +57,10 @@ pub fn cap_simd_level(level: SimdLevel) {
 /// multiply and an add), in two or four times the vector lanes of baseline x86-64. `$portable` must be
 /// `#[inline(always)]` so the wider builds get its body.
 macro_rules! simd_build {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $portable:ident) => {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $portable:ident) => {
         $(#[$m])*
         #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) -> $ret {
+        $vis fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2")]

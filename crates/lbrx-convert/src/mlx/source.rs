@@ -2,7 +2,7 @@
 //! `P.biases` becomes one tensor `P.weight` in the scales' dtype, dequantized on demand, chunk by chunk, as
 //! `mlx.core.dequantize` computes it. Every other tensor passes through untouched (zero-copy).
 
-use lbrx_core::{DType, Error, Metadata, Result, Source, SourceFile, TensorInfo, TensorView};
+use lbrx_core::{DType, Error, Result, Source, TensorInfo, TensorView};
 use lbrx_quant::mlx::Mode;
 use serde_json::Value as Json;
 use std::borrow::Cow;
@@ -186,21 +186,7 @@ impl DequantSource {
 }
 
 impl Source for DequantSource {
-    fn format(&self) -> lbrx_core::Format {
-        self.inner.format()
-    }
-    fn root(&self) -> &Path {
-        self.inner.root()
-    }
-    fn files(&self) -> &[SourceFile] {
-        self.inner.files()
-    }
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
-    }
-    fn metadata(&self) -> &Metadata {
-        self.inner.metadata()
-    }
+    lbrx_core::source_accessors!(wrapping inner);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
         lbrx_core::source::view_whole(self, index)
     }

@@ -76,6 +76,22 @@ pub struct ScaledLayout {
     pub layers: Vec<LayerChoice>,
 }
 
+impl ScaledLayout {
+    /// Adds `<stem>.comfy_quant`, a U8 tensor of the layer's JSON bytes.
+    fn push_comfy_quant(&mut self, stem: &str, bytes: Vec<u8>) {
+        self.tensors.push(Planned::new(
+            format!("{stem}.comfy_quant"),
+            DType::U8,
+            vec![bytes.len() as u64],
+            Input::Inline {
+                index: self.inline.len(),
+            },
+            Transform::Copy,
+        ));
+        self.inline.push(bytes);
+    }
+}
+
 /// A Python `json.dumps` value (default separators, `ensure_ascii`), for byte-identical JSON.
 enum Py {
     Str(String),
@@ -394,17 +410,7 @@ pub fn plan(src: &dyn Source, o: &ScaledOptions) -> Result<ScaledLayout> {
             ));
         }
         let (json, entry) = o.comfy_json(scheme, &t.shape);
-        let bytes = json.into_bytes();
-        out.tensors.push(Planned::new(
-            format!("{stem}.comfy_quant"),
-            DType::U8,
-            vec![bytes.len() as u64],
-            Input::Inline {
-                index: out.inline.len(),
-            },
-            Transform::Copy,
-        ));
-        out.inline.push(bytes);
+        out.push_comfy_quant(&stem, json.into_bytes());
         out.layers.push(LayerChoice {
             name: t.name.clone(),
             action: Action::Quantize,
@@ -544,16 +550,7 @@ pub fn migrate(src: &dyn Source) -> Result<ScaledLayout> {
             entry.push(("group_size", Py::Int(b)));
         }
         meta.push((stem.to_string(), Py::Obj(entry)));
-        out.tensors.push(Planned::new(
-            format!("{stem}.comfy_quant"),
-            DType::U8,
-            vec![bytes.len() as u64],
-            Input::Inline {
-                index: out.inline.len(),
-            },
-            Transform::Copy,
-        ));
-        out.inline.push(bytes);
+        out.push_comfy_quant(stem, bytes);
         out.layers.push(LayerChoice {
             name: t.name.clone(),
             action: Action::Quantize,

@@ -4,14 +4,11 @@
 //! ComfyUI's formulas ([`lbrx_quant::scaled::dequant`]); the scale, `input_scale` and `comfy_quant` tensors
 //! and the `scaled_fp8` marker are not shown. Everything else passes through.
 
-use lbrx_core::{
-    DType, Error, Format, Metadata, Result, Source, SourceFile, TensorInfo, TensorView,
-};
+use lbrx_core::{DType, Error, Format, Result, Source, TensorInfo, TensorView};
 use lbrx_quant::scaled::dequant::{dequantize_rows, Stored};
 use lbrx_quant::scaled::{Family, Granularity, InputScale, Scheme};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::Path;
 
 /// One scaled layer found in a source.
 #[derive(Debug, Clone)]
@@ -340,21 +337,7 @@ impl DequantizedSource {
 }
 
 impl Source for DequantizedSource {
-    fn format(&self) -> Format {
-        self.inner.format()
-    }
-    fn root(&self) -> &Path {
-        self.inner.root()
-    }
-    fn files(&self) -> &[SourceFile] {
-        self.inner.files()
-    }
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
-    }
-    fn metadata(&self) -> &Metadata {
-        self.inner.metadata()
-    }
+    lbrx_core::source_accessors!(wrapping inner);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
         match self.entries.get(index) {
             Some(Entry::Plain(i)) => {

@@ -47,18 +47,35 @@ pub(crate) fn e4m3_clamped(v: f32) -> u8 {
     // normal in E4M3 (>= 2^-6): re-bias the exponent by carrying the rounded mantissa
     let r = abs.wrapping_add(0x7_ffff + ((abs >> 20) & 1));
     let normal = (r >> 20).wrapping_sub(120 << 3);
-    // subnormal: units of 2^-9, rounded to nearest even by the 2^23 addition
-    let sub = ((f32::from_bits(abs) * 512.0 + 8_388_608.0) - 8_388_608.0) as u32;
+    // subnormal: units of 2^-9, rounded to nearest even by the 2^23 addition, read from the sum's low bits
+    let sub = (f32::from_bits(abs) * 512.0 + 8_388_608.0).to_bits() & 0xf;
     let code = if abs < 0x3c80_0000 { sub } else { normal };
     let code = if abs > 0x7f80_0000 { 0x7f } else { code };
     sign | code as u8
 }
 
-/// FP8 E4M3 codes of `v * k` clamped to ±448 (`k` not NaN).
-pub fn encode_fp8(vs: &[f32], k: f32, qs: &mut [u8]) {
-    for (q, &v) in qs.iter_mut().zip(vs) {
+#[inline(always)]
+fn encode_fp8_portable(vs: &[f32], k: f32, qs: &mut [u8]) {
+    let n = vs.len().min(qs.len());
+    let (vs, qs) = (&vs[..n], &mut qs[..n]);
+    let mut vc = vs.chunks_exact(16);
+    let mut qc = qs.chunks_exact_mut(16);
+    for (v, q) in (&mut vc).zip(&mut qc) {
+        let (Ok(v), Ok(q)) = (<&[f32; 16]>::try_from(v), <&mut [u8; 16]>::try_from(q)) else {
+            continue;
+        };
+        for (q, &v) in q.iter_mut().zip(v) {
+            *q = e4m3_clamped(clamp(v * k, 448.0));
+        }
+    }
+    for (q, &v) in qc.into_remainder().iter_mut().zip(vc.remainder()) {
         *q = e4m3_clamped(clamp(v * k, 448.0));
     }
+}
+
+simd_build! {
+    /// FP8 E4M3 codes of `v * k` clamped to ±448 (`k` not NaN).
+    pub fn encode_fp8(vs: &[f32], k: f32, qs: &mut [u8]) -> () = encode_fp8_portable
 }
 
 /// f32 rounded to bfloat16 (as f32), NaN kept NaN (as [`crate::cast::bf16_bits`] rounds).
@@ -74,32 +91,42 @@ pub(crate) fn bf16_round(v: f32) -> f32 {
     })
 }
 
-/// `v` rounded to the nearest integer, ties to even, for |v| <= 2^22 (NaN kept).
+/// The INT8 code of `v` (|v| <= 127 or NaN) rounded to the nearest integer, ties to even: the 1.5 * 2^23
+/// addition leaves the integer in the sum's low mantissa bits; NaN becomes 0 (as torch's vector conversion
+/// leaves it after narrowing).
 #[inline(always)]
-fn rne(v: f32) -> f32 {
+fn rne_i8(v: f32) -> u8 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
-    (v + MAGIC) - MAGIC
+    let q = ((v + MAGIC).to_bits() & 0x7f_ffff) as i32 - 0x40_0000;
+    if v.is_nan() {
+        0
+    } else {
+        q as i8 as u8
+    }
 }
 
-/// torch's float-to-int8 cast of a clamped, rounded value (NaN becomes 0).
 #[inline(always)]
-fn i8_of(v: f32) -> u8 {
-    // `as i32` saturates and maps NaN to 0, as torch's vector conversion leaves it after narrowing
-    (v as i32) as i8 as u8
-}
-
-/// INT8 codes of `rne(clamp(v * k, ±127))` (`k` not NaN).
-pub fn encode_int8_mul(vs: &[f32], k: f32, qs: &mut [u8]) {
+fn encode_int8_mul_portable(vs: &[f32], k: f32, qs: &mut [u8]) {
     for (q, &v) in qs.iter_mut().zip(vs) {
-        *q = i8_of(rne(clamp(v * k, 127.0)));
+        *q = rne_i8(clamp(v * k, 127.0));
     }
 }
 
-/// INT8 codes of `rne(clamp(v / d, ±127))`.
-pub fn encode_int8_div(vs: &[f32], d: f32, qs: &mut [u8]) {
+simd_build! {
+    /// INT8 codes of `rne(clamp(v * k, ±127))` (`k` not NaN).
+    pub fn encode_int8_mul(vs: &[f32], k: f32, qs: &mut [u8]) -> () = encode_int8_mul_portable
+}
+
+#[inline(always)]
+fn encode_int8_div_portable(vs: &[f32], d: f32, qs: &mut [u8]) {
     for (q, &v) in qs.iter_mut().zip(vs) {
-        *q = i8_of(rne(clamp(v / d, 127.0)));
+        *q = rne_i8(clamp(v / d, 127.0));
     }
+}
+
+simd_build! {
+    /// INT8 codes of `rne(clamp(v / d, ±127))`.
+    pub fn encode_int8_div(vs: &[f32], d: f32, qs: &mut [u8]) -> () = encode_int8_div_portable
 }
 
 #[cfg(test)]
@@ -163,6 +190,55 @@ mod tests {
             let want = f32::from_bits((crate::cast::bf16_bits(v) as u32) << 16);
             assert_eq!(bf16_round(v).to_bits(), want.to_bits(), "{v:e}");
             bits += 7919;
+        }
+    }
+
+    #[test]
+    fn every_simd_build_gives_the_portable_bytes() {
+        use crate::{cap_simd_level, simd_level, SimdLevel};
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            f32::from_bits((x >> 32) as u32)
+        };
+        // random bit patterns (NaN, inf, subnormals included) and ordinary values
+        let v: Vec<f32> = (0..40_000)
+            .map(|i| {
+                if i % 3 == 0 {
+                    next()
+                } else {
+                    (next().to_bits() % 1000) as f32 / 7.0 - 70.0
+                }
+            })
+            .collect();
+        let b: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+        let run = |level: SimdLevel| {
+            cap_simd_level(level);
+            let mut out = Vec::new();
+            for k in [1.0f32, 3.7, 1e-3] {
+                let mut q = vec![0u8; v.len()];
+                encode_fp8(&v, k, &mut q);
+                out.extend_from_slice(&q);
+                encode_int8_mul(&v, k, &mut q);
+                out.extend_from_slice(&q);
+                encode_int8_div(&v, k, &mut q);
+                out.extend_from_slice(&q);
+            }
+            out.extend_from_slice(&amax_f32(&v[1..]).to_bits().to_le_bytes());
+            out.extend_from_slice(&amax_bf16(&b[2..]).to_bits().to_le_bytes());
+            out.extend_from_slice(&amax_f16(&b[..b.len() - 2]).to_bits().to_le_bytes());
+            cap_simd_level(SimdLevel::Avx512);
+            out
+        };
+        let portable = run(SimdLevel::Portable);
+        for level in [SimdLevel::Avx2, SimdLevel::Avx512] {
+            assert!(
+                run(level) == portable,
+                "{level:?} (this CPU: {:?})",
+                simd_level()
+            );
         }
     }
 

@@ -17,7 +17,9 @@ pub const E2M1_VALUES: [f32; 16] = [
     0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
 ];
 
-/// f32 -> E2M1 code in the low 4 bits (comfy-kitchen's bit manipulation, NaN included).
+/// f32 -> E2M1 code in the low 4 bits (comfy-kitchen's bit manipulation, NaN included; both paths computed and
+/// one selected, so that it vectorizes).
+#[inline(always)]
 pub fn e2m1(v: f32) -> u8 {
     const MBITS: i32 = 1;
     const DENORM_MASK_INT: i32 = 149 << 23; // ((127 - 1) + (23 - 1) + 1) << 23
@@ -26,17 +28,19 @@ pub fn e2m1(v: f32) -> u8 {
     let a = f32::from_bits((bits ^ sign) as u32);
     let saturate = a >= 6.0;
     let denormal = !saturate && a < 1.0;
+    let d = (a + f32::from_bits(DENORM_MASK_INT as u32)).to_bits() as i32;
+    let den = d.wrapping_sub(DENORM_MASK_INT) as u8;
+    let mut n = a.to_bits() as i32;
+    let odd = (n >> (23 - MBITS)) & 1;
+    n = n.wrapping_add(((1 - 127) << 23) + ((1 << 21) - 1));
+    n = n.wrapping_add(odd);
+    let norm = (n >> (23 - MBITS)) as u8;
     let code = if saturate {
         7u8
     } else if denormal {
-        let d = (a + f32::from_bits(DENORM_MASK_INT as u32)).to_bits() as i32;
-        d.wrapping_sub(DENORM_MASK_INT) as u8
+        den
     } else {
-        let mut n = a.to_bits() as i32;
-        let odd = (n >> (23 - MBITS)) & 1;
-        n = n.wrapping_add(((1 - 127) << 23) + ((1 << 21) - 1));
-        n = n.wrapping_add(odd);
-        (n >> (23 - MBITS)) as u8
+        norm
     };
     let sign_lp = ((sign as u32) >> 28) as u8 & 0x8;
     code | sign_lp
@@ -58,9 +62,14 @@ fn nvfp4_relative(block_amax: f32, tensor_amax: f32) -> f32 {
     }
 }
 
-/// Encodes one row (`row`: its real values; the padded rest is zero) into packed E2M1 pairs `out` and its
-/// blocks' E4M3 scale bytes `scales`, with the tensor's absolute maximum.
-pub fn nvfp4_row(row: &[f32], tensor_amax: f32, out: &mut [u8], scales: &mut [u8]) {
+simd_build! {
+    /// Encodes one row (`row`: its real values; the padded rest is zero) into packed E2M1 pairs `out` and its
+    /// blocks' E4M3 scale bytes `scales`, with the tensor's absolute maximum.
+    pub fn nvfp4_row(row: &[f32], tensor_amax: f32, out: &mut [u8], scales: &mut [u8]) -> () = nvfp4_row_portable
+}
+
+#[inline(always)]
+fn nvfp4_row_portable(row: &[f32], tensor_amax: f32, out: &mut [u8], scales: &mut [u8]) {
     let pts = nvfp4_tensor_scale(tensor_amax);
     let mut x = [0f32; 16];
     let mut codes = [0u8; 16];
@@ -106,9 +115,14 @@ fn mxfp8_exponent(block_amax: f32) -> (u8, f32) {
     (e, f)
 }
 
-/// Encodes one row (`row`: its real values; the padded rest is zero) into E4M3 bytes `out` and its blocks'
-/// E8M0 scale bytes `scales` (0 for an all-zero block).
-pub fn mxfp8_row(row: &[f32], out: &mut [u8], scales: &mut [u8]) {
+simd_build! {
+    /// Encodes one row (`row`: its real values; the padded rest is zero) into E4M3 bytes `out` and its blocks'
+    /// E8M0 scale bytes `scales` (0 for an all-zero block).
+    pub fn mxfp8_row(row: &[f32], out: &mut [u8], scales: &mut [u8]) -> () = mxfp8_row_portable
+}
+
+#[inline(always)]
+fn mxfp8_row_portable(row: &[f32], out: &mut [u8], scales: &mut [u8]) {
     let mut x = [0f32; 32];
     for (b, (blk, sc)) in out.chunks_mut(32).zip(scales.iter_mut()).enumerate() {
         let start = (b * 32).min(row.len());
