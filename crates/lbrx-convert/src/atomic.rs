@@ -217,7 +217,7 @@ impl AtomicOutput {
     }
 
     /// Makes a directory output a workspace: its sentinel is the first file written and is marked complete
-    /// only after every other file is in place.
+    /// only once the directory is in place at its destination.
     pub fn with_workspace(mut self, info: WorkspaceInfo) -> Self {
         self.workspace = Some(info);
         self
@@ -363,6 +363,20 @@ impl AtomicOutput {
         if moved_old {
             remove_any(&old);
         }
+        // the workspace is marked complete only in place: a run killed before this point leaves a staged
+        // or renamed directory whose sentinel still says incomplete, which health refuses
+        if let (Some(ws), OutputKind::Dir) = (&self.workspace, self.kind) {
+            write_sentinel(
+                &self.dst,
+                &WorkspaceInfo {
+                    complete: true,
+                    ..ws.clone()
+                },
+            )?;
+            if self.sync {
+                sync_dir(&self.dst);
+            }
+        }
         if self.sync {
             sync_dir(&self.parent);
         }
@@ -404,15 +418,6 @@ impl AtomicOutput {
                     .and_then(|f| f.sync_all())
                     .map_err(|e| Error::io(&p, "fsync", e))?;
             }
-        }
-        if let Some(ws) = &self.workspace {
-            write_sentinel(
-                staging,
-                &WorkspaceInfo {
-                    complete: true,
-                    ..ws.clone()
-                },
-            )?;
         }
         if self.sync {
             sync_dir(staging);
