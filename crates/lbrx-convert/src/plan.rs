@@ -313,7 +313,7 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// A scaled conversion's decision for every 2-D weight (quantized, kept, removed) and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub layers: Vec<crate::scaled::LayerChoice>,
+    pub layers: Vec<crate::scaled::options::LayerChoice>,
     /// Learned rounding of the FP8 / INT8 scaled weights (`--learned-rounding`): each is searched whole.
     #[serde(skip)]
     pub learned: Option<lbrx_quant::scaled::learned::Params>,

@@ -38,7 +38,7 @@ pub struct ConvertOptions {
     pub verify: bool,
     /// SafeTensors output: 2-D `*.weight` matrices in a scaled encoding, each with its scales (from a
     /// statistics pass over the tensor before it is encoded) and its `comfy_quant`, as ComfyUI loads them.
-    pub scaled: Option<crate::scaled::ScaledOptions>,
+    pub scaled: Option<crate::scaled::options::ScaledOptions>,
     /// SafeTensors output: a legacy `scaled_fp8` model rewritten in the `comfy_quant` layout.
     pub migrate: bool,
 }
@@ -407,7 +407,7 @@ impl ConvertArgs {
                     .iter()
                     .map(|f| crate::scaled::filters::named(f).map_err(Error::Usage))
                     .collect::<Result<Vec<_>>>()?;
-                Some(crate::scaled::ScaledOptions {
+                Some(crate::scaled::options::ScaledOptions {
                     scheme,
                     output_dtype,
                     filters,

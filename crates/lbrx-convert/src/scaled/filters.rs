@@ -409,7 +409,7 @@ impl ModelFilter {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::scaled::filters::{named, FILTERS};
 
     #[test]
     fn names_are_unique_and_aliases_resolve() {
