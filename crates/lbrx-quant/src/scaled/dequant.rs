@@ -9,18 +9,9 @@
 //!
 //! Padded NVFP4 and MXFP8 weights are cropped back to the layer's `orig_shape`.
 
-use super::{micro, Family, Granularity, Scheme};
-use crate::cast::{bf16_bits, e4m3_to_f32, f16_bits, f16_to_f32};
+use super::{micro, round_to, Family, Granularity, Scheme};
+use crate::cast::{e4m3_to_f32, f16_to_f32};
 use lbrx_core::{DType, Error, Result};
-
-/// f32 rounded through the output type (F32 unchanged).
-fn round_to(d: DType, v: f32) -> f32 {
-    match d {
-        DType::BF16 => f32::from_bits((bf16_bits(v) as u32) << 16),
-        DType::F16 => f16_to_f32(f16_bits(v)),
-        _ => v,
-    }
-}
 
 /// The stored parts of one scaled weight.
 #[derive(Debug, Clone, Copy)]

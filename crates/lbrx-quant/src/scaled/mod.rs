@@ -198,7 +198,7 @@ pub fn roundup(x: u64, m: u64) -> u64 {
 }
 
 /// f32 rounded through a float dtype (BF16, F16; others unchanged).
-fn round_to(d: DType, v: f32) -> f32 {
+pub(crate) fn round_to(d: DType, v: f32) -> f32 {
     match d {
         DType::BF16 => f32::from_bits((bf16_bits(v) as u32) << 16),
         DType::F16 => f16_to_f32(f16_bits(v)),
