@@ -178,6 +178,19 @@ pub enum Malformed {
         /// `module.name`.
         global: String,
     },
+    /// A checksum the format stores does not match the bytes: the file is damaged.
+    #[error(
+        "{what}: stored checksum {stored:#010x} but the bytes give {computed:#010x}; the file is damaged, \
+         download or copy it again"
+    )]
+    Checksum {
+        /// What the checksum covers (a block, a tensor's bytes).
+        what: String,
+        /// The checksum in the file.
+        stored: u32,
+        /// The checksum of the bytes read.
+        computed: u32,
+    },
     /// A value that the format forbids.
     #[error("{0}")]
     Other(String),

@@ -6,7 +6,14 @@ use std::path::Path;
 
 /// Detects the format of a file or model directory.
 pub fn detect(path: &Path) -> Result<Format> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "open", e))?;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        // a TensorFlow checkpoint is named by its prefix, which is no file itself
+        Err(_) if Path::new(&format!("{}.index", path.display())).is_file() => {
+            return Ok(Format::TensorFlow)
+        }
+        Err(e) => return Err(Error::io(path, "open", e)),
+    };
     if meta.is_dir() {
         return detect_dir(path);
     }
@@ -36,6 +43,7 @@ pub fn detect(path: &Path) -> Result<Format> {
         "onnx" => Ok(Format::Onnx),
         "h5" | "hdf5" | "keras" => Ok(Format::Hdf5),
         "tflite" => Ok(Format::TfLite),
+        "index" => Ok(Format::TensorFlow),
         _ => Err(Error::Unsupported {
             path: path.to_path_buf(),
             what: "unrecognized file format".into(),
@@ -87,7 +95,7 @@ fn detect_dir(dir: &Path) -> Result<Format> {
         || !crate::pytorch::weight_files(&names).is_empty()
     {
         Ok(Format::PyTorchDir)
-    } else if has(&|n| n == "saved_model.pb") {
+    } else if has(&|n| n == "saved_model.pb" || n == "checkpoint" || n.ends_with(".index")) {
         Ok(Format::TensorFlow)
     } else {
         Err(Error::Unsupported {

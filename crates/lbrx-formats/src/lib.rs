@@ -6,10 +6,14 @@ pub mod gguf;
 pub mod imatrix;
 pub mod mmap;
 pub mod npz;
+pub mod onnx;
 pub mod pytorch;
 pub mod safetensors;
 pub mod sentencepiece;
 pub mod sharded;
+pub mod stored;
+pub mod tensorflow;
+pub mod tflite;
 
 pub use detect::detect;
 use lbrx_core::{Error, Format, Result, Source};
@@ -31,6 +35,9 @@ pub fn open(path: &Path) -> Result<Box<dyn Source>> {
         Format::Npz => Ok(Box::new(npz::NpzFile::open(path)?)),
         Format::PyTorch => Ok(Box::new(pytorch::PyTorchFile::open(path)?)),
         Format::PyTorchDir => Ok(Box::new(pytorch::PyTorchDir::open(path)?)),
+        Format::Onnx => Ok(Box::new(onnx::open(path)?)),
+        Format::TensorFlow => Ok(Box::new(tensorflow::open(path)?)),
+        Format::TfLite => Ok(Box::new(tflite::open(path)?)),
         other => Err(Error::Unsupported {
             path: path.to_path_buf(),
             what: format!("reading {other} files is not implemented yet"),
