@@ -3,6 +3,7 @@
 
 pub mod detect;
 pub mod gguf;
+pub mod hdf5;
 pub mod imatrix;
 pub mod mmap;
 pub mod npz;
@@ -16,7 +17,7 @@ pub mod tensorflow;
 pub mod tflite;
 
 pub use detect::detect;
-use lbrx_core::{Error, Format, Result, Source};
+use lbrx_core::{Format, Result, Source};
 use std::path::Path;
 
 /// Opens a model file or directory, detecting its format. Reads headers only.
@@ -38,9 +39,6 @@ pub fn open(path: &Path) -> Result<Box<dyn Source>> {
         Format::Onnx => Ok(Box::new(onnx::open(path)?)),
         Format::TensorFlow => Ok(Box::new(tensorflow::open(path)?)),
         Format::TfLite => Ok(Box::new(tflite::open(path)?)),
-        other => Err(Error::Unsupported {
-            path: path.to_path_buf(),
-            what: format!("reading {other} files is not implemented yet"),
-        }),
+        Format::Hdf5 => Ok(Box::new(hdf5::open(path)?)),
     }
 }

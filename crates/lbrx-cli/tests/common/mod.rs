@@ -283,3 +283,21 @@ pub fn llama_imatrix(model: &Path, dir: &Path, format: &str) -> String {
         ]));
     out.to_string_lossy().into_owned()
 }
+
+/// The python of the ONNX/TensorFlow/TFLite/Keras reference venv (`$LBRX_FORMATS_PYTHON`, else
+/// `.venv-tf/bin/python`); `None` when absent and not required.
+pub fn formats_python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("LBRX_FORMATS_PYTHON").map(PathBuf::from),
+        Some(repo_root().join(".venv-tf/bin/python")),
+    ];
+    if let Some(p) = candidates.into_iter().flatten().find(|c| c.exists()) {
+        return Some(p);
+    }
+    assert!(
+        !required(),
+        "LBRX_REQUIRE_REFERENCE=1 but no formats python (scripts/setup-python.sh .venv-tf scripts/requirements-formats.txt)"
+    );
+    eprintln!("SKIP: no formats reference venv (LBRX_FORMATS_PYTHON)");
+    None
+}

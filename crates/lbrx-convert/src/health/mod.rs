@@ -117,7 +117,11 @@ impl Report {
 
 /// Checks a model directory or a single `.safetensors` file. `Err` means it could not be checked at all.
 pub fn check(path: &Path, deep: bool) -> Result<HealthReport> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "open", e))?;
+    // a TensorFlow checkpoint prefix names no file itself
+    let tf_prefix = lbrx_formats::detect(path).is_ok_and(|f| f == lbrx_core::Format::TensorFlow);
+    if !tf_prefix {
+        std::fs::metadata(path).map_err(|e| Error::io(path, "open", e))?;
+    }
     let mut r = Report::default();
     let workspace = read_workspace(path);
     if let Some(ws) = &workspace {
@@ -133,7 +137,23 @@ pub fn check(path: &Path, deep: bool) -> Result<HealthReport> {
             );
         }
     }
-    let shards = if meta.is_dir() {
+    let read_only_format = |p: &Path| {
+        matches!(
+            lbrx_formats::detect(p),
+            Ok(lbrx_core::Format::Onnx
+                | lbrx_core::Format::Hdf5
+                | lbrx_core::Format::TensorFlow
+                | lbrx_core::Format::TfLite
+                | lbrx_core::Format::Npz)
+        )
+    };
+    let shards = if read_only_format(path) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        read_source_shard(path, &name, &mut r).into_iter().collect()
+    } else if path.is_dir() {
         check_dir(path, &mut r)?
     } else {
         let fmt = lbrx_formats::detect(path)?;
@@ -337,9 +357,25 @@ fn read_shard(path: &Path, name: &str, r: &mut Report) -> Option<Shard> {
 
 /// Opens one PyTorch checkpoint; what its reader refuses or skips becomes a finding.
 fn read_torch_shard(path: &Path, name: &str, r: &mut Report) -> Option<Shard> {
-    match lbrx_formats::pytorch::PyTorchFile::open(path) {
+    let opened = lbrx_formats::pytorch::PyTorchFile::open(path)
+        .map(|f| Box::new(f) as Box<dyn lbrx_core::Source>);
+    opened_shard(path, name, r, opened)
+}
+
+/// A file of a format lbrx only reads (ONNX, TensorFlow, TFLite, HDF5, npz): opening it checks its structure,
+/// its lengths and the checksums it carries.
+fn read_source_shard(path: &Path, name: &str, r: &mut Report) -> Option<Shard> {
+    opened_shard(path, name, r, lbrx_formats::open(path))
+}
+
+fn opened_shard(
+    path: &Path,
+    name: &str,
+    r: &mut Report,
+    opened: Result<Box<dyn lbrx_core::Source>>,
+) -> Option<Shard> {
+    match opened {
         Ok(f) => {
-            use lbrx_core::Source;
             for w in f.warnings() {
                 r.warn("skipped-object", Some(path), None, w.clone());
             }
@@ -347,7 +383,7 @@ fn read_torch_shard(path: &Path, name: &str, r: &mut Report) -> Option<Shard> {
                 name: name.to_string(),
                 path: path.to_path_buf(),
                 tensors: f.tensors().to_vec(),
-                source: Some(Box::new(f)),
+                source: Some(f),
             })
         }
         Err(e) => {
@@ -355,6 +391,7 @@ fn read_torch_shard(path: &Path, name: &str, r: &mut Report) -> Option<Shard> {
             let code = match e.malformed_kind() {
                 Some(lbrx_core::Malformed::Malicious { .. }) => "malicious-checkpoint",
                 Some(lbrx_core::Malformed::Truncated { .. }) => "truncated-shard",
+                Some(lbrx_core::Malformed::Checksum { .. }) => "checksum-mismatch",
                 _ => "corrupt-shard",
             };
             let tensor = match &e {

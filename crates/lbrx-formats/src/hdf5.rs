@@ -1,0 +1,582 @@
+//! HDF5 files as Keras writes them (`.h5`, `.hdf5`, and the `model.weights.h5` inside a `.keras` zip), the
+//! subset h5py produces by default (spec: <https://docs.hdfgroup.org/hdf5/develop/_f_m_t3.html>):
+//!
+//! ```text
+//! superblock v0/v1: "\x89HDF\r\n\x1a\n", versions, offset/length sizes, ..., root symbol table entry
+//! object header v1 (messages, continuation blocks) or v2 ("OHDR", "OCHK")
+//! groups: symbol table message -> v1 B-tree ("TREE") of symbol nodes ("SNOD") + local heap ("HEAP") names,
+//!         or compact link messages
+//! datasets: dataspace, datatype (fixed-point, floating-point), layout (compact or contiguous)
+//! ```
+//!
+//! Tensors are the numeric datasets, named by their path (`model_weights/dense/dense/kernel:0`,
+//! `layers/dense/vars/0`). Chunked (and so compressed) datasets and dense link storage are refused with a clear
+//! error. Written by hand: the Rust HDF5 crates bind the C library; every read here is bounds-checked and the
+//! walk is depth-limited and cycle-safe.
+
+use crate::mmap::MappedFile;
+use crate::stored::{StoredBuilder, StoredSource};
+use lbrx_core::{DType, Error, Format, Location, Malformed, Result, TensorInfo, Value, ValueKind};
+use std::collections::HashSet;
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Deepest group nesting followed.
+const MAX_DEPTH: usize = 64;
+/// Most object header continuation blocks followed per object.
+const MAX_CONTINUATIONS: usize = 4096;
+
+/// One numeric dataset found in the file.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Path from the root, without a leading `/`.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// Its bytes in the buffer (`None`: never written, all zeros).
+    pub data: Option<Range<usize>>,
+    /// Stored big-endian.
+    pub big_endian: bool,
+}
+
+/// The parsed file: its datasets and what was skipped.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Numeric datasets.
+    pub datasets: Vec<Dataset>,
+    /// Skipped objects, for people.
+    pub warnings: Vec<String>,
+}
+
+struct H5<'a> {
+    buf: &'a [u8],
+    path: &'a Path,
+    so: usize,
+    sl: usize,
+    base: u64,
+    seen: HashSet<u64>,
+    out: Parsed,
+}
+
+/// What an object header says.
+#[derive(Default)]
+struct Object {
+    symbol_table: Option<(u64, u64)>,
+    links: Vec<(String, u64)>,
+    dense_links: bool,
+    space: Option<Vec<u64>>,
+    dtype: Option<std::result::Result<(DType, bool), String>>,
+    layout: Option<Layout>,
+}
+
+enum Layout {
+    Contiguous(u64, u64),
+    Compact(Range<usize>),
+    Chunked,
+}
+
+impl<'a> H5<'a> {
+    fn bad(&self, at: usize, what: impl Into<String>) -> Error {
+        Error::malformed(
+            Location::file(self.path).at(at as u64),
+            Malformed::Other(format!("HDF5: {}", what.into())),
+        )
+    }
+
+    fn bytes(&self, at: usize, n: usize) -> Result<&'a [u8]> {
+        at.checked_add(n)
+            .and_then(|e| self.buf.get(at..e))
+            .ok_or_else(|| self.bad(at, format!("{n} bytes past the end of the file")))
+    }
+
+    fn uint(&self, at: usize, n: usize) -> Result<u64> {
+        let b = self.bytes(at, n)?;
+        Ok(b.iter().rev().fold(0u64, |v, &x| (v << 8) | x as u64))
+    }
+
+    /// An address field: `None` when undefined (all ones).
+    fn addr(&self, at: usize) -> Result<Option<usize>> {
+        let v = self.uint(at, self.so)?;
+        if v == u64::MAX >> (64 - 8 * self.so as u32) {
+            return Ok(None);
+        }
+        let abs = v.checked_add(self.base).ok_or_else(|| self.bad(at, "address overflows"))?;
+        usize::try_from(abs)
+            .ok()
+            .filter(|&a| a < self.buf.len())
+            .map(Some)
+            .ok_or_else(|| self.bad(at, format!("address {abs} past the end of the file")))
+    }
+
+    fn need_addr(&self, at: usize) -> Result<usize> {
+        self.addr(at)?.ok_or_else(|| self.bad(at, "undefined address"))
+    }
+
+    fn sig(&self, at: usize, s: &[u8; 4]) -> Result<()> {
+        if self.bytes(at, 4)? != s {
+            return Err(self.bad(at, format!("expected '{}'", String::from_utf8_lossy(s))));
+        }
+        Ok(())
+    }
+
+    /// Reads the object header at `at`.
+    fn object(&self, at: usize) -> Result<Object> {
+        let mut o = Object::default();
+        let mut blocks: Vec<(usize, usize, bool)> = Vec::new();
+        if self.bytes(at, 4)? == b"OHDR" {
+            let version = self.bytes(at + 4, 1)?[0];
+            if version != 2 {
+                return Err(self.bad(at, format!("object header version {version}")));
+            }
+            let flags = self.bytes(at + 5, 1)?[0];
+            let mut p = at + 6;
+            if flags & 0x20 != 0 {
+                p += 16;
+            }
+            if flags & 0x10 != 0 {
+                p += 4;
+            }
+            let w = 1usize << (flags & 3);
+            let size = self.uint(p, w)? as usize;
+            p += w;
+            self.bytes(p, size)?;
+            blocks.push((p, size, flags & 0x04 != 0));
+        } else {
+            let version = self.bytes(at, 1)?[0];
+            if version != 1 {
+                return Err(self.bad(at, format!("object header version {version}")));
+            }
+            let size = self.uint(at + 8, 4)? as usize;
+            self.bytes(at + 16, size)?;
+            blocks.push((at + 16, size, false));
+        }
+        let v2 = self.bytes(at, 4)? == b"OHDR";
+        let mut i = 0;
+        while i < blocks.len() {
+            if i > MAX_CONTINUATIONS {
+                return Err(self.bad(at, "too many object header continuations"));
+            }
+            let (start, size, order) = blocks[i];
+            let end = start + size;
+            let mut p = start;
+            let head = if v2 { 4 + if order { 2 } else { 0 } } else { 8 };
+            while p + head <= end {
+                let (ty, len) = if v2 {
+                    (self.bytes(p, 1)?[0] as u16, self.uint(p + 1, 2)? as usize)
+                } else {
+                    (self.uint(p, 2)? as u16, self.uint(p + 2, 2)? as usize)
+                };
+                let d = p + head;
+                if d + len > end {
+                    return Err(self.bad(p, "message past the end of its header block"));
+                }
+                self.message(&mut o, ty, d, &mut blocks, v2)?;
+                p = d + len;
+            }
+            i += 1;
+        }
+        Ok(o)
+    }
+
+    fn message(
+        &self,
+        o: &mut Object,
+        ty: u16,
+        d: usize,
+        blocks: &mut Vec<(usize, usize, bool)>,
+        v2: bool,
+    ) -> Result<()> {
+        match ty {
+            0x0001 => {
+                let version = self.bytes(d, 1)?[0];
+                let rank = self.bytes(d + 1, 1)?[0] as usize;
+                let (start, scalar_null) = match version {
+                    1 => (d + 8, false),
+                    2 => (d + 4, self.bytes(d + 3, 1)?[0] == 2),
+                    v => return Err(self.bad(d, format!("dataspace version {v}"))),
+                };
+                let dims = (0..rank)
+                    .map(|k| self.uint(start + k * self.sl, self.sl))
+                    .collect::<Result<Vec<_>>>()?;
+                o.space = Some(if scalar_null { vec![0] } else { dims });
+            }
+            0x0003 => {
+                let b0 = self.bytes(d, 1)?[0];
+                let bits = self.bytes(d + 1, 1)?[0];
+                let size = self.uint(d + 4, 4)?;
+                let be = bits & 1 != 0;
+                o.dtype = Some(match (b0 & 0x0f, size) {
+                    (0, _) => {
+                        let signed = bits & 0x08 != 0;
+                        match (signed, size) {
+                            (true, 1) => Ok((DType::I8, be)),
+                            (true, 2) => Ok((DType::I16, be)),
+                            (true, 4) => Ok((DType::I32, be)),
+                            (true, 8) => Ok((DType::I64, be)),
+                            (false, 1) => Ok((DType::U8, be)),
+                            (false, 2) => Ok((DType::U16, be)),
+                            (false, 4) => Ok((DType::U32, be)),
+                            (false, 8) => Ok((DType::U64, be)),
+                            _ => Err(format!("{size}-byte integers")),
+                        }
+                    }
+                    (1, 2) => Ok((DType::F16, be)),
+                    (1, 4) => Ok((DType::F32, be)),
+                    (1, 8) => Ok((DType::F64, be)),
+                    (class, size) => Err(format!("datatype class {class} of {size} bytes")),
+                });
+            }
+            0x0008 => {
+                let version = self.bytes(d, 1)?[0];
+                o.layout = Some(match version {
+                    3 | 4 => match self.bytes(d + 1, 1)?[0] {
+                        0 => {
+                            let n = self.uint(d + 2, 2)? as usize;
+                            self.bytes(d + 4, n)?;
+                            Layout::Compact(d + 4..d + 4 + n)
+                        }
+                        1 => Layout::Contiguous(
+                            self.addr(d + 2)?.map_or(u64::MAX, |a| a as u64),
+                            self.uint(d + 2 + self.so, self.sl)?,
+                        ),
+                        _ => Layout::Chunked,
+                    },
+                    1 | 2 => {
+                        let rank = self.bytes(d + 1, 1)?[0] as usize;
+                        match self.bytes(d + 2, 1)?[0] {
+                            0 => {
+                                let at = d + 8 + rank * 4;
+                                let n = self.uint(at, 4)? as usize;
+                                self.bytes(at + 4, n)?;
+                                Layout::Compact(at + 4..at + 4 + n)
+                            }
+                            1 => Layout::Contiguous(
+                                self.addr(d + 8)?.map_or(u64::MAX, |a| a as u64),
+                                u64::MAX - 1,
+                            ),
+                            _ => Layout::Chunked,
+                        }
+                    }
+                    v => return Err(self.bad(d, format!("data layout version {v}"))),
+                });
+            }
+            0x0010 => {
+                let at = self.need_addr(d)?;
+                let n = self.uint(d + self.so, self.sl)? as usize;
+                self.bytes(at, n)?;
+                if v2 {
+                    self.sig(at, b"OCHK")?;
+                    blocks.push((at + 4, n.saturating_sub(8), blocks[0].2));
+                } else {
+                    blocks.push((at, n, false));
+                }
+            }
+            0x0011 => {
+                o.symbol_table = Some((self.need_addr(d)? as u64, self.need_addr(d + self.so)? as u64));
+            }
+            0x0002 => {
+                let flags = self.bytes(d + 1, 1)?[0];
+                let at = d + 2 + if flags & 1 != 0 { 8 } else { 0 };
+                if self.addr(at)?.is_some() {
+                    o.dense_links = true;
+                }
+            }
+            0x0006 => {
+                let flags = self.bytes(d + 1, 1)?[0];
+                let mut p = d + 2;
+                let kind = if flags & 0x08 != 0 {
+                    p += 1;
+                    self.bytes(p - 1, 1)?[0]
+                } else {
+                    0
+                };
+                if flags & 0x04 != 0 {
+                    p += 8;
+                }
+                if flags & 0x10 != 0 {
+                    p += 1;
+                }
+                let w = 1usize << (flags & 3);
+                let n = self.uint(p, w)? as usize;
+                p += w;
+                let name = String::from_utf8_lossy(self.bytes(p, n)?).into_owned();
+                if kind == 0 {
+                    o.links.push((name, self.need_addr(p + n)? as u64));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The (name, object address) pairs of a v1 group: its B-tree's symbol nodes, names from the local heap.
+    fn symbols(&self, btree: usize, heap: usize, out: &mut Vec<(String, u64)>, depth: usize) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(self.bad(btree, "group B-tree too deep"));
+        }
+        self.sig(heap, b"HEAP")?;
+        let heap_data = self.need_addr(heap + 8 + 2 * self.sl)?;
+        let heap_size = self.uint(heap + 8, self.sl)? as usize;
+        self.sig(btree, b"TREE")?;
+        let level = self.bytes(btree + 5, 1)?[0];
+        let used = self.uint(btree + 6, 2)? as usize;
+        let mut p = btree + 8 + 2 * self.so;
+        for _ in 0..used {
+            p += self.sl; // key
+            let child = self.need_addr(p)?;
+            p += self.so;
+            if level > 0 {
+                self.symbols(child, heap, out, depth + 1)?;
+                continue;
+            }
+            self.sig(child, b"SNOD")?;
+            let n = self.uint(child + 6, 2)? as usize;
+            let entry = 2 * self.so + 24;
+            for k in 0..n {
+                let e = child + 8 + k * entry;
+                let name_off = self.uint(e, self.so)? as usize;
+                let obj = self.need_addr(e + self.so)? as u64;
+                if name_off >= heap_size {
+                    return Err(self.bad(e, "symbol name outside the local heap"));
+                }
+                let s = self.bytes(heap_data + name_off, heap_size - name_off)?;
+                let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+                out.push((String::from_utf8_lossy(&s[..end]).into_owned(), obj));
+            }
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, at: usize, name: &str, depth: usize) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(self.bad(at, "groups nested too deep"));
+        }
+        if !self.seen.insert(at as u64) {
+            return Ok(()); // a second hard link to an object already read
+        }
+        let o = self.object(at)?;
+        if o.dense_links {
+            return Err(Error::Unsupported {
+                path: self.path.to_path_buf(),
+                what: format!("group '{name}' keeps its links in dense (fractal heap) storage"),
+            });
+        }
+        let mut children = o.links.clone();
+        if let Some((btree, heap)) = o.symbol_table {
+            self.symbols(btree as usize, heap as usize, &mut children, 0)?;
+        }
+        if o.symbol_table.is_some() || !o.links.is_empty() {
+            children.sort();
+            for (child, addr) in children {
+                let path = if name.is_empty() { child } else { format!("{name}/{child}") };
+                self.walk(addr as usize, &path, depth + 1)?;
+            }
+            return Ok(());
+        }
+        let (Some(shape), Some(dtype), Some(layout)) = (o.space, o.dtype, o.layout) else {
+            return Ok(()); // a committed datatype or an empty group
+        };
+        let (dtype, big_endian) = match dtype {
+            Ok(d) => d,
+            Err(what) => {
+                self.out.warnings.push(format!("{name}: {what} skipped (not a numeric tensor)"));
+                return Ok(());
+            }
+        };
+        let len = dtype
+            .byte_len(&shape)
+            .ok_or_else(|| self.bad(at, format!("dataset '{name}' of shape {shape:?} overflows")))?;
+        let data = match layout {
+            Layout::Chunked => {
+                return Err(Error::Unsupported {
+                    path: self.path.to_path_buf(),
+                    what: format!(
+                        "dataset '{name}' is chunked (compressed or resizable); lbrx reads contiguous and compact \
+                         datasets, as Keras writes them"
+                    ),
+                })
+            }
+            Layout::Compact(r) => Some(r.start..r.start + (len as usize).min(r.len())),
+            Layout::Contiguous(u64::MAX, _) => None,
+            Layout::Contiguous(a, size) => {
+                if size != u64::MAX - 1 && size != len {
+                    return Err(self.bad(at, format!("dataset '{name}' stores {size} bytes, its shape needs {len}")));
+                }
+                let a = a as usize;
+                self.bytes(a, len as usize)?;
+                Some(a..a + len as usize)
+            }
+        };
+        if let Some(r) = &data {
+            if r.len() as u64 != len {
+                return Err(self.bad(at, format!("dataset '{name}' holds {} bytes, its shape needs {len}", r.len())));
+            }
+        }
+        self.out.datasets.push(Dataset {
+            name: name.to_string(),
+            dtype,
+            shape,
+            data,
+            big_endian,
+        });
+        Ok(())
+    }
+}
+
+/// Parses an HDF5 file held in `buf` (`path` names it in errors).
+pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
+    let sig = b"\x89HDF\r\n\x1a\n";
+    let start = [0usize, 512, 1024, 2048, 4096, 8192]
+        .into_iter()
+        .find(|&s| buf.get(s..s + 8) == Some(sig))
+        .ok_or_else(|| {
+            Error::malformed(Location::file(path), Malformed::InvalidHeader("no HDF5 signature".into()))
+        })?;
+    let mut h = H5 {
+        buf,
+        path,
+        so: 8,
+        sl: 8,
+        base: 0,
+        seen: HashSet::new(),
+        out: Parsed::default(),
+    };
+    let version = h.bytes(start + 8, 1)?[0];
+    let root = match version {
+        0 | 1 => {
+            h.so = h.bytes(start + 13, 1)?[0] as usize;
+            h.sl = h.bytes(start + 14, 1)?[0] as usize;
+            if !matches!(h.so, 2 | 4 | 8) || !matches!(h.sl, 2 | 4 | 8) {
+                return Err(h.bad(start + 13, "offset or length size not 2, 4 or 8"));
+            }
+            let p = start + 24 + if version == 1 { 4 } else { 0 };
+            h.base = h.uint(p, h.so)?;
+            // root symbol table entry after base, free-space, end-of-file and driver addresses
+            let entry = p + 4 * h.so;
+            h.need_addr(entry + h.so)?
+        }
+        2 | 3 => {
+            h.so = h.bytes(start + 9, 1)?[0] as usize;
+            h.sl = h.bytes(start + 10, 1)?[0] as usize;
+            if !matches!(h.so, 2 | 4 | 8) || !matches!(h.sl, 2 | 4 | 8) {
+                return Err(h.bad(start + 9, "offset or length size not 2, 4 or 8"));
+            }
+            h.base = h.uint(start + 12, h.so)?;
+            h.need_addr(start + 12 + 3 * h.so)?
+        }
+        v => return Err(h.bad(start + 8, format!("superblock version {v}"))),
+    };
+    h.walk(root, "", 0)?;
+    Ok(h.out)
+}
+
+/// Opens an HDF5 file (`.h5`, `.hdf5`) or a Keras `.keras` zip.
+pub fn open(path: &Path) -> Result<StoredSource> {
+    let map = Arc::new(MappedFile::open(path)?);
+    let mut b = StoredBuilder::new(Format::Hdf5, path);
+    if map.bytes().starts_with(b"PK") {
+        let (weights, config) = keras_zip(path)?;
+        let parsed = parse(&weights, path)?;
+        if let Some(layers) = config {
+            b.metadata.insert("keras.layers", layers);
+        }
+        b.warnings = parsed.warnings;
+        for d in parsed.datasets {
+            let bytes = d.data.clone().map_or_else(|| zeros(&d), |r| weights[r].to_vec());
+            push_owned(&mut b, d, bytes)?;
+        }
+        return b.finish();
+    }
+    let file = b.file(map.clone());
+    let parsed = parse(map.bytes(), path)?;
+    b.warnings = parsed.warnings;
+    for d in parsed.datasets {
+        match (&d.data, d.big_endian) {
+            (Some(r), false) => b.mapped(TensorInfo {
+                len: r.len() as u64,
+                offset: r.start as u64,
+                name: d.name,
+                dtype: d.dtype,
+                shape: d.shape,
+                file,
+            }),
+            (Some(r), true) => {
+                let bytes = map.bytes()[r.clone()].to_vec();
+                push_owned(&mut b, d, bytes)?;
+            }
+            (None, _) => {
+                let bytes = zeros(&d);
+                push_owned(&mut b, d, bytes)?;
+            }
+        }
+    }
+    b.finish()
+}
+
+/// Most bytes of zeros an unwritten dataset is given.
+const ZEROS_CAP: u64 = 1 << 30;
+
+fn zeros(d: &Dataset) -> Vec<u8> {
+    let n = d.dtype.byte_len(&d.shape).unwrap_or(0).min(ZEROS_CAP);
+    vec![0; n as usize]
+}
+
+fn push_owned(b: &mut StoredBuilder, d: Dataset, mut bytes: Vec<u8>) -> Result<()> {
+    if d.big_endian {
+        for c in bytes.chunks_exact_mut(d.dtype.info().type_size as usize) {
+            c.reverse();
+        }
+    }
+    b.owned(d.name, d.dtype, d.shape, bytes);
+    Ok(())
+}
+
+/// `model.weights.h5` of a `.keras` zip (its CRC checked by reading it whole) and the layer names of its
+/// `config.json`.
+fn keras_zip(path: &Path) -> Result<(Vec<u8>, Option<Value>)> {
+    let zerr = |e: zip::result::ZipError| {
+        Error::malformed(Location::file(path), Malformed::Other(format!("zip: {e}")))
+    };
+    let f = crate::mmap::open_read_only(path)?;
+    let size = f.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
+    let mut z = zip::ZipArchive::new(f).map_err(zerr)?;
+    let mut read = |name: &str| -> Result<Option<Vec<u8>>> {
+        let mut m = match z.by_name(name) {
+            Ok(m) => m,
+            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+            Err(e) => return Err(zerr(e)),
+        };
+        // a declared size beyond what the stored bytes can inflate to is a lie; refuse before allocating
+        if m.size() > m.compressed_size().saturating_mul(1032).saturating_add(4096) || m.compressed_size() > size {
+            return Err(Error::malformed(
+                Location::file(path).tensor(name),
+                Malformed::Other(format!("member declares {} bytes from {} stored", m.size(), m.compressed_size())),
+            ));
+        }
+        let mut out = Vec::with_capacity(m.size() as usize);
+        m.read_to_end(&mut out).map_err(|e| {
+            Error::malformed(Location::file(path).tensor(name), Malformed::Other(format!("zip member: {e}")))
+        })?;
+        Ok(Some(out))
+    };
+    let weights = read("model.weights.h5")?.ok_or_else(|| Error::Unsupported {
+        path: path.to_path_buf(),
+        what: "zip without model.weights.h5 (not a Keras 3 .keras file)".into(),
+    })?;
+    let layers = read("config.json")?
+        .and_then(|c| serde_json::from_slice::<serde_json::Value>(&c).ok())
+        .and_then(|c| {
+            let names: Vec<Value> = c
+                .pointer("/config/layers")?
+                .as_array()?
+                .iter()
+                .filter_map(|l| l.pointer("/config/name")?.as_str().map(|s| Value::Str(s.into())))
+                .collect();
+            Some(Value::Array(ValueKind::Str, names))
+        });
+    Ok((weights, layers))
+}
