@@ -74,10 +74,7 @@ fn seeded_onnx_models_inline_and_external_read_as_onnx_reads_them() {
     let evil = d.path().join("evil");
     std::fs::create_dir_all(&evil).unwrap();
     let text = std::fs::read(m.join("one/model.onnx")).unwrap();
-    let at = text
-        .windows(11)
-        .position(|w| w == b"weights.bin")
-        .unwrap();
+    let at = text.windows(11).position(|w| w == b"weights.bin").unwrap();
     let mut bad = text.clone();
     bad[at..at + 11].copy_from_slice(b"../../x.bin");
     std::fs::write(evil.join("model.onnx"), &bad).unwrap();

@@ -104,7 +104,9 @@ impl<'a> H5<'a> {
         if v == u64::MAX >> (64 - 8 * self.so as u32) {
             return Ok(None);
         }
-        let abs = v.checked_add(self.base).ok_or_else(|| self.bad(at, "address overflows"))?;
+        let abs = v
+            .checked_add(self.base)
+            .ok_or_else(|| self.bad(at, "address overflows"))?;
         usize::try_from(abs)
             .ok()
             .filter(|&a| a < self.buf.len())
@@ -113,7 +115,8 @@ impl<'a> H5<'a> {
     }
 
     fn need_addr(&self, at: usize) -> Result<usize> {
-        self.addr(at)?.ok_or_else(|| self.bad(at, "undefined address"))
+        self.addr(at)?
+            .ok_or_else(|| self.bad(at, "undefined address"))
     }
 
     fn sig(&self, at: usize, s: &[u8; 4]) -> Result<()> {
@@ -276,7 +279,10 @@ impl<'a> H5<'a> {
                 }
             }
             0x0011 => {
-                o.symbol_table = Some((self.need_addr(d)? as u64, self.need_addr(d + self.so)? as u64));
+                o.symbol_table = Some((
+                    self.need_addr(d)? as u64,
+                    self.need_addr(d + self.so)? as u64,
+                ));
             }
             0x0002 => {
                 let flags = self.bytes(d + 1, 1)?[0];
@@ -314,7 +320,13 @@ impl<'a> H5<'a> {
     }
 
     /// The (name, object address) pairs of a v1 group: its B-tree's symbol nodes, names from the local heap.
-    fn symbols(&self, btree: usize, heap: usize, out: &mut Vec<(String, u64)>, depth: usize) -> Result<()> {
+    fn symbols(
+        &self,
+        btree: usize,
+        heap: usize,
+        out: &mut Vec<(String, u64)>,
+        depth: usize,
+    ) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(self.bad(btree, "group B-tree too deep"));
         }
@@ -372,7 +384,11 @@ impl<'a> H5<'a> {
         if o.symbol_table.is_some() || !o.links.is_empty() {
             children.sort();
             for (child, addr) in children {
-                let path = if name.is_empty() { child } else { format!("{name}/{child}") };
+                let path = if name.is_empty() {
+                    child
+                } else {
+                    format!("{name}/{child}")
+                };
                 self.walk(addr as usize, &path, depth + 1)?;
             }
             return Ok(());
@@ -383,13 +399,15 @@ impl<'a> H5<'a> {
         let (dtype, big_endian) = match dtype {
             Ok(d) => d,
             Err(what) => {
-                self.out.warnings.push(format!("{name}: {what} skipped (not a numeric tensor)"));
+                self.out
+                    .warnings
+                    .push(format!("{name}: {what} skipped (not a numeric tensor)"));
                 return Ok(());
             }
         };
-        let len = dtype
-            .byte_len(&shape)
-            .ok_or_else(|| self.bad(at, format!("dataset '{name}' of shape {shape:?} overflows")))?;
+        let len = dtype.byte_len(&shape).ok_or_else(|| {
+            self.bad(at, format!("dataset '{name}' of shape {shape:?} overflows"))
+        })?;
         let data = match layout {
             Layout::Chunked => {
                 return Err(Error::Unsupported {
@@ -413,7 +431,13 @@ impl<'a> H5<'a> {
         };
         if let Some(r) = &data {
             if r.len() as u64 != len {
-                return Err(self.bad(at, format!("dataset '{name}' holds {} bytes, its shape needs {len}", r.len())));
+                return Err(self.bad(
+                    at,
+                    format!(
+                        "dataset '{name}' holds {} bytes, its shape needs {len}",
+                        r.len()
+                    ),
+                ));
             }
         }
         self.out.datasets.push(Dataset {
@@ -434,7 +458,10 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         .into_iter()
         .find(|&s| buf.get(s..s + 8) == Some(sig))
         .ok_or_else(|| {
-            Error::malformed(Location::file(path), Malformed::InvalidHeader("no HDF5 signature".into()))
+            Error::malformed(
+                Location::file(path),
+                Malformed::InvalidHeader("no HDF5 signature".into()),
+            )
         })?;
     let mut h = H5 {
         buf,
@@ -486,7 +513,10 @@ pub fn open(path: &Path) -> Result<StoredSource> {
         }
         b.warnings = parsed.warnings;
         for d in parsed.datasets {
-            let bytes = d.data.clone().map_or_else(|| zeros(&d), |r| weights[r].to_vec());
+            let bytes = d
+                .data
+                .clone()
+                .map_or_else(|| zeros(&d), |r| weights[r].to_vec());
             push_owned(&mut b, d, bytes)?;
         }
         return b.finish();
@@ -551,15 +581,27 @@ fn keras_zip(path: &Path) -> Result<(Vec<u8>, Option<Value>)> {
             Err(e) => return Err(zerr(e)),
         };
         // a declared size beyond what the stored bytes can inflate to is a lie; refuse before allocating
-        if m.size() > m.compressed_size().saturating_mul(1032).saturating_add(4096) || m.compressed_size() > size {
+        if m.size()
+            > m.compressed_size()
+                .saturating_mul(1032)
+                .saturating_add(4096)
+            || m.compressed_size() > size
+        {
             return Err(Error::malformed(
                 Location::file(path).tensor(name),
-                Malformed::Other(format!("member declares {} bytes from {} stored", m.size(), m.compressed_size())),
+                Malformed::Other(format!(
+                    "member declares {} bytes from {} stored",
+                    m.size(),
+                    m.compressed_size()
+                )),
             ));
         }
         let mut out = Vec::with_capacity(m.size() as usize);
         m.read_to_end(&mut out).map_err(|e| {
-            Error::malformed(Location::file(path).tensor(name), Malformed::Other(format!("zip member: {e}")))
+            Error::malformed(
+                Location::file(path).tensor(name),
+                Malformed::Other(format!("zip member: {e}")),
+            )
         })?;
         Ok(Some(out))
     };
@@ -574,7 +616,11 @@ fn keras_zip(path: &Path) -> Result<(Vec<u8>, Option<Value>)> {
                 .pointer("/config/layers")?
                 .as_array()?
                 .iter()
-                .filter_map(|l| l.pointer("/config/name")?.as_str().map(|s| Value::Str(s.into())))
+                .filter_map(|l| {
+                    l.pointer("/config/name")?
+                        .as_str()
+                        .map(|s| Value::Str(s.into()))
+                })
                 .collect();
             Some(Value::Array(ValueKind::Str, names))
         });

@@ -88,7 +88,13 @@ impl StoredBuilder {
     }
 
     /// Adds a tensor whose little-endian bytes were computed.
-    pub fn owned(&mut self, name: String, dtype: lbrx_core::DType, shape: Vec<u64>, bytes: Vec<u8>) {
+    pub fn owned(
+        &mut self,
+        name: String,
+        dtype: lbrx_core::DType,
+        shape: Vec<u64>,
+        bytes: Vec<u8>,
+    ) {
         self.tensors.push(TensorInfo {
             name,
             dtype,
@@ -194,7 +200,9 @@ impl Source for StoredSource {
     fn raw_file(&self, file: usize) -> Option<&File> {
         // Owned tensors carry no file range, so kernel-side copies are offered only when every tensor is mapped.
         let all_mapped = self.stored.iter().all(|s| matches!(s, Stored::Mapped));
-        all_mapped.then(|| self.maps.get(file).map(|m| m.file())).flatten()
+        all_mapped
+            .then(|| self.maps.get(file).map(|m| m.file()))
+            .flatten()
     }
     fn release(&self, file: usize, offset: u64, len: u64) {
         if let Some(m) = self.maps.get(file) {
@@ -244,14 +252,21 @@ pub fn contained_path(dir: &Path, rel: &str, loc: impl Fn() -> Location) -> Resu
     if p.is_absolute() {
         return Err(refuse("is an absolute path"));
     }
-    if p.components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
-    {
+    if p.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    }) {
         return Err(refuse("leaves the directory ('..')"));
     }
-    let base = dir.canonicalize().map_err(|e| Error::io(dir, "resolve", e))?;
+    let base = dir
+        .canonicalize()
+        .map_err(|e| Error::io(dir, "resolve", e))?;
     let full = base.join(p);
-    let real = full.canonicalize().map_err(|e| Error::io(&full, "open", e))?;
+    let real = full
+        .canonicalize()
+        .map_err(|e| Error::io(&full, "open", e))?;
     if !real.starts_with(&base) {
         return Err(refuse("is a symlink out of the directory"));
     }

@@ -65,15 +65,21 @@ impl<'a> Fb<'a> {
     }
 
     fn u16(&self, at: usize) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.bytes(at, 2)?.try_into().unwrap_or_default()))
+        Ok(u16::from_le_bytes(
+            self.bytes(at, 2)?.try_into().unwrap_or_default(),
+        ))
     }
 
     fn u32(&self, at: usize) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.bytes(at, 4)?.try_into().unwrap_or_default()))
+        Ok(u32::from_le_bytes(
+            self.bytes(at, 4)?.try_into().unwrap_or_default(),
+        ))
     }
 
     fn u64(&self, at: usize) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.bytes(at, 8)?.try_into().unwrap_or_default()))
+        Ok(u64::from_le_bytes(
+            self.bytes(at, 8)?.try_into().unwrap_or_default(),
+        ))
     }
 
     /// The position an offset field at `at` points to.
@@ -90,7 +96,8 @@ impl<'a> Fb<'a> {
     /// Where field `i` of table `t` is, if present.
     fn field(&self, t: Table, i: usize) -> Result<Option<usize>> {
         let back = self.u32(t.0)? as i32 as i64;
-        let vt = usize::try_from(t.0 as i64 - back).map_err(|_| self.bad(t.0, "vtable before the file"))?;
+        let vt = usize::try_from(t.0 as i64 - back)
+            .map_err(|_| self.bad(t.0, "vtable before the file"))?;
         let vsize = self.u16(vt)? as usize;
         let slot = 4 + 2 * i;
         if slot + 2 > vsize {
@@ -116,23 +123,35 @@ impl<'a> Fb<'a> {
     }
 
     fn table(&self, t: Table, i: usize) -> Result<Option<Table>> {
-        self.field(t, i)?.map(|p| self.follow(p).map(Table)).transpose()
+        self.field(t, i)?
+            .map(|p| self.follow(p).map(Table))
+            .transpose()
     }
 
     /// A vector field: (position of the first element, length).
     fn vector(&self, t: Table, i: usize, elem: usize) -> Result<Option<(usize, usize)>> {
-        let Some(p) = self.field(t, i)? else { return Ok(None) };
+        let Some(p) = self.field(t, i)? else {
+            return Ok(None);
+        };
         let v = self.follow(p)?;
         let n = self.u32(v)? as usize;
         let start = v + 4;
         // the elements must fit the file before anything is sized by the count
-        self.bytes(start, n.checked_mul(elem).ok_or_else(|| self.bad(v, "vector too long"))?)?;
+        self.bytes(
+            start,
+            n.checked_mul(elem)
+                .ok_or_else(|| self.bad(v, "vector too long"))?,
+        )?;
         Ok(Some((start, n)))
     }
 
     fn tables(&self, t: Table, i: usize) -> Result<Vec<Table>> {
-        let Some((start, n)) = self.vector(t, i, 4)? else { return Ok(vec![]) };
-        (0..n).map(|k| self.follow(start + 4 * k).map(Table)).collect()
+        let Some((start, n)) = self.vector(t, i, 4)? else {
+            return Ok(vec![]);
+        };
+        (0..n)
+            .map(|k| self.follow(start + 4 * k).map(Table))
+            .collect()
     }
 
     fn string(&self, t: Table, i: usize) -> Result<Option<String>> {
@@ -144,7 +163,13 @@ impl<'a> Fb<'a> {
     fn ints(&self, t: Table, i: usize) -> Result<Option<Vec<i32>>> {
         Ok(self.vector(t, i, 4)?.map(|(s, n)| {
             (0..n)
-                .map(|k| i32::from_le_bytes(self.buf[s + 4 * k..s + 4 * k + 4].try_into().unwrap_or_default()))
+                .map(|k| {
+                    i32::from_le_bytes(
+                        self.buf[s + 4 * k..s + 4 * k + 4]
+                            .try_into()
+                            .unwrap_or_default(),
+                    )
+                })
                 .collect()
         }))
     }
@@ -152,7 +177,13 @@ impl<'a> Fb<'a> {
     fn floats(&self, t: Table, i: usize) -> Result<Vec<f32>> {
         Ok(self.vector(t, i, 4)?.map_or(vec![], |(s, n)| {
             (0..n)
-                .map(|k| f32::from_le_bytes(self.buf[s + 4 * k..s + 4 * k + 4].try_into().unwrap_or_default()))
+                .map(|k| {
+                    f32::from_le_bytes(
+                        self.buf[s + 4 * k..s + 4 * k + 4]
+                            .try_into()
+                            .unwrap_or_default(),
+                    )
+                })
                 .collect()
         }))
     }
@@ -160,7 +191,13 @@ impl<'a> Fb<'a> {
     fn longs(&self, t: Table, i: usize) -> Result<Vec<i64>> {
         Ok(self.vector(t, i, 8)?.map_or(vec![], |(s, n)| {
             (0..n)
-                .map(|k| i64::from_le_bytes(self.buf[s + 8 * k..s + 8 * k + 8].try_into().unwrap_or_default()))
+                .map(|k| {
+                    i64::from_le_bytes(
+                        self.buf[s + 8 * k..s + 8 * k + 8]
+                            .try_into()
+                            .unwrap_or_default(),
+                    )
+                })
                 .collect()
         }))
     }
@@ -179,22 +216,31 @@ pub fn open(path: &Path) -> Result<StoredSource> {
         return Err(fb.bad(4, "no TFL3 identifier"));
     }
     let model = fb.root()?;
-    b.metadata
-        .insert("tflite.schema_version", Value::U32(fb.scalar_u32(model, 0)?));
+    b.metadata.insert(
+        "tflite.schema_version",
+        Value::U32(fb.scalar_u32(model, 0)?),
+    );
     if let Some(d) = fb.string(model, 3)? {
         b.metadata.insert("tflite.description", Value::Str(d));
     }
     let buffers = fb.tables(model, 4)?;
     for (si, sg) in fb.tables(model, 2)?.into_iter().enumerate() {
-        let prefix = if si == 0 { String::new() } else { format!("subgraph{si}/") };
+        let prefix = if si == 0 {
+            String::new()
+        } else {
+            format!("subgraph{si}/")
+        };
         for (ti, t) in fb.tables(sg, 0)?.into_iter().enumerate() {
             let bi = fb.scalar_u32(t, 2)? as usize;
             if bi == 0 {
                 continue;
             }
-            let buffer = *buffers
-                .get(bi)
-                .ok_or_else(|| fb.bad(t.0, format!("tensor {ti} names buffer {bi} of {}", buffers.len())))?;
+            let buffer = *buffers.get(bi).ok_or_else(|| {
+                fb.bad(
+                    t.0,
+                    format!("tensor {ti} names buffer {bi} of {}", buffers.len()),
+                )
+            })?;
             let (start, len) = match fb.vector(buffer, 0, 1)? {
                 Some((s, n)) if n > 0 => (s as u64, n as u64),
                 _ => {
@@ -218,18 +264,27 @@ pub fn open(path: &Path) -> Result<StoredSource> {
             }
             let ty = fb.scalar_u8(t, 1, 0)?;
             let Some(&(_, tname, dtype, bits)) = TENSOR_TYPES.iter().find(|r| r.0 == ty) else {
-                b.warnings
-                    .push(format!("{name}: TFLite type {ty} skipped (no such lbrx dtype)"));
+                b.warnings.push(format!(
+                    "{name}: TFLite type {ty} skipped (no such lbrx dtype)"
+                ));
                 continue;
             };
             let shape: Vec<u64> = fb
                 .ints(t, 0)?
                 .unwrap_or_default()
                 .into_iter()
-                .map(|d| u64::try_from(d).map_err(|_| Error::malformed(loc(), Malformed::Other(format!("dimension {d}")))))
+                .map(|d| {
+                    u64::try_from(d).map_err(|_| {
+                        Error::malformed(loc(), Malformed::Other(format!("dimension {d}")))
+                    })
+                })
                 .collect::<Result<_>>()?;
-            let n = lbrx_core::dtype::element_count(&shape)
-                .ok_or_else(|| Error::malformed(loc(), Malformed::Other(format!("shape {shape:?} overflows"))))?;
+            let n = lbrx_core::dtype::element_count(&shape).ok_or_else(|| {
+                Error::malformed(
+                    loc(),
+                    Malformed::Other(format!("shape {shape:?} overflows")),
+                )
+            })?;
             let want = match bits {
                 Some(bits) => packed_len(n, bits),
                 None => dtype.byte_len(&shape).unwrap_or(u64::MAX),
@@ -255,8 +310,9 @@ pub fn open(path: &Path) -> Result<StoredSource> {
                 ));
             }
             if b.has(&name) {
-                b.warnings
-                    .push(format!("{name}: a second tensor of this name is named '{name}:{ti}'"));
+                b.warnings.push(format!(
+                    "{name}: a second tensor of this name is named '{name}:{ti}'"
+                ));
                 name = format!("{name}:{ti}");
             }
             if let Some(q) = fb.table(t, 4)? {
@@ -268,8 +324,10 @@ pub fn open(path: &Path) -> Result<StoredSource> {
                         "zero_point": zero,
                         "quantized_dimension": dim,
                     });
-                    b.metadata
-                        .insert(format!("tflite.quantization.{name}"), Value::Str(json.to_string()));
+                    b.metadata.insert(
+                        format!("tflite.quantization.{name}"),
+                        Value::Str(json.to_string()),
+                    );
                 }
             }
             match bits {

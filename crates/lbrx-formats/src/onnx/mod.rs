@@ -17,7 +17,9 @@
 pub mod proto;
 
 use crate::mmap::MappedFile;
-use crate::stored::{contained_path, packed_len, unpack_bits, MapBytes, StoredBuilder, StoredSource};
+use crate::stored::{
+    contained_path, packed_len, unpack_bits, MapBytes, StoredBuilder, StoredSource,
+};
 use bytes::Bytes;
 use lbrx_core::{DType, Error, Format, Location, Malformed, Result, TensorInfo, Value, ValueKind};
 use prost::Message;
@@ -61,15 +63,57 @@ const DATA_TYPES: &[(i32, &str, DType, Field, Packing)] = &[
     (13, "UINT64", DType::U64, Field::Uint64, Packing::Whole),
     (14, "COMPLEX64", DType::C64, Field::Float, Packing::Whole),
     (16, "BFLOAT16", DType::BF16, Field::Int32, Packing::Whole),
-    (17, "FLOAT8E4M3FN", DType::F8E4M3, Field::Int32, Packing::Whole),
-    (18, "FLOAT8E4M3FNUZ", DType::F8E4M3Fnuz, Field::Int32, Packing::Whole),
-    (19, "FLOAT8E5M2", DType::F8E5M2, Field::Int32, Packing::Whole),
-    (20, "FLOAT8E5M2FNUZ", DType::F8E5M2Fnuz, Field::Int32, Packing::Whole),
-    (21, "UINT4", DType::U8, Field::Int32, Packing::Bits(4, false)),
+    (
+        17,
+        "FLOAT8E4M3FN",
+        DType::F8E4M3,
+        Field::Int32,
+        Packing::Whole,
+    ),
+    (
+        18,
+        "FLOAT8E4M3FNUZ",
+        DType::F8E4M3Fnuz,
+        Field::Int32,
+        Packing::Whole,
+    ),
+    (
+        19,
+        "FLOAT8E5M2",
+        DType::F8E5M2,
+        Field::Int32,
+        Packing::Whole,
+    ),
+    (
+        20,
+        "FLOAT8E5M2FNUZ",
+        DType::F8E5M2Fnuz,
+        Field::Int32,
+        Packing::Whole,
+    ),
+    (
+        21,
+        "UINT4",
+        DType::U8,
+        Field::Int32,
+        Packing::Bits(4, false),
+    ),
     (22, "INT4", DType::I8, Field::Int32, Packing::Bits(4, true)),
     (23, "FLOAT4E2M1", DType::F4, Field::Int32, Packing::Whole),
-    (24, "FLOAT8E8M0", DType::F8E8M0, Field::Int32, Packing::Whole),
-    (25, "UINT2", DType::U8, Field::Int32, Packing::Bits(2, false)),
+    (
+        24,
+        "FLOAT8E8M0",
+        DType::F8E8M0,
+        Field::Int32,
+        Packing::Whole,
+    ),
+    (
+        25,
+        "UINT2",
+        DType::U8,
+        Field::Int32,
+        Packing::Bits(2, false),
+    ),
     (26, "INT2", DType::I8, Field::Int32, Packing::Bits(2, true)),
 ];
 
@@ -136,7 +180,11 @@ fn put_metadata(b: &mut StoredBuilder, m: &ModelProto) {
         .opset_import
         .iter()
         .map(|o| {
-            let d = o.domain.as_deref().filter(|d| !d.is_empty()).unwrap_or("ai.onnx");
+            let d = o
+                .domain
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .unwrap_or("ai.onnx");
             Value::Str(format!("{d}:{}", o.version.unwrap_or(0)))
         })
         .collect();
@@ -188,7 +236,11 @@ impl Reader {
             self.tensor(&name, t)?;
         }
         for s in &g.sparse_initializer {
-            let vname = s.values.as_ref().and_then(|v| v.name.as_deref()).unwrap_or("");
+            let vname = s
+                .values
+                .as_ref()
+                .and_then(|v| v.name.as_deref())
+                .unwrap_or("");
             self.sparse(&format!("{prefix}{vname}"), s)?;
         }
         self.nodes(&g.node, prefix)
@@ -327,9 +379,9 @@ impl Reader {
                     ))
                 }
             };
-            self.b
-                .warnings
-                .push(format!("{name}: {what} tensor skipped (no such lbrx dtype)"));
+            self.b.warnings.push(format!(
+                "{name}: {what} tensor skipped (no such lbrx dtype)"
+            ));
             return Ok(None);
         };
         if t.segment.is_some() {
@@ -505,7 +557,10 @@ impl Reader {
             self.decode(&format!("{name} (values)"), values)?,
             self.decode(&format!("{name} (indices)"), indices)?,
         ) else {
-            return Err(self.bad(name, "sparse values or indices of an unsupported type".into()));
+            return Err(self.bad(
+                name,
+                "sparse values or indices of an unsupported type".into(),
+            ));
         };
         if ii.dtype != DType::I64 {
             return Err(self.bad(name, "sparse indices are not INT64".into()));
@@ -521,7 +576,9 @@ impl Reader {
             .ok_or_else(|| {
                 self.bad(
                     name,
-                    format!("sparse tensor of shape {shape:?} densifies to more than {DENSE_CAP} bytes"),
+                    format!(
+                        "sparse tensor of shape {shape:?} densifies to more than {DENSE_CAP} bytes"
+                    ),
                 )
             })?;
         let nnz = lbrx_core::dtype::element_count(&vi.shape).unwrap_or(u64::MAX);
@@ -538,9 +595,9 @@ impl Reader {
                 .map(|c| {
                     c.iter()
                         .zip(&shape)
-                        .fold(Some(0u64), |acc, (&i, &d)| {
+                        .try_fold(0u64, |acc, (&i, &d)| {
                             let i = u64::try_from(i).ok().filter(|&i| i < d)?;
-                            acc?.checked_mul(d)?.checked_add(i)
+                            acc.checked_mul(d)?.checked_add(i)
                         })
                         .unwrap_or(u64::MAX)
                 })

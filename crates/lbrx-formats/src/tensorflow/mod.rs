@@ -225,9 +225,12 @@ fn read_bundle(b: &mut StoredBuilder, prefix: &Path) -> Result<()> {
             }
             continue;
         };
-        let bad = |m: String| Error::malformed(Location::file(&ipath).tensor(&name), Malformed::Other(m));
+        let bad =
+            |m: String| Error::malformed(Location::file(&ipath).tensor(&name), Malformed::Other(m));
         let shape = shape_of(e.shape.as_ref(), &bad)?;
-        let len = dtype.byte_len(&shape).ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
+        let len = dtype
+            .byte_len(&shape)
+            .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
         if e.slices.is_empty() {
             let (file, offset) = locate(b, &shards, &e, len, &name)?;
             if big_endian {
@@ -246,7 +249,9 @@ fn read_bundle(b: &mut StoredBuilder, prefix: &Path) -> Result<()> {
             }
             continue;
         }
-        let data = assemble(b, &shards, &entries, &decode, &name, dtype, &shape, &e, big_endian)?;
+        let data = assemble(
+            b, &shards, &entries, &decode, &name, dtype, &shape, &e, big_endian,
+        )?;
         b.owned(name, dtype, shape, data);
     }
     Ok(())
@@ -302,7 +307,11 @@ fn locate(
 }
 
 fn swap(dtype: DType, data: &mut [u8]) {
-    let unit = if dtype == DType::C64 { 4 } else { dtype.info().type_size as usize };
+    let unit = if dtype == DType::C64 {
+        4
+    } else {
+        dtype.info().type_size as usize
+    };
     for c in data.chunks_exact_mut(unit) {
         c.reverse();
     }
@@ -332,7 +341,10 @@ fn assemble(
     let mut covered = 0u64;
     for s in &e.slices {
         if s.extent.len() != shape.len() {
-            return Err(bad(format!("slice of rank {} for shape {shape:?}", s.extent.len())));
+            return Err(bad(format!(
+                "slice of rank {} for shape {shape:?}",
+                s.extent.len()
+            )));
         }
         let mut ext = Vec::new();
         for (x, &d) in s.extent.iter().zip(shape) {
@@ -342,7 +354,9 @@ fn assemble(
                 Some(l) => u64::try_from(l).map_err(|_| bad(format!("slice length {l}")))?,
             };
             if start.checked_add(len).is_none_or(|end| end > d) {
-                return Err(bad(format!("slice [{start}, +{len}) outside dimension {d}")));
+                return Err(bad(format!(
+                    "slice [{start}, +{len}) outside dimension {d}"
+                )));
             }
             ext.push((start, len, x.length.is_none() || x.length == Some(-1)));
         }
@@ -352,7 +366,9 @@ fn assemble(
             .ok_or_else(|| bad("a slice listed by the entry is missing from the index".into()))?;
         let se = decode(name, r)?;
         let sshape: Vec<u64> = ext.iter().map(|x| x.1).collect();
-        let slen = dtype.byte_len(&sshape).ok_or_else(|| bad("slice shape overflows".into()))?;
+        let slen = dtype
+            .byte_len(&sshape)
+            .ok_or_else(|| bad("slice shape overflows".into()))?;
         let (file, offset) = locate(b, shards, &se, slen, name)?;
         covered += slen;
         parts.push((ext, file, offset, slen));
@@ -370,7 +386,11 @@ fn assemble(
         let src = b.map(file).range(offset, slen);
         // copy runs along the last dimension, walking the outer indices like an odometer
         let run = ext.last().map_or(1, |x| x.1) * esize;
-        let outer: Vec<u64> = ext.iter().take(rank.saturating_sub(1)).map(|x| x.1).collect();
+        let outer: Vec<u64> = ext
+            .iter()
+            .take(rank.saturating_sub(1))
+            .map(|x| x.1)
+            .collect();
         let runs: u64 = outer.iter().product();
         for r in 0..runs {
             // the run's outer index, row-major over the slice's outer extents
@@ -499,7 +519,9 @@ fn constant(
     };
     let bad = |m: String| Error::malformed(Location::file(pb).tensor(&name), Malformed::Other(m));
     let shape = shape_of(t.tensor_shape.as_ref(), &bad)?;
-    let len = dtype.byte_len(&shape).ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
+    let len = dtype
+        .byte_len(&shape)
+        .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
     if len < CONST_MIN_BYTES || b.has(&name) {
         return Ok(());
     }
@@ -510,7 +532,8 @@ fn constant(
                 t.tensor_content.len()
             )));
         }
-        let offset = (t.tensor_content.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize) as u64;
+        let offset =
+            (t.tensor_content.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize) as u64;
         b.mapped(TensorInfo {
             name,
             dtype,
@@ -531,8 +554,16 @@ fn expand(t: &TensorProto, dtype: DType, len: u64) -> std::result::Result<Vec<u8
     let size = dtype.info().type_size as usize;
     let le = |v: u64| v.to_le_bytes()[..size].to_vec();
     let vals: Vec<Vec<u8>> = match dtype {
-        DType::F32 => t.float_val.iter().map(|v| v.to_le_bytes().to_vec()).collect(),
-        DType::F64 => t.double_val.iter().map(|v| v.to_le_bytes().to_vec()).collect(),
+        DType::F32 => t
+            .float_val
+            .iter()
+            .map(|v| v.to_le_bytes().to_vec())
+            .collect(),
+        DType::F64 => t
+            .double_val
+            .iter()
+            .map(|v| v.to_le_bytes().to_vec())
+            .collect(),
         DType::I64 => t.int64_val.iter().map(|&v| le(v as u64)).collect(),
         DType::Bool => t.bool_val.iter().map(|&v| vec![v as u8]).collect(),
         DType::F16 | DType::BF16 => t.half_val.iter().map(|&v| le(v as u32 as u64)).collect(),

@@ -101,12 +101,16 @@ fn block(file: &[u8], (offset, size): (u64, u64)) -> Result<&[u8], TableError> {
 fn entries(
     contents: &[u8],
     base: usize,
-    out: &mut Vec<(Vec<u8>, std::ops::Range<usize>)>,
+    out: &mut Vec<Entry>,
 ) -> Result<(), TableError> {
     if contents.len() < 4 {
         return Err(err(base, "block shorter than its restart count"));
     }
-    let n = u32::from_le_bytes(contents[contents.len() - 4..].try_into().unwrap_or_default()) as usize;
+    let n = u32::from_le_bytes(
+        contents[contents.len() - 4..]
+            .try_into()
+            .unwrap_or_default(),
+    ) as usize;
     let restarts = n
         .checked_mul(4)
         .and_then(|r| r.checked_add(4))
@@ -120,7 +124,10 @@ fn entries(
         let unshared = varint(data, &mut at, base)? as usize;
         let vlen = varint(data, &mut at, base)? as usize;
         if shared > key.len() {
-            return Err(err(base + at, "entry shares more key bytes than the previous key has"));
+            return Err(err(
+                base + at,
+                "entry shares more key bytes than the previous key has",
+            ));
         }
         let kend = at
             .checked_add(unshared)
@@ -138,15 +145,24 @@ fn entries(
     Ok(())
 }
 
-/// Every (key, value byte range) of the table in `file`, in key order.
-pub fn read(file: &[u8]) -> Result<Vec<(Vec<u8>, std::ops::Range<usize>)>, TableError> {
+/// One table entry: its key and the byte range of its value in the file.
+pub type Entry = (Vec<u8>, std::ops::Range<usize>);
+
+/// Every entry of the table in `file`, in key order.
+pub fn read(file: &[u8]) -> Result<Vec<Entry>, TableError> {
     if file.len() < FOOTER {
-        return Err(err(0, format!("{} bytes, shorter than a table footer", file.len())));
+        return Err(err(
+            0,
+            format!("{} bytes, shorter than a table footer", file.len()),
+        ));
     }
     let foot = &file[file.len() - FOOTER..];
     let magic = u64::from_le_bytes(foot[40..].try_into().unwrap_or_default());
     if magic != MAGIC {
-        return Err(err(file.len() - 8, "no table magic at the end (not a TensorBundle index)"));
+        return Err(err(
+            file.len() - 8,
+            "no table magic at the end (not a TensorBundle index)",
+        ));
     }
     let mut at = 0;
     let fbase = file.len() - FOOTER;
