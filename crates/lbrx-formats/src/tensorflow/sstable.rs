@@ -98,11 +98,7 @@ fn block(file: &[u8], (offset, size): (u64, u64)) -> Result<&[u8], TableError> {
 }
 
 /// The entries of one block as (key, value, absolute offset of the entry).
-fn entries(
-    contents: &[u8],
-    base: usize,
-    out: &mut Vec<Entry>,
-) -> Result<(), TableError> {
+fn entries(contents: &[u8], base: usize, out: &mut Vec<Entry>) -> Result<(), TableError> {
     if contents.len() < 4 {
         return Err(err(base, "block shorter than its restart count"));
     }
