@@ -57,6 +57,13 @@ fn corpus_files_read_as_the_reference_packages_read_them() {
     ] {
         check(&py, kind, &corpus(rel).unwrap(), d.path());
     }
+    // the object graph's names for the checkpoint keys
+    let o = ok(lbrx()
+        .arg("inspect")
+        .arg(corpus("tf-savedmodel/basic-pitch-nmp").unwrap()));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(
+        "tensorflow.variable_name.layer_with_weights-0/gamma/.ATTRIBUTES/VARIABLE_VALUE = batch_normalization/gamma"
+    ));
 }
 
 #[test]
@@ -91,7 +98,8 @@ fn seeded_tensorflow_checkpoints_sharded_and_partitioned_read_as_tensorflow_read
     oracle(&py, &[&"make-tf", &m, &seed()]);
     let shards = std::fs::read_dir(m.join("sharded")).unwrap().count();
     assert!(shards > 2, "the sharded checkpoint has {shards} files");
-    for p in ["sharded/ckpt", "sharded/ckpt.index", "sliced"] {
+    assert!(m.join("empty/.index").is_file());
+    for p in ["sharded/ckpt", "sharded/ckpt.index", "sliced", "empty"] {
         check(&py, "tf", &m.join(p), d.path());
     }
 }

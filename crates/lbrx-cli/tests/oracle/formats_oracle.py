@@ -128,11 +128,16 @@ def tf_ref(path):
     elif path.endswith(".index"):
         prefix = path[: -len(".index")]
     elif os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
+        has_state = os.path.exists(os.path.join(path, "checkpoint"))
+        prefix = tf.train.latest_checkpoint(path) if has_state else None
+        if prefix is None:  # no `checkpoint` file: the directory's only checkpoint, whatever its prefix
+            idx = [f for f in os.listdir(path) if f.endswith(".index")]
+            prefix = os.path.join(path, idx[0][: -len(".index")]) if len(idx) == 1 else None
     else:
         prefix = path
     if prefix and os.path.exists(prefix + ".index"):
-        r = tf.train.load_checkpoint(prefix)
+        # load_checkpoint's reader, without its directory lookup (which cannot name the empty prefix "DIR/")
+        r = tf.compat.v1.train.NewCheckpointReader(prefix)
         for name, dt in r.get_variable_to_dtype_map().items():
             if dt == tf.string:
                 continue
@@ -326,6 +331,10 @@ def make_tf(d, seed):
         experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(max_shard_size=6000)
     )
     tf.train.Checkpoint(**vs).write(os.path.join(d, "sharded", "ckpt"), options=opts)
+    # the empty prefix: DIR/.index and DIR/.data-00000-of-00001
+    tf.train.Checkpoint(w=tf.Variable(rng.standard_normal((3, 5)).astype(np.float32))).write(
+        os.path.join(d, "empty") + "/"
+    )
     g = tf.Graph()
     with g.as_default():
         tf.compat.v1.set_random_seed(seed)

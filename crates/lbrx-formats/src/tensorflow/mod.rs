@@ -217,7 +217,9 @@ fn read_bundle(b: &mut StoredBuilder, prefix: &Path) -> Result<()> {
         let name = String::from_utf8_lossy(key).into_owned();
         let e = decode(&name, r)?;
         let Some(dtype) = data_type(e.dtype) else {
-            if name != "_CHECKPOINTABLE_OBJECT_GRAPH" {
+            if name == OBJECT_GRAPH {
+                object_graph_names(b, &shards, &e);
+            } else {
                 b.warnings.push(format!(
                     "{name}: TensorFlow data type {} skipped (no such lbrx dtype)",
                     e.dtype
@@ -255,6 +257,48 @@ fn read_bundle(b: &mut StoredBuilder, prefix: &Path) -> Result<()> {
         b.owned(name, dtype, shape, data);
     }
     Ok(())
+}
+
+/// The key of a TF2 checkpoint's object graph.
+const OBJECT_GRAPH: &str = "_CHECKPOINTABLE_OBJECT_GRAPH";
+
+/// The variables' names in the program that saved them, from the object graph, as metadata
+/// `tensorflow.variable_name.KEY`. The graph is a DT_STRING scalar: a varint length, a 4-byte checksum of the
+/// lengths, the bytes. A graph that cannot be read is left out: it names tensors, it holds none.
+fn object_graph_names(b: &mut StoredBuilder, shards: &[usize], e: &BundleEntryProto) {
+    let Some(&file) = usize::try_from(e.shard_id).ok().and_then(|s| shards.get(s)) else {
+        return;
+    };
+    let (Ok(offset), Ok(size)) = (u64::try_from(e.offset), u64::try_from(e.size)) else {
+        return;
+    };
+    let bytes = b.map(file).range(offset, size);
+    let (mut len, mut at) = (0u64, 0usize);
+    for (i, &c) in bytes.iter().enumerate().take(10) {
+        len |= ((c & 0x7f) as u64) << (7 * i);
+        if c & 0x80 == 0 {
+            at = i + 1;
+            break;
+        }
+    }
+    let start = at + 4;
+    let Some(text) = usize::try_from(len)
+        .ok()
+        .and_then(|n| bytes.get(start..start.checked_add(n)?))
+    else {
+        return;
+    };
+    let Ok(g) = proto::TrackableObjectGraph::decode(text) else {
+        return;
+    };
+    for t in g.nodes.iter().flat_map(|n| &n.attributes) {
+        if !t.full_name.is_empty() && !t.checkpoint_key.is_empty() {
+            b.metadata.insert(
+                format!("tensorflow.variable_name.{}", t.checkpoint_key),
+                lbrx_core::Value::Str(t.full_name.clone()),
+            );
+        }
+    }
 }
 
 /// The shard and offset of an entry's bytes, checked: size equal to the shape's, inside the shard, crc32c.

@@ -193,3 +193,33 @@ pub struct TensorProto {
     #[prost(uint64, repeated, tag = "17")]
     pub uint64_val: Vec<u64>,
 }
+
+/// `TrackableObjectGraph`: the value of a TF2 checkpoint's `_CHECKPOINTABLE_OBJECT_GRAPH` key.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TrackableObjectGraph {
+    /// Objects.
+    #[prost(message, repeated, tag = "1")]
+    pub nodes: Vec<TrackableObject>,
+}
+
+/// `TrackableObjectGraph.TrackableObject` (its saved tensors only).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TrackableObject {
+    /// The tensors saved for this object.
+    #[prost(message, repeated, tag = "2")]
+    pub attributes: Vec<SerializedTensor>,
+}
+
+/// `TrackableObject.SerializedTensor`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SerializedTensor {
+    /// Attribute name (`VARIABLE_VALUE`).
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The variable's name in the program that saved it (`sequential/dense/kernel`).
+    #[prost(string, tag = "2")]
+    pub full_name: String,
+    /// The checkpoint key it is stored under.
+    #[prost(string, tag = "3")]
+    pub checkpoint_key: String,
+}
