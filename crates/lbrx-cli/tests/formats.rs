@@ -128,8 +128,15 @@ fn seeded_tflite_and_keras_files_read_as_the_interpreter_and_h5py_read_them() {
     check(&py, "keras", &k.join("model.keras"), d.path());
     check(&py, "h5", &k.join("model.h5"), d.path());
     check(&py, "h5", &k.join("model.weights.h5"), d.path());
-    let o = ok(lbrx().arg("inspect").arg(k.join("model.keras")));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("hidden"));
+    // the config's layer names: config.json of a .keras, the model_config attribute of an .h5
+    for f in ["model.keras", "model.h5"] {
+        let o = ok(lbrx().arg("inspect").arg(k.join(f)));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains(r#"keras.layers = ["input_layer","hidden","batch_normalization","out"]"#),
+            "{f}: {text}"
+        );
+    }
 }
 
 /// `lbrx inspect` and `lbrx convert` of `path` fail with exit 1, a message containing `needle`, no panic.

@@ -48,6 +48,8 @@ pub struct Dataset {
 pub struct Parsed {
     /// Numeric datasets.
     pub datasets: Vec<Dataset>,
+    /// The root group's `model_config` attribute (Keras' model JSON), if it is a string.
+    pub model_config: Option<String>,
     /// Skipped objects, for people.
     pub warnings: Vec<String>,
 }
@@ -71,6 +73,7 @@ struct Object {
     space: Option<Vec<u64>>,
     dtype: Option<std::result::Result<(DType, bool), String>>,
     layout: Option<Layout>,
+    model_config: Option<String>,
 }
 
 enum Layout {
@@ -278,6 +281,12 @@ impl<'a> H5<'a> {
                     blocks.push((at, n, false));
                 }
             }
+            0x000C => {
+                o.model_config = o
+                    .model_config
+                    .take()
+                    .or(self.string_attribute(d, "model_config")?)
+            }
             0x0011 => {
                 o.symbol_table = Some((
                     self.need_addr(d)? as u64,
@@ -317,6 +326,60 @@ impl<'a> H5<'a> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The value of the attribute message at `d` if it is named `want` and holds one string (fixed-length, or
+    /// variable-length in the global heap).
+    fn string_attribute(&self, d: usize, want: &str) -> Result<Option<String>> {
+        let version = self.bytes(d, 1)?[0];
+        let (nlen, tlen, slen) = (
+            self.uint(d + 2, 2)? as usize,
+            self.uint(d + 4, 2)? as usize,
+            self.uint(d + 6, 2)? as usize,
+        );
+        let pad = |n: usize| {
+            if version == 1 {
+                n.next_multiple_of(8)
+            } else {
+                n
+            }
+        };
+        let name_at = d + 8 + if version == 3 { 1 } else { 0 };
+        let name = self.bytes(name_at, nlen)?;
+        if name.split(|&c| c == 0).next() != Some(want.as_bytes()) {
+            return Ok(None);
+        }
+        let t = name_at + pad(nlen);
+        let data = t + pad(tlen) + pad(slen);
+        let class = self.bytes(t, 1)?[0] & 0x0f;
+        let size = self.uint(t + 4, 4)? as usize;
+        let text = match class {
+            3 => self.bytes(data, size)?.to_vec(),
+            9 if self.bytes(t + 1, 1)?[0] & 0x0f == 1 => {
+                // length, then the global heap collection and the object's index there
+                let gcol = self.need_addr(data + 4)?;
+                let index = self.uint(data + 4 + self.so, 4)?;
+                self.sig(gcol, b"GCOL")?;
+                let end = gcol.saturating_add(self.uint(gcol + 8, self.sl)? as usize);
+                let mut p = gcol + 8 + self.sl;
+                loop {
+                    if p + 8 + self.sl > end.min(self.buf.len()) {
+                        return Ok(None);
+                    }
+                    let (id, n) = (self.uint(p, 2)?, self.uint(p + 8, self.sl)? as usize);
+                    if id == 0 {
+                        return Ok(None);
+                    }
+                    if id == index {
+                        break self.bytes(p + 8 + self.sl, n)?.to_vec();
+                    }
+                    p = p + 8 + self.sl + n.next_multiple_of(8);
+                }
+            }
+            _ => return Ok(None),
+        };
+        let end = text.iter().position(|&c| c == 0).unwrap_or(text.len());
+        Ok(Some(String::from_utf8_lossy(&text[..end]).into_owned()))
     }
 
     /// The (name, object address) pairs of a v1 group: its B-tree's symbol nodes, names from the local heap.
@@ -371,6 +434,9 @@ impl<'a> H5<'a> {
             return Ok(()); // a second hard link to an object already read
         }
         let o = self.object(at)?;
+        if depth == 0 {
+            self.out.model_config = o.model_config.clone();
+        }
         if o.dense_links {
             return Err(Error::Unsupported {
                 path: self.path.to_path_buf(),
@@ -524,6 +590,13 @@ pub fn open(path: &Path) -> Result<StoredSource> {
     let file = b.file(map.clone());
     let parsed = parse(map.bytes(), path)?;
     b.warnings = parsed.warnings;
+    let config = parsed
+        .model_config
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok());
+    if let Some(layers) = config.as_ref().and_then(layer_names) {
+        b.metadata.insert("keras.layers", layers);
+    }
     for d in parsed.datasets {
         match (&d.data, d.big_endian) {
             (Some(r), false) => b.mapped(TensorInfo {
@@ -611,18 +684,20 @@ fn keras_zip(path: &Path) -> Result<(Vec<u8>, Option<Value>)> {
     })?;
     let layers = read("config.json")?
         .and_then(|c| serde_json::from_slice::<serde_json::Value>(&c).ok())
-        .and_then(|c| {
-            let names: Vec<Value> = c
-                .pointer("/config/layers")?
-                .as_array()?
-                .iter()
-                .filter_map(|l| {
-                    l.pointer("/config/name")?
-                        .as_str()
-                        .map(|s| Value::Str(s.into()))
-                })
-                .collect();
-            Some(Value::Array(ValueKind::Str, names))
-        });
+        .and_then(|c| layer_names(&c));
     Ok((weights, layers))
+}
+
+/// The layer names of a Keras model config (`config.layers[].config.name`, Keras 2 and 3).
+fn layer_names(c: &serde_json::Value) -> Option<Value> {
+    let names: Vec<Value> = c
+        .pointer("/config/layers")?
+        .as_array()?
+        .iter()
+        .filter_map(|l| {
+            let n = l.pointer("/config/name").or_else(|| l.get("name"))?;
+            n.as_str().map(|s| Value::Str(s.into()))
+        })
+        .collect();
+    Some(Value::Array(ValueKind::Str, names))
 }
