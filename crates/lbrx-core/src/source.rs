@@ -155,9 +155,27 @@ pub trait Sink: Send + Sync {
 /// with fields `root: PathBuf`, `files: Vec<SourceFile>`, `tensors: Vec<TensorInfo>` and `metadata: Metadata`.
 /// Use inside `impl Source for T { ... }`; `source_accessors!(FORMAT, mapped FIELD)` takes the root from
 /// `self.FIELD.path()` instead of a `root` field; `source_accessors!(wrapping FIELD)` is for a view over another
-/// source in `self.FIELD` with tensors of its own (`tensors: Vec<TensorInfo>`).
+/// source in `self.FIELD` with tensors of its own (`tensors: Vec<TensorInfo>`); `source_accessors!(format field)`
+/// takes the format from a `format: Format` field.
 #[macro_export]
 macro_rules! source_accessors {
+    (format field) => {
+        fn format(&self) -> $crate::Format {
+            self.format
+        }
+        fn root(&self) -> &::std::path::Path {
+            &self.root
+        }
+        fn files(&self) -> &[$crate::SourceFile] {
+            &self.files
+        }
+        fn tensors(&self) -> &[$crate::TensorInfo] {
+            &self.tensors
+        }
+        fn metadata(&self) -> &$crate::Metadata {
+            &self.metadata
+        }
+    };
     (wrapping $inner:ident) => {
         fn format(&self) -> $crate::Format {
             self.$inner.format()

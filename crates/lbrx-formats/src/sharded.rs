@@ -236,21 +236,7 @@ fn pick_index<S>(dir: &Path, entries: &[String], kind: &ShardKind<S>) -> Result<
 }
 
 impl<S: Source> Source for Sharded<S> {
-    fn format(&self) -> Format {
-        self.format
-    }
-    fn root(&self) -> &Path {
-        &self.root
-    }
-    fn files(&self) -> &[SourceFile] {
-        &self.files
-    }
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
-    }
-    fn metadata(&self) -> &Metadata {
-        &self.metadata
-    }
+    lbrx_core::source_accessors!(format field);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
         let info = self.tensor(index)?;
         let data = self.shards[info.file].view(self.local[index])?.data;

@@ -174,21 +174,7 @@ impl StoredBuilder {
 }
 
 impl Source for StoredSource {
-    fn format(&self) -> Format {
-        self.format
-    }
-    fn root(&self) -> &Path {
-        &self.root
-    }
-    fn files(&self) -> &[SourceFile] {
-        &self.files
-    }
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
-    }
-    fn metadata(&self) -> &Metadata {
-        &self.metadata
-    }
+    lbrx_core::source_accessors!(format field);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
         let info = self.tensor(index)?;
         let data = match &self.stored[index] {
