@@ -166,15 +166,7 @@ macro_rules! source_accessors {
         fn root(&self) -> &::std::path::Path {
             &self.root
         }
-        fn files(&self) -> &[$crate::SourceFile] {
-            &self.files
-        }
-        fn tensors(&self) -> &[$crate::TensorInfo] {
-            &self.tensors
-        }
-        fn metadata(&self) -> &$crate::Metadata {
-            &self.metadata
-        }
+        $crate::source_accessors!(@data);
     };
     (wrapping $inner:ident) => {
         fn format(&self) -> $crate::Format {
@@ -209,6 +201,9 @@ macro_rules! source_accessors {
         fn format(&self) -> $crate::Format {
             $format
         }
+        $crate::source_accessors!(@data);
+    };
+    (@data) => {
         fn files(&self) -> &[$crate::SourceFile] {
             &self.files
         }
