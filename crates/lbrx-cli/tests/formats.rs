@@ -139,6 +139,20 @@ fn seeded_tflite_and_keras_files_read_as_the_interpreter_and_h5py_read_them() {
     }
 }
 
+#[test]
+fn seeded_h5py_files_chunked_compressed_big_endian_and_latest_format_read_as_h5py_reads_them() {
+    let Some(py) = formats_python() else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let h = d.path().join("h5");
+    oracle(&py, &[&"make-h5", &h, &seed()]);
+    check(&py, "h5", &h.join("earliest.h5"), d.path());
+    check(&py, "h5", &h.join("latest.h5"), d.path());
+    expect_refused(&h.join("lzf.h5"), "lzf filter");
+    expect_refused(&h.join("latest-chunked.h5"), "chunk indexes");
+}
+
 /// `lbrx inspect` and `lbrx convert` of `path` fail with exit 1, a message containing `needle`, no panic.
 fn expect_refused(path: &Path, needle: &str) {
     let out = tempfile::tempdir().unwrap();

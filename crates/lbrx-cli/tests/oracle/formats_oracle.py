@@ -6,6 +6,7 @@
   make-tf DIR SEED                 a TF2 checkpoint in several shards and a TF1 one with a partitioned variable
   make-tflite DIR SEED             a TFLite model with per-channel int8 weights (and a float one)
   make-keras DIR SEED              Keras 3 `.keras`, legacy `.h5` and `.weights.h5` files
+  make-h5 DIR SEED                 h5py files: chunked/compressed, big-endian, latest format, lzf
 """
 
 import io
@@ -393,6 +394,40 @@ def make_keras(d, seed):
     m.save_weights(os.path.join(d, "model.weights.h5"))
 
 
+def make_h5(d, seed):
+    """h5py files beyond Keras' defaults: chunked with deflate + shuffle and partial edge chunks, fletcher32,
+    big-endian and integer datasets, scalars, nested groups, the latest file format (superblock v3, v2 object
+    headers, link messages; contiguous datasets), and what lbrx refuses: an lzf-compressed dataset, a chunked
+    dataset of the latest format (its 1.10 chunk indexes)."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    with h5py.File(os.path.join(d, "latest.h5"), "w", libver="latest") as f:
+        g = f.create_group("model/block")
+        g.create_dataset("w", data=rng.standard_normal((37, 23)).astype(np.float32))
+        g.create_dataset("i", data=rng.integers(-(2**40), 2**40, (9,)).astype(np.int64))
+        f.create_dataset("be", data=rng.standard_normal((4, 6)).astype(">f4"))
+        f.create_dataset("scalar", data=np.float32(rng.standard_normal()))
+        f.attrs["note"] = "not a tensor"
+    with h5py.File(os.path.join(d, "latest-chunked.h5"), "w", libver="latest") as f:
+        f.create_dataset("x", data=np.arange(100, dtype=np.float32), chunks=(10,), compression="gzip")
+    for name, libver in (("earliest.h5", "earliest"),):
+        with h5py.File(os.path.join(d, name), "w", libver=libver) as f:
+            g = f.create_group("model/block")
+            g.create_dataset("w", data=rng.standard_normal((37, 23)).astype(np.float32), chunks=(8, 5),
+                             compression="gzip", compression_opts=6, shuffle=True)
+            g.create_dataset("b", data=rng.integers(-1000, 1000, (29,)).astype(np.int16), chunks=(4,),
+                             fletcher32=True)
+            f.create_dataset("be", data=rng.standard_normal((4, 6)).astype(">f8"))
+            f.create_dataset("u", data=rng.integers(0, 2**32, (5,), dtype=np.uint64).astype(np.uint32))
+            f.create_dataset("half", data=rng.standard_normal((3, 3)).astype(np.float16), chunks=(2, 2))
+            f.create_dataset("scalar", data=np.float64(rng.standard_normal()))
+            f.create_dataset("empty_chunks", shape=(6, 6), dtype=np.float32, chunks=(3, 3))
+            f.attrs["note"] = "not a tensor"
+    with h5py.File(os.path.join(d, "lzf.h5"), "w") as f:
+        f.create_dataset("x", data=np.arange(100, dtype=np.float32), chunks=(10,), compression="lzf")
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "check":
@@ -400,7 +435,10 @@ def main():
     else:
         d, seed = sys.argv[2], int(sys.argv[3])
         os.makedirs(d, exist_ok=True)
-        {"make-onnx": make_onnx, "make-tf": make_tf, "make-tflite": make_tflite, "make-keras": make_keras}[cmd](
+        {
+            "make-onnx": make_onnx, "make-tf": make_tf, "make-tflite": make_tflite, "make-keras": make_keras,
+            "make-h5": make_h5,
+        }[cmd](
             d, seed
         )
 

@@ -14,14 +14,10 @@
 //! error. Written by hand: the Rust HDF5 crates bind the C library; every read here is bounds-checked and the
 //! walk is depth-limited and cycle-safe.
 
-use crate::mmap::MappedFile;
-use crate::stored::{StoredBuilder, StoredSource};
-use lbrx_core::{DType, Error, Format, Location, Malformed, Result, TensorInfo, Value, ValueKind};
+use lbrx_core::{DType, Error, Location, Malformed, Result};
 use std::collections::HashSet;
-use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
 
 /// Deepest group nesting followed.
 const MAX_DEPTH: usize = 64;
@@ -37,8 +33,10 @@ pub struct Dataset {
     pub dtype: DType,
     /// Shape.
     pub shape: Vec<u64>,
-    /// Its bytes in the buffer (`None`: never written, all zeros).
+    /// Its bytes in the buffer (`None`: never written, all zeros, or assembled from chunks into `owned`).
     pub data: Option<Range<usize>>,
+    /// Its bytes assembled from (filtered) chunks.
+    pub owned: Option<Vec<u8>>,
     /// Stored big-endian.
     pub big_endian: bool,
 }
@@ -73,13 +71,18 @@ struct Object {
     space: Option<Vec<u64>>,
     dtype: Option<std::result::Result<(DType, bool), String>>,
     layout: Option<Layout>,
+    filters: Vec<chunks::Filter>,
     model_config: Option<String>,
 }
 
 enum Layout {
     Contiguous(u64, u64),
     Compact(Range<usize>),
-    Chunked,
+    /// B-tree address (None: nothing written) and the chunk's dimensions (without the element size).
+    Chunked(Option<usize>, Vec<u64>),
+    /// Chunks indexed the HDF5 1.10 way (fixed or extensible arrays, v2 B-trees).
+    Indexed,
+    Other(u8),
 }
 
 impl<'a> H5<'a> {
@@ -249,7 +252,17 @@ impl<'a> H5<'a> {
                             self.addr(d + 2)?.map_or(u64::MAX, |a| a as u64),
                             self.uint(d + 2 + self.so, self.sl)?,
                         ),
-                        _ => Layout::Chunked,
+                        2 if version == 4 => Layout::Indexed,
+                        2 => {
+                            // dimensionality counts the element size as a last dimension
+                            let k = self.bytes(d + 2, 1)?[0] as usize;
+                            let at = d + 3 + self.so;
+                            let dims = (0..k.saturating_sub(1))
+                                .map(|i| self.uint(at + 4 * i, 4))
+                                .collect::<Result<Vec<_>>>()?;
+                            Layout::Chunked(self.addr(d + 3)?, dims)
+                        }
+                        c => Layout::Other(c),
                     },
                     1 | 2 => {
                         let rank = self.bytes(d + 1, 1)?[0] as usize;
@@ -264,7 +277,14 @@ impl<'a> H5<'a> {
                                 self.addr(d + 8)?.map_or(u64::MAX, |a| a as u64),
                                 u64::MAX - 1,
                             ),
-                            _ => Layout::Chunked,
+                            2 => {
+                                let at = d + 8 + self.so;
+                                let dims = (0..rank.saturating_sub(1))
+                                    .map(|i| self.uint(at + 4 * i, 4))
+                                    .collect::<Result<Vec<_>>>()?;
+                                Layout::Chunked(self.addr(d + 8)?, dims)
+                            }
+                            c => Layout::Other(c),
                         }
                     }
                     v => return Err(self.bad(d, format!("data layout version {v}"))),
@@ -287,6 +307,7 @@ impl<'a> H5<'a> {
                     .take()
                     .or(self.string_attribute(d, "model_config")?)
             }
+            0x000B => o.filters = self.filters(d)?,
             0x0011 => {
                 o.symbol_table = Some((
                     self.need_addr(d)? as u64,
@@ -474,21 +495,30 @@ impl<'a> H5<'a> {
         let len = dtype.byte_len(&shape).ok_or_else(|| {
             self.bad(at, format!("dataset '{name}' of shape {shape:?} overflows"))
         })?;
+        let mut owned = None;
         let data = match layout {
-            Layout::Chunked => {
-                return Err(Error::Unsupported {
-                    path: self.path.to_path_buf(),
-                    what: format!(
-                        "dataset '{name}' is chunked (compressed or resizable); lbrx reads contiguous and compact \
-                         datasets, as Keras writes them"
-                    ),
-                })
+            Layout::Other(c) => {
+                return Err(self.bad(at, format!("dataset '{name}': layout class {c}")));
+            }
+            Layout::Indexed => return Err(Error::Unsupported {
+                path: self.path.to_path_buf(),
+                what: format!(
+                    "dataset '{name}' is chunked with the HDF5 1.10 chunk indexes (written with \
+                         libver='latest'); lbrx reads chunked datasets of the default file format"
+                ),
+            }),
+            Layout::Chunked(btree, chunk) => {
+                owned = Some(self.chunked(name, btree, &chunk, &shape, dtype, &o.filters, len)?);
+                None
             }
             Layout::Compact(r) => Some(r.start..r.start + (len as usize).min(r.len())),
             Layout::Contiguous(u64::MAX, _) => None,
             Layout::Contiguous(a, size) => {
                 if size != u64::MAX - 1 && size != len {
-                    return Err(self.bad(at, format!("dataset '{name}' stores {size} bytes, its shape needs {len}")));
+                    return Err(self.bad(
+                        at,
+                        format!("dataset '{name}' stores {size} bytes, its shape needs {len}"),
+                    ));
                 }
                 let a = a as usize;
                 self.bytes(a, len as usize)?;
@@ -511,6 +541,7 @@ impl<'a> H5<'a> {
             dtype,
             shape,
             data,
+            owned,
             big_endian,
         });
         Ok(())
@@ -567,137 +598,6 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     Ok(h.out)
 }
 
-/// Opens an HDF5 file (`.h5`, `.hdf5`) or a Keras `.keras` zip.
-pub fn open(path: &Path) -> Result<StoredSource> {
-    let map = Arc::new(MappedFile::open(path)?);
-    let mut b = StoredBuilder::new(Format::Hdf5, path);
-    if map.bytes().starts_with(b"PK") {
-        let (weights, config) = keras_zip(path)?;
-        let parsed = parse(&weights, path)?;
-        if let Some(layers) = config {
-            b.metadata.insert("keras.layers", layers);
-        }
-        b.warnings = parsed.warnings;
-        for d in parsed.datasets {
-            let bytes = d
-                .data
-                .clone()
-                .map_or_else(|| zeros(&d), |r| weights[r].to_vec());
-            push_owned(&mut b, d, bytes)?;
-        }
-        return b.finish();
-    }
-    let file = b.file(map.clone());
-    let parsed = parse(map.bytes(), path)?;
-    b.warnings = parsed.warnings;
-    let config = parsed
-        .model_config
-        .as_deref()
-        .and_then(|c| serde_json::from_str(c).ok());
-    if let Some(layers) = config.as_ref().and_then(layer_names) {
-        b.metadata.insert("keras.layers", layers);
-    }
-    for d in parsed.datasets {
-        match (&d.data, d.big_endian) {
-            (Some(r), false) => b.mapped(TensorInfo {
-                len: r.len() as u64,
-                offset: r.start as u64,
-                name: d.name,
-                dtype: d.dtype,
-                shape: d.shape,
-                file,
-            }),
-            (Some(r), true) => {
-                let bytes = map.bytes()[r.clone()].to_vec();
-                push_owned(&mut b, d, bytes)?;
-            }
-            (None, _) => {
-                let bytes = zeros(&d);
-                push_owned(&mut b, d, bytes)?;
-            }
-        }
-    }
-    b.finish()
-}
-
-/// Most bytes of zeros an unwritten dataset is given.
-const ZEROS_CAP: u64 = 1 << 30;
-
-fn zeros(d: &Dataset) -> Vec<u8> {
-    let n = d.dtype.byte_len(&d.shape).unwrap_or(0).min(ZEROS_CAP);
-    vec![0; n as usize]
-}
-
-fn push_owned(b: &mut StoredBuilder, d: Dataset, mut bytes: Vec<u8>) -> Result<()> {
-    if d.big_endian {
-        for c in bytes.chunks_exact_mut(d.dtype.info().type_size as usize) {
-            c.reverse();
-        }
-    }
-    b.owned(d.name, d.dtype, d.shape, bytes);
-    Ok(())
-}
-
-/// `model.weights.h5` of a `.keras` zip (its CRC checked by reading it whole) and the layer names of its
-/// `config.json`.
-fn keras_zip(path: &Path) -> Result<(Vec<u8>, Option<Value>)> {
-    let zerr = |e: zip::result::ZipError| {
-        Error::malformed(Location::file(path), Malformed::Other(format!("zip: {e}")))
-    };
-    let f = crate::mmap::open_read_only(path)?;
-    let size = f.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
-    let mut z = zip::ZipArchive::new(f).map_err(zerr)?;
-    let mut read = |name: &str| -> Result<Option<Vec<u8>>> {
-        let mut m = match z.by_name(name) {
-            Ok(m) => m,
-            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-            Err(e) => return Err(zerr(e)),
-        };
-        // a declared size beyond what the stored bytes can inflate to is a lie; refuse before allocating
-        if m.size()
-            > m.compressed_size()
-                .saturating_mul(1032)
-                .saturating_add(4096)
-            || m.compressed_size() > size
-        {
-            return Err(Error::malformed(
-                Location::file(path).tensor(name),
-                Malformed::Other(format!(
-                    "member declares {} bytes from {} stored",
-                    m.size(),
-                    m.compressed_size()
-                )),
-            ));
-        }
-        let mut out = Vec::with_capacity(m.size() as usize);
-        m.read_to_end(&mut out).map_err(|e| {
-            Error::malformed(
-                Location::file(path).tensor(name),
-                Malformed::Other(format!("zip member: {e}")),
-            )
-        })?;
-        Ok(Some(out))
-    };
-    let weights = read("model.weights.h5")?.ok_or_else(|| Error::Unsupported {
-        path: path.to_path_buf(),
-        what: "zip without model.weights.h5 (not a Keras 3 .keras file)".into(),
-    })?;
-    let layers = read("config.json")?
-        .and_then(|c| serde_json::from_slice::<serde_json::Value>(&c).ok())
-        .and_then(|c| layer_names(&c));
-    Ok((weights, layers))
-}
-
-/// The layer names of a Keras model config (`config.layers[].config.name`, Keras 2 and 3).
-fn layer_names(c: &serde_json::Value) -> Option<Value> {
-    let names: Vec<Value> = c
-        .pointer("/config/layers")?
-        .as_array()?
-        .iter()
-        .filter_map(|l| {
-            let n = l.pointer("/config/name").or_else(|| l.get("name"))?;
-            n.as_str().map(|s| Value::Str(s.into()))
-        })
-        .collect();
-    Some(Value::Array(ValueKind::Str, names))
-}
+mod chunks;
+mod source;
+pub use source::open;
