@@ -2,16 +2,17 @@
 //! subset h5py produces by default (spec: <https://docs.hdfgroup.org/hdf5/develop/_f_m_t3.html>):
 //!
 //! ```text
-//! superblock v0/v1: "\x89HDF\r\n\x1a\n", versions, offset/length sizes, ..., root symbol table entry
+//! superblock v0/v1 (v2/v3): "\x89HDF\r\n\x1a\n", versions, offset/length sizes, ..., root group
 //! object header v1 (messages, continuation blocks) or v2 ("OHDR", "OCHK")
 //! groups: symbol table message -> v1 B-tree ("TREE") of symbol nodes ("SNOD") + local heap ("HEAP") names,
 //!         or compact link messages
-//! datasets: dataspace, datatype (fixed-point, floating-point), layout (compact or contiguous)
+//! datasets: dataspace, datatype (fixed-point, floating-point), filter pipeline, layout (compact, contiguous,
+//!           chunked through a v1 B-tree: see [`chunks`])
 //! ```
 //!
 //! Tensors are the numeric datasets, named by their path (`model_weights/dense/dense/kernel:0`,
-//! `layers/dense/vars/0`). Chunked (and so compressed) datasets and dense link storage are refused with a clear
-//! error. Written by hand: the Rust HDF5 crates bind the C library; every read here is bounds-checked and the
+//! `layers/dense/vars/0`). Chunks indexed the HDF5 1.10 way (`libver='latest'`), filters other than deflate,
+//! shuffle and fletcher32, and dense link storage are refused with a clear error. Written by hand: the Rust HDF5 crates bind the C library; every read here is bounds-checked and the
 //! walk is depth-limited and cycle-safe.
 
 use lbrx_core::{DType, Error, Location, Malformed, Result};
@@ -598,6 +599,6 @@ pub fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     Ok(h.out)
 }
 
-mod chunks;
+pub mod chunks;
 mod source;
 pub use source::open;
