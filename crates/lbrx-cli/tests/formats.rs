@@ -220,6 +220,17 @@ fn damaged_files_give_a_clear_error_and_never_a_panic() {
     damage(&data, |b| b.truncate(b.len() / 2));
     expect_refused(&tf.join("variables/variables"), "");
 
+    // a .keras zip: a flipped byte in model.weights.h5 is its CRC-32
+    let k = copy_of(
+        &corpus("keras-v3/graduate-admission-model.keras").unwrap(),
+        d.path(),
+    );
+    damage(&k, |b| {
+        let at = b.windows(4).position(|w| w == b"\x89HDF").unwrap();
+        b[at + 3000] ^= 1;
+    });
+    expect_refused(&k, "checksum");
+
     // every format cut short at many points, and with bytes flipped: an error or a reading, never a panic
     for rel in [
         "onnx/silero_vad.onnx",

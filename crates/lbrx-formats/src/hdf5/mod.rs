@@ -501,13 +501,15 @@ impl<'a> H5<'a> {
             Layout::Other(c) => {
                 return Err(self.bad(at, format!("dataset '{name}': layout class {c}")));
             }
-            Layout::Indexed => return Err(Error::Unsupported {
-                path: self.path.to_path_buf(),
-                what: format!(
+            Layout::Indexed => {
+                return Err(Error::Unsupported {
+                    path: self.path.to_path_buf(),
+                    what: format!(
                     "dataset '{name}' is chunked with the HDF5 1.10 chunk indexes (written with \
                          libver='latest'); lbrx reads chunked datasets of the default file format"
                 ),
-            }),
+                })
+            }
             Layout::Chunked(btree, chunk) => {
                 owned = Some(self.chunked(name, btree, &chunk, &shape, dtype, &o.filters, len)?);
                 None

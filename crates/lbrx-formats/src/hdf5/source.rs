@@ -14,55 +14,49 @@ use std::sync::Arc;
 pub fn open(path: &Path) -> Result<StoredSource> {
     let map = Arc::new(MappedFile::open(path)?);
     let mut b = StoredBuilder::new(Format::Hdf5, path);
-    if map.bytes().starts_with(b"PK") {
-        let (weights, config) = keras_zip(path)?;
-        let parsed = parse(&weights, path)?;
-        if let Some(layers) = config {
-            b.metadata.insert("keras.layers", layers);
-        }
-        b.warnings = parsed.warnings;
-        for d in parsed.datasets {
-            let bytes = d
-                .data
-                .clone()
-                .map_or_else(|| zeros(&d), |r| weights[r].to_vec());
-            push_owned(&mut b, d, bytes)?;
-        }
-        return b.finish();
-    }
     let file = b.file(map.clone());
-    let parsed = parse(map.bytes(), path)?;
+    let keras = if map.bytes().starts_with(b"PK") {
+        Some(keras_zip(path, &map)?)
+    } else {
+        None
+    };
+    // the HDF5 bytes: the file, a stored member of the zip in place, or an inflated member
+    let (base, inflated) = match &keras {
+        Some(k) => (k.start, k.inflated.as_deref()),
+        None => (0, None),
+    };
+    let buf = inflated.unwrap_or(&map.bytes()[base..]);
+    let parsed = parse(buf, path)?;
     b.warnings = parsed.warnings;
     let config = parsed
         .model_config
         .as_deref()
         .and_then(|c| serde_json::from_str(c).ok());
-    if let Some(layers) = config.as_ref().and_then(layer_names) {
+    let layers = keras
+        .as_ref()
+        .and_then(|k| k.layers.clone())
+        .or_else(|| config.as_ref().and_then(layer_names));
+    if let Some(layers) = layers {
         b.metadata.insert("keras.layers", layers);
     }
     for mut d in parsed.datasets {
-        if let Some(bytes) = d.owned.take() {
-            push_owned(&mut b, d, bytes)?;
-            continue;
-        }
-        match (&d.data, d.big_endian) {
-            (Some(r), false) => b.mapped(TensorInfo {
-                len: r.len() as u64,
-                offset: r.start as u64,
-                name: d.name,
-                dtype: d.dtype,
-                shape: d.shape,
-                file,
-            }),
-            (Some(r), true) => {
-                let bytes = map.bytes()[r.clone()].to_vec();
-                push_owned(&mut b, d, bytes)?;
+        let bytes = match (d.owned.take(), &d.data) {
+            (Some(bytes), _) => bytes,
+            (None, Some(r)) if inflated.is_none() && !d.big_endian => {
+                b.mapped(TensorInfo {
+                    len: r.len() as u64,
+                    offset: (base + r.start) as u64,
+                    name: d.name,
+                    dtype: d.dtype,
+                    shape: d.shape,
+                    file,
+                });
+                continue;
             }
-            (None, _) => {
-                let bytes = zeros(&d);
-                push_owned(&mut b, d, bytes)?;
-            }
-        }
+            (None, Some(r)) => buf[r.clone()].to_vec(),
+            (None, None) => zeros(&d),
+        };
+        push_owned(&mut b, d, bytes)?;
     }
     b.finish()
 }
@@ -85,54 +79,98 @@ fn push_owned(b: &mut StoredBuilder, d: Dataset, mut bytes: Vec<u8>) -> Result<(
     Ok(())
 }
 
-/// `model.weights.h5` of a `.keras` zip (its CRC checked by reading it whole) and the layer names of its
-/// `config.json`.
-fn keras_zip(path: &Path) -> Result<(Vec<u8>, Option<Value>)> {
+/// Where a `.keras` zip keeps its weights, and the layer names of its `config.json`.
+struct KerasZip {
+    /// Offset of `model.weights.h5` in the file when it is stored (read in place).
+    start: usize,
+    /// Its bytes when it is deflated.
+    inflated: Option<Vec<u8>>,
+    /// `keras.layers`.
+    layers: Option<Value>,
+}
+
+/// `model.weights.h5` of a `.keras` zip, its CRC-32 checked (over the mapped bytes when stored, by the zip
+/// reader when deflated), and the layer names of `config.json`.
+fn keras_zip(path: &Path, map: &MappedFile) -> Result<KerasZip> {
     let zerr = |e: zip::result::ZipError| {
         Error::malformed(Location::file(path), Malformed::Other(format!("zip: {e}")))
     };
+    let name = "model.weights.h5";
     let f = crate::mmap::open_read_only(path)?;
-    let size = f.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
     let mut z = zip::ZipArchive::new(f).map_err(zerr)?;
-    let mut read = |name: &str| -> Result<Option<Vec<u8>>> {
+    let (start, inflated) = {
         let mut m = match z.by_name(name) {
             Ok(m) => m,
-            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+            Err(zip::result::ZipError::FileNotFound) => {
+                return Err(Error::Unsupported {
+                    path: path.to_path_buf(),
+                    what: "zip without model.weights.h5 (not a Keras 3 .keras file)".into(),
+                })
+            }
             Err(e) => return Err(zerr(e)),
         };
-        // a declared size beyond what the stored bytes can inflate to is a lie; refuse before allocating
-        if m.size()
-            > m.compressed_size()
-                .saturating_mul(1032)
-                .saturating_add(4096)
-            || m.compressed_size() > size
-        {
-            return Err(Error::malformed(
-                Location::file(path).tensor(name),
-                Malformed::Other(format!(
-                    "member declares {} bytes from {} stored",
-                    m.size(),
-                    m.compressed_size()
-                )),
-            ));
+        let loc = || Location::file(path).tensor(name);
+        if m.compression() == zip::CompressionMethod::Stored {
+            let (start, size) = (m.data_start(), m.size());
+            if start.checked_add(size).is_none_or(|e| e > map.len()) {
+                return Err(Error::malformed(
+                    loc().at(start),
+                    Malformed::Truncated {
+                        needed: start.saturating_add(size),
+                        actual: map.len(),
+                    },
+                ));
+            }
+            let computed = crc32fast::hash(map.range(start, size));
+            if computed != m.crc32() {
+                return Err(Error::malformed(
+                    loc().at(start),
+                    Malformed::Checksum {
+                        what: "zip member".into(),
+                        stored: m.crc32(),
+                        computed,
+                    },
+                ));
+            }
+            (start as usize, None)
+        } else {
+            // a declared size beyond what the stored bytes can inflate to is a lie; refuse before allocating
+            if m.size()
+                > m.compressed_size()
+                    .saturating_mul(1032)
+                    .saturating_add(4096)
+                || m.compressed_size() > map.len()
+            {
+                return Err(Error::malformed(
+                    loc(),
+                    Malformed::Other(format!(
+                        "member declares {} bytes from {} stored",
+                        m.size(),
+                        m.compressed_size()
+                    )),
+                ));
+            }
+            let mut out = Vec::with_capacity(m.size() as usize);
+            m.read_to_end(&mut out).map_err(|e| {
+                Error::malformed(loc(), Malformed::Other(format!("zip member: {e}")))
+            })?;
+            (0, Some(out))
         }
-        let mut out = Vec::with_capacity(m.size() as usize);
-        m.read_to_end(&mut out).map_err(|e| {
-            Error::malformed(
-                Location::file(path).tensor(name),
-                Malformed::Other(format!("zip member: {e}")),
-            )
-        })?;
-        Ok(Some(out))
     };
-    let weights = read("model.weights.h5")?.ok_or_else(|| Error::Unsupported {
-        path: path.to_path_buf(),
-        what: "zip without model.weights.h5 (not a Keras 3 .keras file)".into(),
-    })?;
-    let layers = read("config.json")?
-        .and_then(|c| serde_json::from_slice::<serde_json::Value>(&c).ok())
-        .and_then(|c| layer_names(&c));
-    Ok((weights, layers))
+    let mut config = Vec::new();
+    let layers = match z.by_name("config.json") {
+        Ok(mut c) if c.size() < 1 << 30 => c
+            .read_to_end(&mut config)
+            .ok()
+            .and_then(|_| serde_json::from_slice::<serde_json::Value>(&config).ok())
+            .and_then(|c| layer_names(&c)),
+        _ => None,
+    };
+    Ok(KerasZip {
+        start,
+        inflated,
+        layers,
+    })
 }
 
 /// The layer names of a Keras model config (`config.layers[].config.name`, Keras 2 and 3).
