@@ -93,6 +93,19 @@ impl MappedFile {
             .unwrap_or(&[])
     }
 
+    /// Tells the kernel whether reads will be scattered (headers spread over a file: no read-around on a fault)
+    /// or sequential again.
+    pub fn advise_scattered(&self, scattered: bool) {
+        if let Some(map) = &self.map {
+            let advice = if scattered {
+                memmap2::Advice::Random
+            } else {
+                memmap2::Advice::Normal
+            };
+            let _ = map.advise(advice);
+        }
+    }
+
     /// Drops the mapped pages wholly inside `[offset, offset + len)` from this process (they stay in the
     /// page cache), so the resident size stays bounded while a large file streams through.
     pub fn release(&self, offset: u64, len: u64) {

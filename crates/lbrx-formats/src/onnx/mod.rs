@@ -124,12 +124,15 @@ const DENSE_CAP: u64 = 4 << 30;
 pub fn open(path: &Path) -> Result<StoredSource> {
     let map = Arc::new(MappedFile::open(path)?);
     let whole = Bytes::from_owner(MapBytes(map.clone()));
+    // decoding reads each field's first bytes only: no read-around, or a large model is mapped in whole
+    map.advise_scattered(true);
     let model = ModelProto::decode(whole.clone()).map_err(|e| {
         Error::malformed(
             Location::file(path),
             Malformed::InvalidHeader(format!("not a valid ONNX protobuf: {e}")),
         )
     })?;
+    map.advise_scattered(false);
     let Some(graph) = model.graph.as_ref() else {
         return Err(Error::malformed(
             Location::file(path),
