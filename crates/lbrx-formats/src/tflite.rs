@@ -160,46 +160,31 @@ impl<'a> Fb<'a> {
             .map(|(s, n)| String::from_utf8_lossy(&self.buf[s..s + n]).into_owned()))
     }
 
-    fn ints(&self, t: Table, i: usize) -> Result<Option<Vec<i32>>> {
-        Ok(self.vector(t, i, 4)?.map(|(s, n)| {
-            (0..n)
-                .map(|k| {
-                    i32::from_le_bytes(
-                        self.buf[s + 4 * k..s + 4 * k + 4]
-                            .try_into()
-                            .unwrap_or_default(),
-                    )
-                })
+    /// A vector of `N`-byte little-endian scalars, each decoded by `from`.
+    fn scalars<const N: usize, T>(
+        &self,
+        t: Table,
+        i: usize,
+        from: fn([u8; N]) -> T,
+    ) -> Result<Option<Vec<T>>> {
+        Ok(self.vector(t, i, N)?.map(|(s, n)| {
+            self.buf[s..s + N * n]
+                .chunks_exact(N)
+                .map(|c| from(c.try_into().unwrap_or([0; N])))
                 .collect()
         }))
+    }
+
+    fn ints(&self, t: Table, i: usize) -> Result<Option<Vec<i32>>> {
+        self.scalars(t, i, i32::from_le_bytes)
     }
 
     fn floats(&self, t: Table, i: usize) -> Result<Vec<f32>> {
-        Ok(self.vector(t, i, 4)?.map_or(vec![], |(s, n)| {
-            (0..n)
-                .map(|k| {
-                    f32::from_le_bytes(
-                        self.buf[s + 4 * k..s + 4 * k + 4]
-                            .try_into()
-                            .unwrap_or_default(),
-                    )
-                })
-                .collect()
-        }))
+        Ok(self.scalars(t, i, f32::from_le_bytes)?.unwrap_or_default())
     }
 
     fn longs(&self, t: Table, i: usize) -> Result<Vec<i64>> {
-        Ok(self.vector(t, i, 8)?.map_or(vec![], |(s, n)| {
-            (0..n)
-                .map(|k| {
-                    i64::from_le_bytes(
-                        self.buf[s + 8 * k..s + 8 * k + 8]
-                            .try_into()
-                            .unwrap_or_default(),
-                    )
-                })
-                .collect()
-        }))
+        Ok(self.scalars(t, i, i64::from_le_bytes)?.unwrap_or_default())
     }
 }
 
