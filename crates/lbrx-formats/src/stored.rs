@@ -220,7 +220,7 @@ pub fn unpack_bits(packed: &[u8], n: usize, bits: u32, signed: bool) -> Vec<u8> 
 
 /// Bytes `n` elements of `bits` bits occupy when packed.
 pub fn packed_len(n: u64, bits: u32) -> u64 {
-    (n * bits as u64).div_ceil(8)
+    n.saturating_mul(bits as u64).div_ceil(8)
 }
 
 /// The directory of `root` a referenced file must stay inside: `rel` is refused when absolute, when it has a

@@ -395,7 +395,13 @@ impl<'a> H5<'a> {
                     if id == index {
                         break self.bytes(p + 8 + self.sl, n)?.to_vec();
                     }
-                    p = p + 8 + self.sl + n.next_multiple_of(8);
+                    match n
+                        .checked_next_multiple_of(8)
+                        .and_then(|n| (p + 8 + self.sl).checked_add(n))
+                    {
+                        Some(next) => p = next,
+                        None => return Ok(None),
+                    }
                 }
             }
             _ => return Ok(None),
@@ -440,7 +446,13 @@ impl<'a> H5<'a> {
                 if name_off >= heap_size {
                     return Err(self.bad(e, "symbol name outside the local heap"));
                 }
-                let s = self.bytes(heap_data + name_off, heap_size - name_off)?;
+                let at = heap_data
+                    .checked_add(name_off)
+                    .ok_or_else(|| self.bad(e, "symbol name past the end of the file"))?;
+                let s = self.bytes(
+                    at,
+                    (heap_size - name_off).min(self.buf.len().saturating_sub(at)),
+                )?;
                 let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
                 out.push((String::from_utf8_lossy(&s[..end]).into_owned(), obj));
             }

@@ -416,7 +416,7 @@ fn assemble(
             .byte_len(&sshape)
             .ok_or_else(|| bad("slice shape overflows".into()))?;
         let (file, offset) = locate(b, shards, &se, slen, name)?;
-        covered += slen;
+        covered = covered.saturating_add(slen);
         parts.push((ext, file, offset, slen));
     }
     let total = dtype.byte_len(shape).unwrap_or(u64::MAX);
