@@ -42,6 +42,7 @@ pub struct StoredBuilder {
     maps: Vec<Arc<MappedFile>>,
     tensors: Vec<TensorInfo>,
     stored: Vec<Stored>,
+    names: std::collections::HashSet<String>,
     /// Model metadata to expose.
     pub metadata: Metadata,
     /// What was skipped, for people.
@@ -57,6 +58,7 @@ impl StoredBuilder {
             maps: Vec::new(),
             tensors: Vec::new(),
             stored: Vec::new(),
+            names: std::collections::HashSet::new(),
             metadata: Metadata::new(),
             warnings: Vec::new(),
         }
@@ -78,11 +80,12 @@ impl StoredBuilder {
 
     /// Whether a tensor of this name was added.
     pub fn has(&self, name: &str) -> bool {
-        self.tensors.iter().any(|t| t.name == name)
+        self.names.contains(name)
     }
 
     /// Adds a tensor whose bytes are `info.len` bytes at `info.offset` of file `info.file`.
     pub fn mapped(&mut self, info: TensorInfo) {
+        self.names.insert(info.name.clone());
         self.tensors.push(info);
         self.stored.push(Stored::Mapped);
     }
@@ -265,5 +268,20 @@ pub struct MapBytes(pub Arc<MappedFile>);
 impl AsRef<[u8]> for MapBytes {
     fn as_ref(&self) -> &[u8] {
         self.0.bytes()
+    }
+}
+
+/// Byte-swaps big-endian elements to little-endian in place (complex numbers per component); `bytes` starts on
+/// an element.
+pub fn swap_elements(dtype: lbrx_core::DType, bytes: &mut [u8]) {
+    let unit = if dtype == lbrx_core::DType::C64 {
+        4
+    } else {
+        dtype.info().type_size as usize
+    };
+    if unit > 1 {
+        for e in bytes.chunks_exact_mut(unit) {
+            e.reverse();
+        }
     }
 }

@@ -71,9 +71,7 @@ fn zeros(d: &Dataset) -> Vec<u8> {
 
 fn push_owned(b: &mut StoredBuilder, d: Dataset, mut bytes: Vec<u8>) -> Result<()> {
     if d.big_endian {
-        for c in bytes.chunks_exact_mut(d.dtype.info().type_size as usize) {
-            c.reverse();
-        }
+        crate::stored::swap_elements(d.dtype, &mut bytes);
     }
     b.owned(d.name, d.dtype, d.shape, bytes);
     Ok(())

@@ -13,6 +13,7 @@
 //! read zero-copy from the memory map; deflated ones are decompressed when their bytes are asked for.
 
 use crate::mmap::MappedFile;
+use crate::stored::swap_elements;
 use lbrx_core::{
     DType, Error, Format, Location, Malformed, Metadata, Result, Source, SourceFile, TensorInfo,
     TensorView,
@@ -324,18 +325,6 @@ impl NpzFile {
             any_deflated,
             inflated: Mutex::new(None),
         })
-    }
-}
-
-/// Byte-swaps big-endian elements in place (complex numbers per component). `bytes` starts on an element.
-fn swap_elements(dtype: DType, bytes: &mut [u8]) {
-    let unit = if dtype == DType::C64 {
-        4
-    } else {
-        dtype.info().type_size as usize
-    };
-    for e in bytes.chunks_exact_mut(unit) {
-        e.reverse();
     }
 }
 

@@ -24,7 +24,7 @@ use crate::mmap::MappedFile;
 use crate::sharded::{ShardKind, Sharded};
 use container::{Place, StoragePlace};
 use lbrx_core::{
-    DType, Error, Format, Location, Malformed, Metadata, Result, Source, SourceFile, TensorInfo,
+    Error, Format, Location, Malformed, Metadata, Result, Source, SourceFile, TensorInfo,
     TensorView,
 };
 use std::borrow::Cow;
@@ -312,20 +312,6 @@ fn gather(
     }
 }
 
-/// Byte-swaps elements in place (complex numbers per component).
-fn swap(dtype: DType, bytes: &mut [u8]) {
-    let unit = if dtype == DType::C64 {
-        4
-    } else {
-        dtype.info().type_size as usize
-    };
-    if unit > 1 {
-        for e in bytes.chunks_exact_mut(unit) {
-            e.reverse();
-        }
-    }
-}
-
 impl Source for PyTorchFile {
     lbrx_core::source_accessors!(Format::PyTorch, mapped map);
     fn view(&self, index: usize) -> Result<TensorView<'_>> {
@@ -369,7 +355,7 @@ impl Source for PyTorchFile {
             Cow::Owned(out)
         };
         if self.big_endian {
-            swap(info.dtype, bytes.to_mut());
+            crate::stored::swap_elements(info.dtype, bytes.to_mut());
         }
         Ok(bytes)
     }

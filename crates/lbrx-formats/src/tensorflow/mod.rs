@@ -20,7 +20,7 @@ pub mod proto;
 pub mod sstable;
 
 use crate::mmap::MappedFile;
-use crate::stored::{StoredBuilder, StoredSource};
+use crate::stored::{swap_elements, StoredBuilder, StoredSource};
 use bytes::Bytes;
 use lbrx_core::{DType, Error, Format, Location, Malformed, Result, TensorInfo};
 use prost::Message;
@@ -237,7 +237,7 @@ fn read_bundle(b: &mut StoredBuilder, prefix: &Path) -> Result<()> {
             let (file, offset) = locate(b, &shards, &e, len, &name)?;
             if big_endian {
                 let mut data = b.map(file).range(offset, len).to_vec();
-                swap(dtype, &mut data);
+                swap_elements(dtype, &mut data);
                 b.owned(name, dtype, shape, data);
             } else {
                 b.mapped(TensorInfo {
@@ -352,17 +352,6 @@ fn locate(
     Ok((file, offset))
 }
 
-fn swap(dtype: DType, data: &mut [u8]) {
-    let unit = if dtype == DType::C64 {
-        4
-    } else {
-        dtype.info().type_size as usize
-    };
-    for c in data.chunks_exact_mut(unit) {
-        c.reverse();
-    }
-}
-
 /// A partitioned variable: every slice's bytes copied into the full tensor.
 #[allow(clippy::too_many_arguments)]
 fn assemble(
@@ -455,7 +444,7 @@ fn assemble(
         }
     }
     if big_endian {
-        swap(dtype, &mut out);
+        swap_elements(dtype, &mut out);
     }
     Ok(out)
 }
