@@ -13,6 +13,8 @@ if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want"
   exit 0
 fi
 python3 -m venv "$venv"
+# no wheel cache: torch and its CUDA wheels would be kept twice on disk
+export PIP_NO_CACHE_DIR=1
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet -r "$req"
 echo "$want" > "$stamp"
