@@ -103,7 +103,8 @@ def damage(src, out, how):
 
 
 def subspace(src, rtn, ours, min_k):
-    """Every layer of OURS has a smaller error than RTN's in W's exact top-k singular subspace
+    """Every layer of OURS has a smaller error than RTN's in W's exact top-k singular subspace (no larger where k
+    covers its smaller side)
     (k = clamp(floor(0.2 min(M, N)), MIN_K, 1280)), each code is one of the two grid points around its value,
     and the scales are RTN's."""
     w, a, b = load_file(src), load_file(rtn), load_file(ours)
@@ -122,7 +123,12 @@ def subspace(src, rtn, ours, min_k):
         full = s.reshape(-1, 1) if s.dim() == 1 else s  # a row scale of [M] or [M, 1]
         err = lambda o: torch.linalg.norm(uk.T @ (o[k_].float() * full - x) @ vk.T).item()
         ra, rb = err(a), err(b)
-        assert rb < ra, f"{stem}: subspace error {rb} not below round-to-nearest's {ra}"
+        # where the subspace is the whole of W's smaller side (a 3x5 layer), round-to-nearest can already be
+        # the best rounding and learned rounding keeps it: not worse is all that can be asked there
+        if k < min(m_, n_):
+            assert rb < ra, f"{stem}: subspace error {rb} not below round-to-nearest's {ra}"
+        else:
+            assert rb <= ra, f"{stem}: subspace error {rb} above round-to-nearest's {ra}"
         # every value stays between the grid points around it
         qa, qb = a[k_].float(), b[k_].float()
         scaled = x / full
