@@ -243,6 +243,44 @@ fn imatrix_quantization_equals_llama_quantize() {
     assert_ne!(a[a.len() - tail..], b[b.len() - tail..]);
 }
 
+/// Shared experts (a Qwen2-MoE model built with its transformers class): `--quant Q4_K_M` straight from the
+/// directory is the same file as convert_hf_to_gguf.py to F16, then llama-quantize (the shared-expert gate,
+/// a [1, n] matrix to llama.cpp's eyes a vector, stays F32).
+#[test]
+fn shared_experts_q4_k_m_equals_convert_then_llama_quantize() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let hf = d.path().join("qwen2moe");
+    ok(Command::new(&e.py)
+        .arg(repo_root().join("crates/lbrx-cli/tests/oracle/make_hf_family.py"))
+        .arg("qwen2moe")
+        .arg(&hf)
+        .arg("--vocab-dir")
+        .arg(e.src.join("models"))
+        .args([
+            "--sizes",
+            "hidden_size=256,num_hidden_layers=4,moe_intermediate_size=256,shared_expert_intermediate_size=512",
+        ]));
+    let f16 = d.path().join("f16.gguf");
+    ok(Command::new(&e.py)
+        .arg(e.src.join("convert_hf_to_gguf.py"))
+        .arg(&hf)
+        .arg("--outfile")
+        .arg(&f16)
+        .args(["--outtype", "f16"]));
+    let (refp, ours) = (d.path().join("ref.gguf"), d.path().join("ours.gguf"));
+    ok(Command::new(&e.quantize)
+        .arg(&f16)
+        .arg(&refp)
+        .args(["Q4_K_M", "2"]));
+    ok(lbrx()
+        .arg("convert")
+        .arg(&hf)
+        .arg(&ours)
+        .args(["--quant", "Q4_K_M", "--quiet"]));
+    compare(&e, &ours, &refp);
+}
+
 /// A Hugging Face directory straight to a recipe (`convert --recipe`, `--quant Q4_K_M`, with or without an
 /// imatrix) is the same file as convert_hf_to_gguf.py to F16, then llama-quantize: one pass, no F16 file.
 #[test]

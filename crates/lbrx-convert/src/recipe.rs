@@ -56,6 +56,13 @@ fn is_attn_v(c: Cat) -> bool {
 }
 
 /// llama.cpp's `tensor_allows_quantization` (the parts that apply to the architectures lbrx knows).
+/// ggml's `ggml_n_dims`: the dimensions left when trailing ones (in ggml's order; leading ones of the
+/// row-major shape) are dropped, at least one. llama-quantize writes every tensor with this many.
+fn ggml_dims(shape: &[u64]) -> usize {
+    let ones = shape.iter().take_while(|&&d| d == 1).count();
+    (shape.len() - ones).max(1)
+}
+
 fn allows_quantization(name: &str, dims: usize, r: &Recipe) -> bool {
     if dims < 2 || !name.ends_with("weight") {
         return false;
@@ -172,7 +179,7 @@ pub fn choose_types(
     let mut out = vec![DType::F32; tensors.len()];
     for i in order {
         let (name, dtype, shape) = &tensors[i];
-        if !allows_quantization(name, shape.len(), r) {
+        if !allows_quantization(name, ggml_dims(shape), r) {
             out[i] = *dtype;
             continue;
         }
@@ -643,6 +650,8 @@ pub(crate) fn apply_recipe(
                 format!("missing importance matrix for tensor '{name}' ({to}) in a very low-bit quantization"),
             ));
         }
+        let keep = ggml_dims(&o.shape);
+        o.shape.drain(..o.shape.len().saturating_sub(keep));
         planned.push(o);
     }
     // gguf_set_val_* moves a key it replaces to the end
