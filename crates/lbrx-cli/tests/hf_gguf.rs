@@ -72,28 +72,86 @@ fn check_arch(arch: &str, outtypes: &[&str]) {
     let d = tempfile::tempdir().unwrap();
     let model = d.path().join(arch);
     make_model(&e, arch, &model);
+    check_model(
+        &e,
+        arch,
+        &model,
+        outtypes,
+        Some(vocab_of(arch)),
+        d.path(),
+        false,
+    );
+}
+
+/// The vocabulary file a make_hf_model.py architecture's tokenizer is rebuilt from.
+fn vocab_of(arch: &str) -> &'static str {
+    match arch {
+        "llama3" => "llama-bpe",
+        "qwen2" | "qwen3" | "qwen3moe" => "qwen2",
+        "phi3" => "phi-3",
+        _ => "llama-spm",
+    }
+}
+
+/// Writes a tiny model of `family` with its real `transformers` class (make_hf_family.py); returns the
+/// vocabulary its tokenizer came from.
+fn make_family(e: &Env, family: &str, dir: &Path) -> String {
+    let out = ok(Command::new(&e.py)
+        .arg(repo_root().join("crates/lbrx-cli/tests/oracle/make_hf_family.py"))
+        .arg(family)
+        .arg(dir)
+        .arg("--vocab-dir")
+        .arg(e.src.join("models")));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// A transformers-built family: the same GGUF as convert_hf_to_gguf.py in each type, llama.cpp generating
+/// from ours as from its own, and back to HF.
+fn check_family(family: &str, outtypes: &[&str]) {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join(family);
+    let vocab = make_family(&e, family, &model);
+    check_model(&e, family, &model, outtypes, Some(&vocab), d.path(), true);
+}
+
+/// The same GGUF as convert_hf_to_gguf.py in each of `outtypes`; with `vocab`, the F16 one back to HF and to
+/// GGUF again (see [`round_trip`]); with `generate`, llama.cpp runs the Q8_0 pair alike.
+fn check_model(
+    e: &Env,
+    arch: &str,
+    model: &Path,
+    outtypes: &[&str],
+    vocab: Option<&str>,
+    tmp: &Path,
+    generate: bool,
+) {
     for t in outtypes {
-        let ours = d.path().join(format!("ours-{t}.gguf"));
-        let refp = d.path().join(format!("ref-{t}.gguf"));
-        reference(&e, &model, &refp, t);
+        let ours = tmp.join(format!("ours-{t}.gguf"));
+        let refp = tmp.join(format!("ref-{t}.gguf"));
+        reference(e, model, &refp, t);
         let mut c = lbrx();
-        c.arg("convert").arg(&model).arg(&ours).arg("--quiet");
+        c.arg("convert").arg(model).arg(&ours).arg("--quiet");
         match *t {
             "q8_0" => c.args(["--quant", "Q8_0"]),
             "auto" => c.args(["--dtype", "auto"]),
             other => c.args(["--dtype", other]),
         };
         ok(&mut c);
-        assert_same_gguf(&e, &ours, &refp);
-        if *t == "f16" {
-            round_trip(&e, arch, &model, &refp, d.path());
+        assert_same_gguf(e, &ours, &refp);
+        if *t == "q8_0" && generate {
+            generates_alike(arch, &ours, &refp);
+        }
+        if let (true, Some(vocab)) = (*t == "f16", vocab) {
+            round_trip(e, arch, model, &refp, tmp, vocab);
         }
     }
 }
 
 /// GGUF -> HF -> GGUF gives the same tensors and keys (the name, taken from the directory, aside), and
 /// transformers loads the HF directory with the original's weights (through F16) and tokenization.
-fn round_trip(e: &Env, arch: &str, model: &Path, gguf: &Path, tmp: &Path) {
+fn round_trip(e: &Env, arch: &str, model: &Path, gguf: &Path, tmp: &Path, vocab: &str) {
     let hf = tmp.join(format!("{arch}-hf"));
     let back = tmp.join(format!("{arch}-back.gguf"));
     ok(lbrx()
@@ -118,12 +176,6 @@ fn round_trip(e: &Env, arch: &str, model: &Path, gguf: &Path, tmp: &Path) {
         serde_json::json!([]),
         "{arch}: round-trip tensor differences"
     );
-    let vocab = match arch {
-        "llama3" => "llama-bpe",
-        "qwen2" | "qwen3" | "qwen3moe" => "qwen2",
-        "phi3" => "phi-3",
-        _ => "llama-spm",
-    };
     run_oracle(
         &e.py,
         "hf_load_check.py",
@@ -165,9 +217,6 @@ fn qwen3_equals_convert_hf_to_gguf() {
 #[test]
 fn llama_cpp_runs_our_output() {
     let Some(e) = env() else { return };
-    let Some(simple) = llama_tool("llama-simple") else {
-        return;
-    };
     let d = tempfile::tempdir().unwrap();
     for arch in [
         "llama3", "llama2", "mistral", "mixtral", "qwen2", "qwen3", "qwen3moe", "gemma2", "gemma3",
@@ -183,22 +232,30 @@ fn llama_cpp_runs_our_output() {
             .arg(&model)
             .arg(&ours)
             .args(["--quant", "Q8_0", "--quiet"]));
-        let gen = |m: &Path| {
-            let out = ok(Command::new(&simple).arg("-m").arg(m).args([
-                "-n",
-                "12",
-                "The quick brown fox",
-            ]));
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
-        let (a, b) = (gen(&ours), gen(&refp));
-        let generated = a
-            .split_once("The quick brown fox")
-            .map(|(_, rest)| rest.trim())
-            .unwrap_or_else(|| panic!("{arch}: prompt not echoed: {a:?}"));
-        assert!(!generated.is_empty(), "{arch}: nothing generated: {a:?}");
-        assert_eq!(a, b, "{arch}: generation differs");
+        generates_alike(arch, &ours, &refp);
     }
+}
+
+/// llama.cpp's `llama-simple` loads both files and generates the same greedy tokens from them.
+fn generates_alike(arch: &str, ours: &Path, refp: &Path) {
+    let Some(simple) = llama_tool("llama-simple") else {
+        return;
+    };
+    let gen = |m: &Path| {
+        let out =
+            ok(Command::new(&simple)
+                .arg("-m")
+                .arg(m)
+                .args(["-n", "12", "The quick brown fox"]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (a, b) = (gen(ours), gen(refp));
+    let generated = a
+        .split_once("The quick brown fox")
+        .map(|(_, rest)| rest.trim())
+        .unwrap_or_else(|| panic!("{arch}: prompt not echoed: {a:?}"));
+    assert!(!generated.is_empty(), "{arch}: nothing generated: {a:?}");
+    assert_eq!(a, b, "{arch}: generation differs");
 }
 
 #[test]
@@ -230,6 +287,95 @@ fn unsupported_architecture_names_the_supported_ones() {
         "{err}"
     );
     assert!(!d.path().join("o.gguf").exists());
+}
+
+#[test]
+fn smollm3_equals_convert_hf_to_gguf() {
+    check_family("smollm3", &["f16", "bf16", "q8_0"]);
+}
+
+#[test]
+fn granite_equals_convert_hf_to_gguf() {
+    check_family("granite", &["f16", "bf16", "q8_0"]);
+}
+
+#[test]
+fn olmo2_equals_convert_hf_to_gguf() {
+    check_family("olmo2", &["f16", "bf16", "q8_0"]);
+}
+
+#[test]
+fn qwen2moe_shared_experts_equal_convert_hf_to_gguf() {
+    check_family("qwen2moe", &["f16", "bf16", "q8_0"]);
+}
+
+#[test]
+fn olmoe_equals_convert_hf_to_gguf() {
+    check_family("olmoe", &["f16", "bf16", "q8_0"]);
+}
+
+#[test]
+fn starcoder2_equals_convert_hf_to_gguf() {
+    check_family("starcoder2", &["f16", "bf16", "q8_0"]);
+}
+
+#[test]
+fn cohere_command_r_equals_convert_hf_to_gguf() {
+    check_family("cohere", &["f16", "bf16", "q8_0"]);
+}
+
+#[test]
+fn cohere2_equals_convert_hf_to_gguf() {
+    check_family("cohere2", &["f16", "bf16", "q8_0"]);
+}
+
+#[test]
+fn exaone4_llama3_rope_and_window_pattern_equal_convert_hf_to_gguf() {
+    check_family("exaone4", &["f16", "bf16", "q8_0"]);
+}
+
+#[test]
+fn phi2_equals_convert_hf_to_gguf() {
+    check_family("phi2", &["f16", "bf16", "q8_0"]);
+}
+
+#[test]
+fn stablelm_equals_convert_hf_to_gguf() {
+    check_family("stablelm", &["f16", "bf16", "q8_0"]);
+}
+
+/// A vision-language model: its text model, the vision tower and projector left out as llama.cpp does; back
+/// to HF it is the text-only `MistralForCausalLM`, which transformers loads with the same weights.
+#[test]
+fn mistral3_text_model_equals_convert_hf_to_gguf() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("mistral3");
+    make_family(&e, "mistral3", &model);
+    check_model(
+        &e,
+        "mistral3",
+        &model,
+        &["f16", "bf16", "q8_0"],
+        None,
+        d.path(),
+        true,
+    );
+    let hf = d.path().join("mistral3-hf");
+    ok(lbrx()
+        .arg("convert")
+        .arg(d.path().join("ref-f16.gguf"))
+        .arg(&hf)
+        .args(["--to", "hf", "--quiet"]));
+    run_oracle(
+        &e.py,
+        "hf_load_check.py",
+        &[
+            &model,
+            &hf,
+            &e.src.join("models/ggml-vocab-llama-spm.gguf.inp"),
+        ],
+    );
 }
 
 #[test]

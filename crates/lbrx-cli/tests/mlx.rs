@@ -173,6 +173,42 @@ fn every_bit_width_group_size_and_recipe_equals_mlx_lm() {
     }
 }
 
+/// The families built with their real `transformers` class (make_hf_family.py) at 4 bits: the same tensors,
+/// index and config as mlx_lm.convert (experts stacked into `switch_mlp`, Granite's 8-bit layers).
+#[test]
+fn transformers_families_equal_mlx_lm() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    for family in [
+        "smollm3",
+        "granite",
+        "olmo2",
+        "qwen2moe",
+        "olmoe",
+        "starcoder2",
+        "cohere",
+        "cohere2",
+        "exaone4",
+        "phi2",
+        "stablelm",
+    ] {
+        let model = d.path().join(family);
+        ok(Command::new(&e.py)
+            .arg(repo_root().join("crates/lbrx-cli/tests/oracle/make_hf_family.py"))
+            .arg(family)
+            .arg(&model)
+            .arg("--vocab-dir")
+            .arg(e.src.join("models")));
+        let (a, b) = (
+            d.path().join(format!("{family}-ours")),
+            d.path().join(format!("{family}-ref")),
+        );
+        mlx_lm_convert(&e, &model, &b, &["-q"]);
+        ours(&model, &a, &["-q"]);
+        assert_same_mlx(&e, &a, &b);
+    }
+}
+
 /// float32 and float16 sources in every mode (scales one ulp above a power of two, f16 rounding), and the
 /// float modes dequantized back as mlx_lm does (bfloat16, whatever the model's dtype).
 #[test]

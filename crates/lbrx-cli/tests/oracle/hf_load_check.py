@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Loads a Hugging Face directory lbrx rebuilt from a GGUF with `transformers` and compares it with the
-original directory: every parameter equal to the original rounded through the GGUF's dtype (F16 matrices,
+original directory (a vision-language original: its text model): every parameter equal to the original rounded through the GGUF's dtype (F16 matrices,
 F32 vectors), the same tokenizer ids on llama.cpp's tokenizer test texts, the same chat template.
 Usage: hf_load_check.py ORIGINAL_DIR REBUILT_DIR TEXTS_FILE
 Prints a JSON report; exits 1 on a difference.
@@ -27,9 +27,18 @@ def file_dtypes(d):
 def main():
     orig, new, texts_file = sys.argv[1:4]
     problems = []
-    mo = AutoModelForCausalLM.from_pretrained(orig, torch_dtype=torch.float32)
+    import transformers
+
+    cfg = json.load(open(f"{orig}/config.json"))
+    if "vision_config" in cfg:
+        # a vision-language original: its text model is what the GGUF (and so the rebuilt directory) holds
+        mo = getattr(transformers, cfg["architectures"][0]).from_pretrained(orig, torch_dtype=torch.float32)
+        so = {k.replace("model.language_model.", "model."): v for k, v in mo.state_dict().items()
+              if k.startswith("model.language_model.") or k == "lm_head.weight"}
+    else:
+        so = AutoModelForCausalLM.from_pretrained(orig, torch_dtype=torch.float32).state_dict()
     mn = AutoModelForCausalLM.from_pretrained(new, torch_dtype=torch.float32)
-    so, sn = mo.state_dict(), mn.state_dict()
+    sn = mn.state_dict()
     dts = file_dtypes(new)
     if set(so) != set(sn):
         problems.append({"params": sorted(set(so) ^ set(sn))[:10]})

@@ -117,10 +117,14 @@ def write_bpe(out, v, split_regex, bos_template, ignore_merges, nfc):
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=ignore_merges))
     if nfc:
         tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(split_regex_pattern(split_regex), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
-    ])
+    if split_regex is None:
+        # GPT-2's own: the byte-level pre-tokenizer with its built-in split
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(split_regex_pattern(split_regex), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+        ])
     tok.decoder = decoders.ByteLevel()
     added = [(i, t, ty) for i, (t, ty) in enumerate(zip(tokens, types)) if ty != 1]
     for i, t, ty in added:
@@ -176,6 +180,51 @@ def write_spm(out, v, size=None, dummy_prefix=True):
         f.write(m.SerializeToString())
 
 
+def write_tokenizer(out, arch, spec, v):
+    """Writes the tokenizer files and tokenizer_config.json of `spec` (its vocab, gemma flag, spm size)."""
+    n_vocab = len(v["tokens"])
+    tok_config = {"clean_up_tokenization_spaces": False, "model_max_length": spec["extra"]["max_position_embeddings"]}
+    if v["model"] == "gpt2" and spec["vocab"] == "gpt-2":
+        tok_config["added_tokens_decoder"] = write_bpe(out, v, None, None, ignore_merges=False, nfc=False)
+        tok_config["tokenizer_class"] = "GPT2Tokenizer"
+        tok_config["bos_token"] = tok_config["eos_token"] = tok_config["unk_token"] = "<|endoftext|>"
+    elif v["model"] == "gpt2":
+        llama3 = spec["vocab"] == "llama-bpe"
+        added = write_bpe(out, v, LLAMA3_SPLIT if llama3 else QWEN2_SPLIT, v["bos"] if llama3 else None,
+                          ignore_merges=llama3, nfc=not llama3)
+        tok_config["added_tokens_decoder"] = added
+        tok_config["tokenizer_class"] = "PreTrainedTokenizerFast" if llama3 else "Qwen2Tokenizer"
+        if llama3:
+            tok_config["bos_token"] = v["tokens"][v["bos"]]
+            tok_config["eos_token"] = v["tokens"][v["eos"]]
+            tok_config["chat_template"] = v["chat_template"] or (
+                "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n'"
+                " + m['content'] + '<|eot_id|>' }}{% endfor %}")
+        else:
+            tok_config["bos_token"] = None
+            tok_config["eos_token"] = "<|im_end|>" if arch.startswith("qwen3") else "<|endoftext|>"
+            tok_config["pad_token"] = "<|endoftext|>"
+            tok_config["errors"] = "replace"
+            tok_config["chat_template"] = CHATML
+    else:
+        write_spm(out, v, spec.get("spm_size"), dummy_prefix=not spec.get("gemma"))
+        tok_config["tokenizer_class"] = "GemmaTokenizer" if spec.get("gemma") else "LlamaTokenizer"
+        tok_config["add_bos_token"] = True
+        tok_config["add_eos_token"] = False
+        tok_config["bos_token"] = "<s>"
+        tok_config["eos_token"] = "</s>"
+        tok_config["unk_token"] = "<unk>"
+        tok_config["legacy"] = False
+        spm_size = spec.get("spm_size", n_vocab)
+        extra_ids = [i for i, ty in enumerate(v["types"]) if i >= 3 and ty in (3, 4)]
+        tok_config["added_tokens_decoder"] = {
+            str(i): {"content": v["tokens"][i], "lstrip": False, "normalized": False, "rstrip": False,
+                     "single_word": False, "special": i < 3 or v["types"][i] == 3} for i in [0, 1, 2] + extra_ids}
+        if v["chat_template"]:
+            tok_config["chat_template"] = v["chat_template"]
+    dump(out, "tokenizer_config.json", tok_config)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("arch", choices=sorted(ARCHS))
@@ -197,42 +246,7 @@ def main():
     v = read_vocab(os.path.join(a.vocab_dir, f"ggml-vocab-{spec['vocab']}.gguf"))
     n_vocab = len(v["tokens"])
 
-    tok_config = {"clean_up_tokenization_spaces": False, "model_max_length": spec["extra"]["max_position_embeddings"]}
-    if v["model"] == "gpt2":
-        llama3 = spec["vocab"] == "llama-bpe"
-        added = write_bpe(a.out, v, LLAMA3_SPLIT if llama3 else QWEN2_SPLIT, v["bos"] if llama3 else None,
-                          ignore_merges=llama3, nfc=not llama3)
-        tok_config["added_tokens_decoder"] = added
-        tok_config["tokenizer_class"] = "PreTrainedTokenizerFast" if llama3 else "Qwen2Tokenizer"
-        if llama3:
-            tok_config["bos_token"] = v["tokens"][v["bos"]]
-            tok_config["eos_token"] = v["tokens"][v["eos"]]
-            tok_config["chat_template"] = v["chat_template"] or (
-                "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n'"
-                " + m['content'] + '<|eot_id|>' }}{% endfor %}")
-        else:
-            tok_config["bos_token"] = None
-            tok_config["eos_token"] = "<|im_end|>" if a.arch.startswith("qwen3") else "<|endoftext|>"
-            tok_config["pad_token"] = "<|endoftext|>"
-            tok_config["errors"] = "replace"
-            tok_config["chat_template"] = CHATML
-    else:
-        write_spm(a.out, v, spec.get("spm_size"), dummy_prefix=not spec.get("gemma"))
-        tok_config["tokenizer_class"] = "GemmaTokenizer" if spec.get("gemma") else "LlamaTokenizer"
-        tok_config["add_bos_token"] = True
-        tok_config["add_eos_token"] = False
-        tok_config["bos_token"] = "<s>"
-        tok_config["eos_token"] = "</s>"
-        tok_config["unk_token"] = "<unk>"
-        tok_config["legacy"] = False
-        spm_size = spec.get("spm_size", n_vocab)
-        extra_ids = [i for i, ty in enumerate(v["types"]) if i >= 3 and ty in (3, 4)]
-        tok_config["added_tokens_decoder"] = {
-            str(i): {"content": v["tokens"][i], "lstrip": False, "normalized": False, "rstrip": False,
-                     "single_word": False, "special": i < 3 or v["types"][i] == 3} for i in [0, 1, 2] + extra_ids}
-        if v["chat_template"]:
-            tok_config["chat_template"] = v["chat_template"]
-    dump(a.out, "tokenizer_config.json", tok_config)
+    write_tokenizer(a.out, a.arch, spec, v)
 
     h, inter, L, heads, kv = spec["hidden"], spec["inter"], a.layers, spec["heads"], spec["kv"]
     head_dim = spec.get("head_dim", h // heads)

@@ -37,6 +37,26 @@ pub(crate) enum Params {
     Qwen2,
     /// The generic keys; BERT's tensor filter (no `bert.` prefix, `gamma`/`beta` renamed, heads dropped).
     Bert,
+    /// The generic keys; the reverse config normalizes the top-k routing weights, as Qwen3-MoE does.
+    Qwen3Moe,
+    /// Llama's keys without `head_dim`, then Granite's attention, embedding, residual and logit scales.
+    Granite,
+    /// The generic keys; the reverse config has StarCoder 2's bias switch, LayerNorm epsilon and GELU.
+    Starcoder2,
+    /// Command-R: context from `model_max_length`, the logit scale, no RoPE scaling.
+    Cohere,
+    /// Command-R7B: the logit scale, sliding window, vocabulary size, rotary dimensions; biases dropped.
+    Cohere2,
+    /// EXAONE 4: the vocabulary size and the sliding-window layer pattern.
+    Exaone4,
+    /// Phi-2's own list (feed-forward 4 x embedding, rotary fraction, no BOS).
+    Phi2,
+    /// StableLM's own list (rotary fraction, parallel residual).
+    StableLm,
+    /// The generic keys; converts back as the text-only `MistralForCausalLM` (the vision tower is not in a GGUF).
+    Mistral3,
+    /// The generic keys with OLMoE's fixed RMS epsilon (1e-5).
+    Olmoe,
 }
 
 /// A default `transformers` gives a config field that `config.json` omits.
@@ -67,6 +87,8 @@ pub(crate) struct ArchSpec {
     pub vocab: VocabOrder,
     /// Writes `{arch}.vocab_size` and `{arch}.rope.dimension_count` (llama.cpp's LlamaModel does).
     pub llama_params: bool,
+    /// Computes Llama 3's `rope_freqs` when the config's RoPE type is `llama3` (LlamaModel, EXAONE 4).
+    pub rope_freqs: bool,
     /// Config defaults, applied in order.
     pub defaults: &'static [(&'static str, ConfigDefault)],
     /// Per-expert tensors stacked into one 3-D tensor per projection (MoE).
@@ -97,58 +119,6 @@ pub(crate) enum Pooling {
     Encoder,
 }
 
-/// BERT's encoder names (gguf-py's TensorNameMap entries for `bert`).
-const BERT_MAP: &[(&str, &[&str])] = &[
-    ("token_embd", &["embeddings.word_embeddings"]),
-    ("token_types", &["embeddings.token_type_embeddings"]),
-    ("position_embd", &["embeddings.position_embeddings"]),
-    ("token_embd_norm", &["embeddings.LayerNorm"]),
-    (
-        "blk.{bid}.attn_q",
-        &["encoder.layer.{bid}.attention.self.query"],
-    ),
-    (
-        "blk.{bid}.attn_k",
-        &["encoder.layer.{bid}.attention.self.key"],
-    ),
-    (
-        "blk.{bid}.attn_v",
-        &["encoder.layer.{bid}.attention.self.value"],
-    ),
-    (
-        "blk.{bid}.attn_output",
-        &["encoder.layer.{bid}.attention.output.dense"],
-    ),
-    (
-        "blk.{bid}.attn_output_norm",
-        &["encoder.layer.{bid}.attention.output.LayerNorm"],
-    ),
-    (
-        "blk.{bid}.ffn_up",
-        &["encoder.layer.{bid}.intermediate.dense"],
-    ),
-    ("blk.{bid}.ffn_down", &["encoder.layer.{bid}.output.dense"]),
-    (
-        "blk.{bid}.layer_output_norm",
-        &["encoder.layer.{bid}.output.LayerNorm"],
-    ),
-];
-
-const GEMMA_NORMS: &[(&str, &[&str])] = &[
-    (
-        "blk.{bid}.post_attention_norm",
-        &["model.layers.{bid}.post_attention_layernorm"],
-    ),
-    (
-        "blk.{bid}.ffn_norm",
-        &["model.layers.{bid}.pre_feedforward_layernorm"],
-    ),
-    (
-        "blk.{bid}.post_ffw_norm",
-        &["model.layers.{bid}.post_feedforward_layernorm"],
-    ),
-];
-
 /// How an MoE architecture names its experts.
 #[derive(Debug)]
 pub(crate) struct Experts {
@@ -160,272 +130,6 @@ pub(crate) struct Experts {
     pub merged: &'static str,
     /// Config fields holding the expert count.
     pub count_keys: &'static [&'static str],
-}
-
-const MIXTRAL_EXPERTS: Experts = Experts {
-    pattern: "model.layers.{bid}.block_sparse_moe.experts.{xid}.{w}.weight",
-    projections: &["w1", "w2", "w3"],
-    merged: "model.layers.{bid}.block_sparse_moe.experts.{w}.weight",
-    count_keys: &["num_local_experts"],
-};
-
-const QWEN_MOE_EXPERTS: Experts = Experts {
-    pattern: "model.layers.{bid}.mlp.experts.{xid}.{w}.weight",
-    projections: &["down_proj", "gate_proj", "up_proj"],
-    merged: "model.layers.{bid}.mlp.experts.{w}.weight",
-    count_keys: &["num_local_experts", "num_experts"],
-};
-
-use ConfigDefault::*;
-
-/// Every architecture lbrx converts to GGUF.
-pub(crate) const ARCHS: &[ArchSpec] = &[
-    ArchSpec {
-        hf: &["LlamaForCausalLM", "LLaMAForCausalLM", "LlamaModel"],
-        gguf: "llama",
-        model_type: "llama",
-        permute_qk: true,
-        vocab: VocabOrder::Llama,
-        llama_params: true,
-        defaults: &[
-            ("num_key_value_heads", Same("num_attention_heads")),
-            ("max_position_embeddings", Int(2048)),
-            ("rms_norm_eps", Float(1e-6)),
-            ("rope_theta", Float(10000.0)),
-            ("head_dim", HeadDim),
-        ],
-        experts: None,
-        extra_u32: &[],
-        params: Params::Text,
-        norm_shift: 0.0,
-        skip: &[],
-        tensor_overrides: &[],
-        pooling: Pooling::None,
-    },
-    ArchSpec {
-        hf: &["MistralForCausalLM"],
-        gguf: "llama",
-        model_type: "mistral",
-        permute_qk: true,
-        vocab: VocabOrder::Llama,
-        llama_params: true,
-        defaults: &[
-            ("num_key_value_heads", Int(8)),
-            ("max_position_embeddings", Int(131072)),
-            ("rms_norm_eps", Float(1e-6)),
-            ("rope_theta", Float(10000.0)),
-        ],
-        experts: None,
-        extra_u32: &[],
-        params: Params::Text,
-        norm_shift: 0.0,
-        skip: &[],
-        tensor_overrides: &[],
-        pooling: Pooling::None,
-    },
-    ArchSpec {
-        hf: &["MixtralForCausalLM"],
-        gguf: "llama",
-        model_type: "mixtral",
-        permute_qk: true,
-        vocab: VocabOrder::Llama,
-        llama_params: true,
-        defaults: &[
-            ("num_key_value_heads", Int(8)),
-            ("max_position_embeddings", Int(131072)),
-            ("rms_norm_eps", Float(1e-5)),
-            ("rope_theta", Float(1e6)),
-            ("num_experts_per_tok", Int(2)),
-            ("num_local_experts", Int(8)),
-        ],
-        experts: Some(&MIXTRAL_EXPERTS),
-        extra_u32: &[],
-        params: Params::Text,
-        norm_shift: 0.0,
-        skip: &[],
-        tensor_overrides: &[],
-        pooling: Pooling::None,
-    },
-    ArchSpec {
-        hf: &["Qwen2ForCausalLM", "Qwen2Model"],
-        gguf: "qwen2",
-        model_type: "qwen2",
-        permute_qk: false,
-        vocab: VocabOrder::SpmThenBpe,
-        llama_params: false,
-        defaults: &[
-            ("num_key_value_heads", Int(32)),
-            ("max_position_embeddings", Int(32768)),
-            ("rms_norm_eps", Float(1e-6)),
-            ("rope_theta", Float(10000.0)),
-        ],
-        experts: None,
-        extra_u32: &[],
-        params: Params::Qwen2,
-        norm_shift: 0.0,
-        skip: &[],
-        tensor_overrides: &[],
-        pooling: Pooling::IfPresent,
-    },
-    ArchSpec {
-        hf: &["Qwen3ForCausalLM", "Qwen3Model"],
-        gguf: "qwen3",
-        model_type: "qwen3",
-        permute_qk: false,
-        vocab: VocabOrder::SpmThenBpe,
-        llama_params: false,
-        defaults: &[
-            ("num_key_value_heads", Int(32)),
-            ("max_position_embeddings", Int(32768)),
-            ("rms_norm_eps", Float(1e-6)),
-            ("rope_theta", Float(10000.0)),
-            ("head_dim", Int(128)),
-        ],
-        experts: None,
-        extra_u32: &[],
-        params: Params::Text,
-        norm_shift: 0.0,
-        skip: &[],
-        tensor_overrides: &[],
-        pooling: Pooling::IfPresent,
-    },
-    ArchSpec {
-        hf: &["Qwen3MoeForCausalLM"],
-        gguf: "qwen3moe",
-        model_type: "qwen3_moe",
-        permute_qk: false,
-        vocab: VocabOrder::Bpe,
-        llama_params: false,
-        defaults: &[
-            ("num_key_value_heads", Int(4)),
-            ("max_position_embeddings", Int(32768)),
-            ("rms_norm_eps", Float(1e-6)),
-            ("rope_theta", Float(10000.0)),
-            ("moe_intermediate_size", Int(768)),
-            ("num_experts_per_tok", Int(8)),
-            ("num_experts", Int(128)),
-        ],
-        experts: Some(&QWEN_MOE_EXPERTS),
-        extra_u32: &[
-            ("expert_feed_forward_length", &["moe_intermediate_size"]),
-            (
-                "expert_shared_feed_forward_length",
-                &["shared_expert_intermediate_size"],
-            ),
-        ],
-        params: Params::Text,
-        norm_shift: 0.0,
-        skip: &[],
-        tensor_overrides: &[],
-        pooling: Pooling::None,
-    },
-    ArchSpec {
-        hf: &["Gemma2ForCausalLM"],
-        gguf: "gemma2",
-        model_type: "gemma2",
-        permute_qk: false,
-        vocab: VocabOrder::Gemma,
-        llama_params: false,
-        defaults: &[
-            ("num_key_value_heads", Int(4)),
-            ("max_position_embeddings", Int(8192)),
-            ("rms_norm_eps", Float(1e-6)),
-            ("rope_theta", Float(10000.0)),
-            ("head_dim", Int(256)),
-            ("attn_logit_softcapping", Float(50.0)),
-            ("final_logit_softcapping", Float(30.0)),
-            ("sliding_window", Int(4096)),
-        ],
-        experts: None,
-        extra_u32: &[],
-        params: Params::Gemma2,
-        norm_shift: 1.0,
-        skip: &["lm_head.weight"],
-        tensor_overrides: GEMMA_NORMS,
-        pooling: Pooling::None,
-    },
-    ArchSpec {
-        hf: &["Gemma3ForCausalLM"],
-        gguf: "gemma3",
-        model_type: "gemma3_text",
-        permute_qk: false,
-        vocab: VocabOrder::Gemma,
-        llama_params: false,
-        defaults: &[
-            ("num_key_value_heads", Int(4)),
-            ("max_position_embeddings", Int(131072)),
-            ("rms_norm_eps", Float(1e-6)),
-            ("rope_theta", Float(1e6)),
-            ("rope_local_base_freq", Float(10000.0)),
-            ("head_dim", Int(256)),
-            ("sliding_window", Int(4096)),
-        ],
-        experts: None,
-        extra_u32: &[],
-        params: Params::Gemma3,
-        norm_shift: 1.0,
-        skip: &[],
-        tensor_overrides: GEMMA_NORMS,
-        pooling: Pooling::None,
-    },
-    ArchSpec {
-        hf: &["Phi3ForCausalLM"],
-        gguf: "phi3",
-        model_type: "phi3",
-        permute_qk: false,
-        vocab: VocabOrder::Phi3,
-        llama_params: false,
-        defaults: &[
-            ("num_key_value_heads", Same("num_attention_heads")),
-            ("max_position_embeddings", Int(4096)),
-            ("original_max_position_embeddings", Int(4096)),
-            ("rms_norm_eps", Float(1e-5)),
-            ("rope_theta", Float(10000.0)),
-        ],
-        experts: None,
-        extra_u32: &[],
-        params: Params::Phi3,
-        norm_shift: 0.0,
-        skip: &[],
-        tensor_overrides: &[("blk.{bid}.ffn_up", &["model.layers.{bid}.mlp.gate_up_proj"])],
-        pooling: Pooling::None,
-    },
-    ArchSpec {
-        hf: &["BertModel", "BertForMaskedLM"],
-        gguf: "bert",
-        model_type: "bert",
-        permute_qk: false,
-        vocab: VocabOrder::Bert,
-        llama_params: false,
-        defaults: &[
-            ("max_position_embeddings", Int(512)),
-            ("layer_norm_eps", Float(1e-12)),
-            ("type_vocab_size", Int(2)),
-        ],
-        experts: None,
-        extra_u32: &[],
-        params: Params::Bert,
-        norm_shift: 0.0,
-        skip: &[
-            "embeddings.position_ids",
-            "pooler.dense.weight",
-            "pooler.dense.bias",
-        ],
-        tensor_overrides: BERT_MAP,
-        pooling: Pooling::Encoder,
-    },
-];
-
-/// The architecture for an HF class name.
-pub(crate) fn find(hf_arch: &str) -> Option<&'static ArchSpec> {
-    ARCHS.iter().find(|a| a.hf.contains(&hf_arch))
-}
-
-/// The HF class names lbrx converts, for error messages.
-pub(crate) fn supported() -> String {
-    let mut v: Vec<&str> = ARCHS.iter().flat_map(|a| a.hf.iter().copied()).collect();
-    v.sort_unstable();
-    v.join(", ")
 }
 
 /// HF module paths (`{bid}` = block number) and the GGUF tensor each becomes (the `.weight`/`.bias` suffix
@@ -466,6 +170,22 @@ pub(crate) const TENSOR_MAP: &[(&str, &[&str])] = &[
     ("blk.{bid}.ffn_up", &["model.layers.{bid}.mlp.up_proj"]),
     ("blk.{bid}.ffn_down", &["model.layers.{bid}.mlp.down_proj"]),
     (
+        "blk.{bid}.ffn_gate_shexp",
+        &["model.layers.{bid}.mlp.shared_expert.gate_proj"],
+    ),
+    (
+        "blk.{bid}.ffn_up_shexp",
+        &["model.layers.{bid}.mlp.shared_expert.up_proj"],
+    ),
+    (
+        "blk.{bid}.ffn_down_shexp",
+        &["model.layers.{bid}.mlp.shared_expert.down_proj"],
+    ),
+    (
+        "blk.{bid}.ffn_gate_inp_shexp",
+        &["model.layers.{bid}.mlp.shared_expert_gate"],
+    ),
+    (
         "blk.{bid}.ffn_gate_inp",
         &[
             "model.layers.{bid}.block_sparse_moe.gate",
@@ -496,7 +216,12 @@ pub(crate) const TENSOR_MAP: &[(&str, &[&str])] = &[
 ];
 
 /// Names that llama.cpp keeps in F32 whatever the output type (besides vectors and norms).
-pub(crate) const ALWAYS_F32: &[&str] = &["ffn_gate_inp", "position_embd", "token_types"];
+pub(crate) const ALWAYS_F32: &[&str] = &[
+    "ffn_gate_inp",
+    "ffn_gate_inp_shexp",
+    "position_embd",
+    "token_types",
+];
 
 /// Maps an HF tensor name to its GGUF name through `overrides`, then [`TENSOR_MAP`] (`None`: in neither).
 /// `blocks` bounds the block number.
@@ -582,15 +307,5 @@ mod tests {
             Some("output.weight")
         );
         assert_eq!(map_name("model.vision.weight", 1), None);
-    }
-
-    #[test]
-    fn every_arch_is_found_by_each_class() {
-        for a in ARCHS {
-            for h in a.hf {
-                assert_eq!(find(h).map(|f| f.gguf), Some(a.gguf));
-            }
-        }
-        assert!(supported().contains("Qwen3ForCausalLM"));
     }
 }

@@ -3,7 +3,6 @@
 //! tensor filters) and of the reverse mapping's config. A row names its hook set with its `params` column;
 //! [`of`] is the only place that looks at it.
 
-use super::arch::Params;
 use super::hparams::HParams;
 use lbrx_core::{DType, Error, Metadata, Result, Source, Value};
 use serde_json::{json, Map, Value as Json};
@@ -44,9 +43,10 @@ pub(crate) trait ArchHooks: Sync {
         Ok(Default::default())
     }
 
-    /// A source tensor's name as the map reads it (`None`: not converted); BERT drops its prefix.
+    /// A source tensor's name as the map reads it (`None`: not converted); by default llama.cpp's
+    /// `TextModel.filter_tensors` (multimodal towers dropped, `language_model.` removed); BERT drops its prefix.
     fn rename(&self, name: &str) -> Option<String> {
-        Some(name.to_string())
+        text_filter(name)
     }
 
     /// A weight's output shape, adjusted (Gemma 3 drops embedding rows past the vocabulary).
@@ -66,6 +66,12 @@ pub(crate) trait ArchHooks: Sync {
             c.insert("rope_scaling".into(), llama3_scaling(c, &freqs)?);
         }
         Ok(())
+    }
+
+    /// GGUF -> HF: the class written when it is not the row's first (a vision-language model's GGUF holds
+    /// only its text model, which converts back as the text-only class).
+    fn hf_class(&self) -> Option<&'static str> {
+        None
     }
 
     /// GGUF -> HF: the activation `config.json` names.
@@ -88,7 +94,7 @@ pub(crate) struct HfCtx<'a> {
 
 impl HfCtx<'_> {
     /// Whether a tensor name contains `part`.
-    fn has(&self, part: &str) -> bool {
+    pub(crate) fn has(&self, part: &str) -> bool {
         self.src.tensors().iter().any(|t| t.name.contains(part))
     }
 }
@@ -137,68 +143,87 @@ impl HfKeys<'_> {
     }
 }
 
-struct Text;
-struct Qwen2;
-struct Gemma2;
-struct Gemma3;
-struct Phi3;
-struct Bert;
-
-/// The hooks of a table row's family.
-pub(crate) fn of(p: Params) -> &'static dyn ArchHooks {
-    match p {
-        Params::Text => &Text,
-        Params::Qwen2 => &Qwen2,
-        Params::Gemma2 => &Gemma2,
-        Params::Gemma3 => &Gemma3,
-        Params::Phi3 => &Phi3,
-        Params::Bert => &Bert,
-    }
-}
+/// llama.cpp's `TextModel`: every default.
+pub(crate) struct Text;
 
 /// A config error naming `config.json`.
-fn cfg_err(c: &Ctx, what: impl Into<String>) -> Error {
+pub(crate) fn cfg_err(c: &Ctx, what: impl Into<String>) -> Error {
     Error::model(c.dir.join("config.json"), what.into())
 }
 
-fn u32v(v: u64) -> Value {
+pub(crate) fn u32v(v: u64) -> Value {
     Value::U32(v as u32)
 }
 
 impl ArchHooks for Text {}
 
-impl ArchHooks for Qwen2 {
-    fn hf_config(&self, x: &HfCtx, c: &mut Map<String, Json>) -> Result<()> {
-        c.insert(
-            "attention_bias".into(),
-            serde_json::json!(x.has(".attn_q.bias")),
-        );
-        Text.hf_config(x, c)
-    }
+/// llama.cpp's `LlamaModel.set_gguf_parameters` after the generic keys: the vocabulary size and the RoPE
+/// dimensions (`head_dim`, else hidden size / heads).
+pub(crate) fn llama_params(c: &Ctx, meta: &mut Metadata) -> Result<()> {
+    let (h, a) = (c.h, c.arch);
+    meta.insert(
+        format!("{a}.vocab_size"),
+        u32v(h.require_u64(&["vocab_size"])?),
+    );
+    let rope_dim = match h.0.get("head_dim").and_then(Json::as_u64) {
+        Some(d) => d,
+        None => h.require_u64(&["hidden_size"])? / c.n_head.unwrap_or(1).max(1),
+    };
+    meta.insert(format!("{a}.rope.dimension_count"), u32v(rope_dim));
+    Ok(())
 }
 
-impl ArchHooks for Bert {
-    /// llama.cpp's BertModel.filter_tensors.
-    fn rename(&self, name: &str) -> Option<String> {
-        let mut n = name.strip_prefix("bert.").unwrap_or(name).to_string();
-        if let Some(r) = n.strip_suffix(".gamma") {
-            n = format!("{r}.weight");
-        } else if let Some(r) = n.strip_suffix(".beta") {
-            n = format!("{r}.bias");
-        }
-        if n.starts_with("cls.predictions") || n.starts_with("cls.seq_relationship") {
-            return None;
-        }
-        Some(n)
-    }
+/// Name prefixes and parts of the multimodal towers a text model leaves out (llama.cpp's
+/// `TextModel.filter_tensors`).
+const MULTIMODAL_PREFIXES: &[&str] = &[
+    "mlp",
+    "vit.",
+    "vpm.",
+    "siglip2.",
+    "conformer.",
+    "merger.",
+    "resampler.",
+    "sound_encoder.",
+    "sound_projection.",
+    "speech_embeddings.",
+];
+const MULTIMODAL_PARTS: &[&str] = &[
+    "visual.",
+    "vision.",
+    "audio.",
+    "talker.",
+    "vision_",
+    "audio_",
+    "token2wav.",
+    "code2wav.",
+    "projector.",
+    "pre_mm_projector_norm",
+    "image_newline",
+    "view_seperator",
+    "patch_embed",
+    "patch_embedding",
+    "patch_merger.",
+    "patch_merge_mlp.",
+    "model.connector.",
+];
 
-    fn hidden_act(&self) -> &'static str {
-        "gelu"
+/// llama.cpp's `TextModel.filter_tensors` and `ModelBase.filter_tensors`: multimodal tensors dropped,
+/// `e_score_correction_bias` renamed, `language_model.` removed.
+pub(crate) fn text_filter(name: &str) -> Option<String> {
+    if MULTIMODAL_PREFIXES.iter().any(|p| name.starts_with(p))
+        || MULTIMODAL_PARTS.iter().any(|p| name.contains(p))
+    {
+        return None;
     }
+    let mut n = name.replace("e_score_correction_bias", "e_score_correction.bias");
+    if n.contains("language_model.") {
+        n = n.replace("language_model.", "");
+    }
+    Some(n)
 }
 
 /// llama.cpp's `TextModel.set_gguf_parameters`: the generic keys.
-fn text_params(c: &Ctx, meta: &mut Metadata) -> Result<()> {
+pub(crate) fn text_params(c: &Ctx, meta: &mut Metadata) -> Result<()> {
     let Ctx {
         h,
         rope,
@@ -334,347 +359,8 @@ fn text_params(c: &Ctx, meta: &mut Metadata) -> Result<()> {
     Ok(())
 }
 
-impl ArchHooks for Phi3 {
-    /// GGUF -> HF: original context, sliding window, rotary fraction and the LongRoPE factors.
-    fn hf_config(&self, x: &HfCtx, c: &mut Map<String, Json>) -> Result<()> {
-        let (k, src, heads, hidden) = (x.k, x.src, x.heads, x.hidden);
-        let orig = k.u64("rope.scaling.original_context_length");
-        if let Some(v) = orig {
-            c.insert("original_max_position_embeddings".into(), json!(v));
-        }
-        let sw = k.u64("attention.sliding_window").unwrap_or(0);
-        c.insert(
-            "sliding_window".into(),
-            if sw == 0 { Json::Null } else { json!(sw) },
-        );
-        if let Some(rd) = k.u64("rope.dimension_count") {
-            c.insert(
-                "partial_rotary_factor".into(),
-                f32_json((rd * heads) as f64 / hidden as f64),
-            );
-        }
-        let long = tensor_f32(src, "rope_factors_long.weight")?;
-        let short = tensor_f32(src, "rope_factors_short.weight")?;
-        if let (Some(l), Some(s)) = (long, short) {
-            let to = |v: Vec<f32>| {
-                v.into_iter()
-                    .map(|x| f32_json(f64::from(x)))
-                    .collect::<Vec<_>>()
-            };
-            c.insert(
-                "rope_scaling".into(),
-                json!({"type": "longrope", "long_factor": to(l), "short_factor": to(s)}),
-            );
-        }
-        Ok(())
-    }
-
-    /// LongRoPE's long and short factors, and the attention factor.
-    fn computed(&self, c: &Ctx) -> Result<Computed> {
-        let Ctx {
-            h,
-            rope,
-            rope_params,
-            ..
-        } = *c;
-        let rope_type = c.rope_type.map(str::to_string);
-        let (mut tensors, mut early) = (Vec::new(), Vec::new());
-        if let Some(Json::Array(long)) = rope_params.get("long_factor") {
-            let short = match rope_params.get("short_factor") {
-                Some(Json::Array(s)) => s.clone(),
-                _ => {
-                    return Err(cfg_err(
-                        c,
-                        "rope_scaling has long_factor but no short_factor",
-                    ))
-                }
-            };
-            let n_embd = h.require_u64(&["hidden_size", "n_embd"])?;
-            let heads = h.require_u64(&["num_attention_heads", "n_head"])?.max(1);
-            let rot = rope
-                .get("partial_rotary_factor")
-                .and_then(Json::as_f64)
-                .unwrap_or(1.0);
-            let rope_dims = (rot * n_embd as f64) as u64 / heads;
-            let max_pos = h.require_u64(&["n_positions", "max_position_embeddings"])? as f64;
-            let orig = rope
-                .get("original_max_position_embeddings")
-                .and_then(Json::as_f64)
-                .ok_or_else(|| cfg_err(c, "original_max_position_embeddings is not set"))?;
-            let scale = max_pos / orig;
-            let kind = rope_type.clone().unwrap_or_default().to_lowercase();
-            let factor = match kind.as_str() {
-                "su" | "longrope" => {
-                    if scale > 1.0 {
-                        (1.0 + scale.ln() / orig.ln()).sqrt()
-                    } else {
-                        1.0
-                    }
-                }
-                "yarn" => {
-                    if scale > 1.0 {
-                        0.1 * scale.ln() + 1.0
-                    } else {
-                        1.0
-                    }
-                }
-                "" => return Err(cfg_err(c, "rope_scaling has no type")),
-                other => {
-                    return Err(cfg_err(
-                        c,
-                        format!("rope scaling type '{other}' is not supported"),
-                    ))
-                }
-            };
-            early.push((
-                format!("{}.rope.scaling.attn_factor", c.arch),
-                Value::F32(factor as f32),
-            ));
-            if long.len() != short.len() || long.len() as u64 * 2 != rope_dims {
-                return Err(cfg_err(
-                    c,
-                    format!(
-                        "long/short rope factors must have {} entries",
-                        rope_dims / 2
-                    ),
-                ));
-            }
-            for (name, list) in [
-                ("rope_factors_long.weight", long.clone()),
-                ("rope_factors_short.weight", short),
-            ] {
-                let vals: Vec<f32> = list
-                    .iter()
-                    .map(|v| v.as_f64().unwrap_or(f64::NAN) as f32)
-                    .collect();
-                tensors.push((name, vals));
-            }
-        }
-        Ok((tensors, early))
-    }
-
-    /// llama.cpp's Phi3MiniModel.set_gguf_parameters, in its order.
-    fn hparams(&self, c: &Ctx, meta: &mut Metadata) -> Result<()> {
-        let Ctx {
-            h,
-            rope,
-            rope_params,
-            blocks,
-            file_type,
-            ..
-        } = *c;
-        let a = c.arch;
-        // llama.cpp's Phi3MiniModel.set_gguf_parameters, in its order
-        let n_embd = h.require_u64(&["hidden_size", "n_embd"])?;
-        let heads = h.require_u64(&["num_attention_heads", "n_head"])?;
-        let kv = h.require_u64(&["num_key_value_heads", "n_head_kv"])?;
-        let rms = h
-            .find_f64(&["rms_norm_eps"])
-            .ok_or_else(|| cfg_err(c, "rms_norm_eps is not set"))?;
-        let max_pos = h.require_u64(&["n_positions", "max_position_embeddings"])?;
-        let orig = rope
-            .get("original_max_position_embeddings")
-            .and_then(Json::as_u64)
-            .ok_or_else(|| cfg_err(c, "original_max_position_embeddings is not set"))?;
-        let rot = rope
-            .get("partial_rotary_factor")
-            .and_then(Json::as_f64)
-            .unwrap_or(1.0);
-        let rope_dims = (rot * n_embd as f64) as u64 / heads.max(1);
-        let theta = rope_params
-            .get("rope_theta")
-            .and_then(Json::as_f64)
-            .ok_or_else(|| cfg_err(c, "rope_theta is not set"))?;
-        meta.insert(format!("{a}.context_length"), u32v(max_pos));
-        meta.insert(
-            format!("{a}.rope.scaling.original_context_length"),
-            u32v(orig),
-        );
-        meta.insert(format!("{a}.embedding_length"), u32v(n_embd));
-        meta.insert(
-            format!("{a}.feed_forward_length"),
-            u32v(h.require_u64(&["intermediate_size"])?),
-        );
-        meta.insert(format!("{a}.block_count"), u32v(blocks));
-        meta.insert(format!("{a}.attention.head_count"), u32v(heads));
-        meta.insert(format!("{a}.attention.head_count_kv"), u32v(kv));
-        meta.insert(
-            format!("{a}.attention.layer_norm_rms_epsilon"),
-            Value::F32(rms as f32),
-        );
-        meta.insert(format!("{a}.rope.dimension_count"), u32v(rope_dims));
-        meta.insert(format!("{a}.rope.freq_base"), Value::F32(theta as f32));
-        meta.insert("general.file_type", Value::U32(file_type));
-        meta.insert(
-            format!("{a}.attention.sliding_window"),
-            u32v(h.find_u64(&["sliding_window"]).unwrap_or(0)),
-        );
-        Ok(())
-    }
-}
-
-impl ArchHooks for Gemma2 {
-    /// llama.cpp's Gemma2Model.set_gguf_parameters, in its order.
-    fn hparams(&self, c: &Ctx, meta: &mut Metadata) -> Result<()> {
-        let Ctx {
-            h,
-            blocks,
-            file_type,
-            ..
-        } = *c;
-        let a = c.arch;
-        // llama.cpp's Gemma2Model.set_gguf_parameters, in its order
-        let req = |k: &str| h.require_u64(&[k]);
-        meta.insert(
-            format!("{a}.context_length"),
-            u32v(req("max_position_embeddings")?),
-        );
-        meta.insert(format!("{a}.embedding_length"), u32v(req("hidden_size")?));
-        meta.insert(format!("{a}.block_count"), u32v(blocks));
-        meta.insert(
-            format!("{a}.feed_forward_length"),
-            u32v(req("intermediate_size")?),
-        );
-        meta.insert(
-            format!("{a}.attention.head_count"),
-            u32v(req("num_attention_heads")?),
-        );
-        meta.insert(
-            format!("{a}.attention.head_count_kv"),
-            u32v(h.require_u64(&["num_key_value_heads", "num_attention_heads"])?),
-        );
-        let f = |k: &str| -> Result<Value> {
-            h.find_f64(&[k])
-                .map(|v| Value::F32(v as f32))
-                .ok_or_else(|| cfg_err(c, format!("{k} is not set")))
-        };
-        meta.insert(
-            format!("{a}.attention.layer_norm_rms_epsilon"),
-            f("rms_norm_eps")?,
-        );
-        meta.insert(format!("{a}.attention.key_length"), u32v(req("head_dim")?));
-        meta.insert(
-            format!("{a}.attention.value_length"),
-            u32v(req("head_dim")?),
-        );
-        meta.insert("general.file_type", Value::U32(file_type));
-        meta.insert(
-            format!("{a}.attn_logit_softcapping"),
-            f("attn_logit_softcapping")?,
-        );
-        meta.insert(
-            format!("{a}.final_logit_softcapping"),
-            f("final_logit_softcapping")?,
-        );
-        meta.insert(
-            format!("{a}.attention.sliding_window"),
-            u32v(req("sliding_window")?),
-        );
-        Ok(())
-    }
-
-    fn hf_config(&self, x: &HfCtx, c: &mut Map<String, Json>) -> Result<()> {
-        let k = x.k;
-        for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
-            if let Some(v) = k.f64(key) {
-                c.insert(key.into(), f32_json(v));
-            }
-        }
-        if let Some(v) = k.u64("attention.sliding_window") {
-            c.insert("sliding_window".into(), serde_json::json!(v));
-        }
-        if let Some(v) = k.u64("attention.key_length") {
-            c.insert("query_pre_attn_scalar".into(), serde_json::json!(v));
-        }
-        Ok(())
-    }
-
-    fn hidden_act(&self) -> &'static str {
-        "gelu_pytorch_tanh"
-    }
-}
-
-impl ArchHooks for Gemma3 {
-    /// llama.cpp drops the embedding rows past the real vocabulary.
-    fn weight_shape(&self, c: &Ctx, hf_name: &str, shape: &mut [u64]) -> Result<()> {
-        if hf_name.contains("embed_tokens.weight") {
-            if let Some(n) = super::vocab::real_vocab_size(c.dir, c.h.find_u64(&["vocab_size"]))? {
-                shape[0] = shape[0].min(n);
-            }
-        }
-        Ok(())
-    }
-
-    /// The generic keys, then llama.cpp's Gemma3Model overrides.
-    fn hparams(&self, c: &Ctx, meta: &mut Metadata) -> Result<()> {
-        text_params(c, meta)?;
-        let h = c.h;
-        let rope_params = c.rope_params;
-        let a = c.arch;
-        // llama.cpp's Gemma3Model overrides, after the generic keys
-        meta.insert(
-            format!("{a}.context_length"),
-            u32v(h.find_u64(&["max_position_embeddings"]).unwrap_or(131072)),
-        );
-        meta.insert(
-            format!("{a}.attention.head_count"),
-            u32v(h.find_u64(&["num_attention_heads"]).unwrap_or(8)),
-        );
-        meta.insert(
-            format!("{a}.attention.layer_norm_rms_epsilon"),
-            Value::F32(h.find_f64(&["rms_norm_eps"]).unwrap_or(1e-6) as f32),
-        );
-        let hd = h.find_u64(&["head_dim"]).unwrap_or(256);
-        meta.insert(format!("{a}.attention.key_length"), u32v(hd));
-        meta.insert(format!("{a}.attention.value_length"), u32v(hd));
-        let theta = rope_params
-            .get("rope_theta")
-            .and_then(Json::as_f64)
-            .unwrap_or(1_000_000.0);
-        meta.insert(format!("{a}.rope.freq_base"), Value::F32(theta as f32));
-        if let Some(c) = h
-            .find_f64(&["final_logit_softcapping"])
-            .filter(|c| *c != 0.0)
-        {
-            meta.insert(format!("{a}.final_logit_softcapping"), Value::F32(c as f32));
-        }
-        if h.0.get("sliding_window_pattern").and_then(Json::as_u64) != Some(1) {
-            meta.insert(
-                format!("{a}.attention.sliding_window"),
-                u32v(h.require_u64(&["sliding_window"])?),
-            );
-        }
-        meta.insert(
-            format!("{a}.attention.head_count_kv"),
-            u32v(h.find_u64(&["num_key_value_heads"]).unwrap_or(4)),
-        );
-        Ok(())
-    }
-
-    fn hf_config(&self, x: &HfCtx, c: &mut Map<String, Json>) -> Result<()> {
-        let k = x.k;
-        if let Some(v) = k.u64("attention.sliding_window") {
-            c.insert("sliding_window".into(), serde_json::json!(v));
-        }
-        if let Some(v) = k.f64("rope.freq_base_swa") {
-            c.insert("rope_local_base_freq".into(), f32_json(v));
-        }
-        if let Some(v) = k.f64("final_logit_softcapping") {
-            c.insert("final_logit_softcapping".into(), f32_json(v));
-        }
-        if let Some(v) = k.u64("attention.key_length") {
-            c.insert("query_pre_attn_scalar".into(), serde_json::json!(v));
-        }
-        Ok(())
-    }
-
-    fn hidden_act(&self) -> &'static str {
-        "gelu_pytorch_tanh"
-    }
-}
-
 /// A small F32 tensor's values, if the GGUF has it.
-fn tensor_f32(src: &dyn Source, name: &str) -> Result<Option<Vec<f32>>> {
+pub(crate) fn tensor_f32(src: &dyn Source, name: &str) -> Result<Option<Vec<f32>>> {
     let Some(i) = src.tensors().iter().position(|t| t.name == name) else {
         return Ok(None);
     };
@@ -716,4 +402,30 @@ fn llama3_scaling(c: &Map<String, Json>, freqs: &[f32]) -> Result<Json> {
     let mut r = rope;
     r.as_object_mut().expect("object").remove("rope_theta");
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_filter;
+
+    #[test]
+    fn text_models_leave_out_towers_and_drop_the_language_model_prefix() {
+        assert_eq!(
+            text_filter("language_model.model.layers.0.mlp.up_proj.weight").as_deref(),
+            Some("model.layers.0.mlp.up_proj.weight")
+        );
+        assert_eq!(
+            text_filter("model.layers.3.mlp.gate.e_score_correction_bias").as_deref(),
+            Some("model.layers.3.mlp.gate.e_score_correction.bias")
+        );
+        for n in [
+            "vision_tower.transformer.layers.0.attention.k_proj.weight",
+            "multi_modal_projector.linear_1.weight",
+            "model.visual.blocks.0.attn.qkv.weight",
+            "mlp1.0.weight",
+        ] {
+            assert_eq!(text_filter(n), None, "{n}");
+        }
+        assert!(text_filter("model.layers.0.mlp.down_proj.weight").is_some());
+    }
 }

@@ -4,6 +4,8 @@
 //! Planned like any conversion, so it streams through the executor with bounded memory.
 
 mod arch;
+mod archs;
+mod family_hooks;
 mod hooks;
 mod hparams;
 pub(crate) mod naming;
@@ -41,11 +43,11 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         .and_then(Json::as_str)
         .unwrap_or("")
         .to_string();
-    let spec = arch::find(&hf_arch).ok_or_else(|| Error::Unsupported {
+    let spec = archs::find(&hf_arch).ok_or_else(|| Error::Unsupported {
         path: dir.join("config.json"),
         what: format!(
             "architecture '{hf_arch}' cannot be converted to GGUF yet; supported: {}",
-            arch::supported()
+            archs::supported()
         ),
     })?;
     let h = HParams::load(dir, spec)?;
@@ -128,7 +130,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
     // Tensors.
     let mut outs: Vec<Planned> = Vec::new();
     let mut inline: Vec<Vec<u8>> = Vec::new();
-    if spec.permute_qk
+    if spec.rope_freqs
         && rope_type
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("llama3"))
@@ -143,7 +145,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         ));
         inline.push(f.iter().flat_map(|x| x.to_le_bytes()).collect());
     }
-    let hooks = hooks::of(spec.params);
+    let hooks = family_hooks::of(spec.params);
     let ctx = hooks::Ctx {
         dir,
         h: &h,
@@ -329,6 +331,9 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         (total > 0).then(|| naming::size_label(total, shared, expert, expert_count)),
     );
     hooks.hparams(&ctx, &mut meta)?;
+    if spec.llama_params {
+        hooks::llama_params(&ctx, &mut meta)?;
+    }
     let a = spec.gguf;
     let u32v = |v: u64| Value::U32(v as u32);
     for (key, fields) in spec.extra_u32 {
@@ -343,17 +348,6 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         if let Some(p) = pooling_type(dir)? {
             meta.insert(format!("{a}.pooling_type"), u32v(p));
         }
-    }
-    if spec.llama_params {
-        meta.insert(
-            format!("{a}.vocab_size"),
-            u32v(h.require_u64(&["vocab_size"])?),
-        );
-        let rope_dim = match h.0.get("head_dim").and_then(Json::as_u64) {
-            Some(d) => d,
-            None => h.require_u64(&["hidden_size"])? / n_head.unwrap_or(1).max(1),
-        };
-        meta.insert(format!("{a}.rope.dimension_count"), u32v(rope_dim));
     }
     meta.insert("general.quantization_version", Value::U32(2));
     vocab::write_vocab(

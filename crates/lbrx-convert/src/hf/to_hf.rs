@@ -4,7 +4,8 @@
 //! tokenizer (`tokenizer.json` for BPE, `tokenizer.model` for SentencePiece, plus `tokenizer_config.json`)
 //! rebuilt from the GGUF keys, so that `transformers` loads the directory.
 
-use super::arch::{match_template, split_suffix, ArchSpec, ARCHS, TENSOR_MAP};
+use super::arch::{match_template, split_suffix, ArchSpec, TENSOR_MAP};
+use super::archs::ARCHS;
 use super::hooks::{f32_json, HfCtx, HfKeys};
 use crate::plan::{transform_to, Input, Plan, Planned, Step};
 use crate::request::ConvertOptions;
@@ -309,7 +310,7 @@ fn config_json(
         c.insert("vocab_size".into(), json!(vocab));
         c.insert(
             "hidden_act".into(),
-            json!(super::hooks::of(spec.params).hidden_act()),
+            json!(super::family_hooks::of(spec.params).hidden_act()),
         );
         c.insert("position_embedding_type".into(), json!("absolute"));
         if let Some(v) = m
@@ -321,7 +322,10 @@ fn config_json(
         c.insert("torch_dtype".into(), json!(torch_name(dtype)));
         return Ok(Json::Object(c));
     }
-    c.insert("architectures".into(), json!([spec.hf[0]]));
+    let class = super::family_hooks::of(spec.params)
+        .hf_class()
+        .unwrap_or(spec.hf[0]);
+    c.insert("architectures".into(), json!([class]));
     c.insert("model_type".into(), json!(model_type));
     c.insert("hidden_size".into(), json!(hidden));
     c.insert(
@@ -354,7 +358,7 @@ fn config_json(
     c.insert("torch_dtype".into(), json!(torch_name(dtype)));
     c.insert(
         "hidden_act".into(),
-        json!(super::hooks::of(spec.params).hidden_act()),
+        json!(super::family_hooks::of(spec.params).hidden_act()),
     );
     for (key, name) in [
         ("bos_token_id", "bos_token_id"),
@@ -375,12 +379,14 @@ fn config_json(
             "num_experts_per_tok".into(),
             json!(k.need_u64("expert_used_count")?),
         );
-        if let Some(v) = k.u64("expert_feed_forward_length") {
-            c.insert("moe_intermediate_size".into(), json!(v));
-            c.insert("norm_topk_prob".into(), json!(true));
+    }
+    // the row's extra keys back to the first config field each is read from
+    for (key, fields) in spec.extra_u32 {
+        if let (Some(v), Some(f)) = (k.u64(key), fields.first()) {
+            c.insert((*f).into(), json!(v));
         }
     }
-    let hooks = super::hooks::of(spec.params);
+    let hooks = super::family_hooks::of(spec.params);
     let ctx = HfCtx {
         k,
         src,
@@ -394,11 +400,12 @@ fn config_json(
 #[cfg(test)]
 mod tests {
     use super::super::arch;
+    use super::super::archs;
     use super::*;
 
     #[test]
     fn names_reverse_through_the_table() {
-        let llama = arch::find("LlamaForCausalLM").unwrap();
+        let llama = archs::find("LlamaForCausalLM").unwrap();
         assert_eq!(
             reverse_name("blk.3.attn_q.weight", llama).as_deref(),
             Some("model.layers.3.self_attn.q_proj.weight")
@@ -408,24 +415,32 @@ mod tests {
             Some("model.embed_tokens.weight")
         );
         assert_eq!(reverse_name("rope_freqs.weight", llama), None);
-        let mixtral = arch::find("MixtralForCausalLM").unwrap();
+        let mixtral = archs::find("MixtralForCausalLM").unwrap();
         assert_eq!(
             reverse_name("blk.0.ffn_gate_inp.weight", mixtral).as_deref(),
             Some("model.layers.0.block_sparse_moe.gate.weight")
         );
-        let qmoe = arch::find("Qwen3MoeForCausalLM").unwrap();
+        let qmoe = archs::find("Qwen3MoeForCausalLM").unwrap();
         assert_eq!(
             reverse_name("blk.0.ffn_gate_inp.weight", qmoe).as_deref(),
             Some("model.layers.0.mlp.gate.weight")
         );
-        let gemma = arch::find("Gemma2ForCausalLM").unwrap();
+        let gemma = archs::find("Gemma2ForCausalLM").unwrap();
         assert_eq!(
             reverse_name("blk.1.post_attention_norm.weight", gemma).as_deref(),
             Some("model.layers.1.post_attention_layernorm.weight")
         );
-        // every forward mapping reverses to itself
+        // every forward mapping reverses to itself (the shared map's entries whose HF names a row's overrides
+        // claim for another GGUF name are not that row's)
         for a in ARCHS {
             for (tmpl, hfs) in TENSOR_MAP.iter().chain(a.tensor_overrides) {
+                let shadowed = a
+                    .tensor_overrides
+                    .iter()
+                    .any(|(t, o)| t != tmpl && o.iter().any(|x| hfs.contains(x)));
+                if shadowed {
+                    continue;
+                }
                 let g = format!("{}.weight", tmpl.replace("{bid}", "2"));
                 if let Some(h) = reverse_name(&g, a) {
                     assert_eq!(

@@ -83,19 +83,51 @@ const FAMILIES: &[Family] = &[
     Family {
         model_types: &["qwen3_moe"],
         tie_default: false,
-        experts: Some(Experts {
-            count_key: "num_experts",
-            from: "{p}.mlp.experts.{e}.{w}.weight",
-            to: "{p}.mlp.switch_mlp.{w}.weight",
-            projections: &[
-                ("up_proj", "up_proj"),
-                ("down_proj", "down_proj"),
-                ("gate_proj", "gate_proj"),
-            ],
-        }),
+        experts: Some(QWEN_EXPERTS),
         fixed: &[("mlp.gate", 64, 8)],
     },
+    Family {
+        model_types: &["qwen2_moe"],
+        tie_default: false,
+        experts: Some(QWEN_EXPERTS),
+        fixed: &[],
+    },
+    Family {
+        model_types: &["olmoe"],
+        tie_default: true,
+        experts: Some(QWEN_EXPERTS),
+        fixed: &[],
+    },
+    Family {
+        model_types: &["granite"],
+        tie_default: true,
+        experts: None,
+        // granite's quant_predicate: these stay at 8 bits
+        fixed: &[
+            ("self_attn.o_proj", 64, 8),
+            ("mlp.down_proj", 64, 8),
+            ("lm_head", 64, 8),
+        ],
+    },
+    Family {
+        model_types: &["olmo2", "starcoder2"],
+        tie_default: true,
+        experts: None,
+        fixed: &[],
+    },
 ];
+
+/// The Qwen-MoE expert layout (Qwen2-MoE, OLMoE): `mlp.experts.E.{up,down,gate}_proj` stacked in that order.
+const QWEN_EXPERTS: Experts = Experts {
+    count_key: "num_experts",
+    from: "{p}.mlp.experts.{e}.{w}.weight",
+    to: "{p}.mlp.switch_mlp.{w}.weight",
+    projections: &[
+        ("up_proj", "up_proj"),
+        ("down_proj", "down_proj"),
+        ("gate_proj", "gate_proj"),
+    ],
+};
 
 fn family(model_type: &str) -> Option<&'static Family> {
     FAMILIES
