@@ -344,6 +344,42 @@ fn stablelm_equals_convert_hf_to_gguf() {
     check_family("stablelm", &["f16", "bf16", "q8_0"]);
 }
 
+/// GLM-4 (0414): fused gate/up kept fused, post-attention and post-MLP norms, partial rotary dimensions,
+/// and its end, turn-end, unknown and begin tokens looked up by name.
+#[test]
+fn glm4_equals_convert_hf_to_gguf() {
+    check_family("glm4", &["f16", "bf16", "q8_0"]);
+}
+
+/// GraniteMoe (with a shared expert): each fused `input_linear` is cut into gate and up, for the stacked
+/// experts (strided halves) and the shared one; going back to HF is refused, naming why.
+#[test]
+fn granitemoe_fused_experts_equal_convert_hf_to_gguf() {
+    let Some(e) = env() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("granitemoe");
+    make_family(&e, "granitemoe", &model);
+    check_model(
+        &e,
+        "granitemoe",
+        &model,
+        &["f16", "bf16", "q8_0"],
+        None,
+        d.path(),
+        true,
+    );
+    let out = lbrx()
+        .arg("convert")
+        .arg(d.path().join("ref-f16.gguf"))
+        .arg(d.path().join("back"))
+        .args(["--to", "hf", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("input_linear"));
+    assert!(!d.path().join("back").exists());
+}
+
 /// A vision-language model: its text model, the vision tower and projector left out as llama.cpp does; back
 /// to HF it is the text-only `MistralForCausalLM`, which transformers loads with the same weights.
 #[test]

@@ -191,6 +191,7 @@ fn transformers_families_equal_mlx_lm() {
         "exaone4",
         "phi2",
         "stablelm",
+        "glm4",
     ] {
         let model = d.path().join(family);
         ok(Command::new(&e.py)

@@ -2,6 +2,7 @@
 //! zero-copy view of its source bytes, transforms into a per-thread buffer and writes at its planned offset.
 //! Peak memory is threads x chunk size; output bytes do not depend on the thread count or scheduling.
 
+use crate::gather::{self, bytes_of};
 use crate::plan::{Input, Job, Plan, Step, Transform};
 use lbrx_core::{DType, Error, Result, Sink, Source};
 use rayon::prelude::*;
@@ -37,12 +38,6 @@ struct Item {
     elem: u64,
     /// Element count.
     count: u64,
-}
-
-/// Byte offset of `elem` elements into a tensor of `dtype` (element counts are block-aligned by construction).
-fn bytes_of(dtype: lbrx_core::DType, elems: u64) -> u64 {
-    let i = dtype.info();
-    elems / i.block_size as u64 * i.type_size as u64
 }
 
 /// The dtype a job reads: its source tensor's, or its own for bytes computed at plan time.
@@ -191,21 +186,21 @@ fn source_bytes<'a>(
         }
         Input::Stack { parts } => {
             let per = shape.iter().skip(1).product::<u64>();
-            let mut out = Vec::with_capacity(len as usize);
-            let (mut e, end) = (elem, elem + count);
-            while e < end {
-                let (part, within) = ((e / per) as usize, e % per);
-                let n = (per - within).min(end - e);
-                let &p = parts.get(part).ok_or_else(|| {
-                    Error::tensor(job.name.to_string(), format!("stacked part {part} missing"))
-                })?;
-                out.extend_from_slice(&src.view_range(
-                    p,
-                    bytes_of(sdt, within),
-                    bytes_of(sdt, n),
-                )?);
-                e += n;
-            }
+            let out = gather::stacked(src, &job.name, parts, per, sdt, elem, count)?;
+            return Ok(std::borrow::Cow::Owned(out));
+        }
+        Input::Slices {
+            src: t,
+            start,
+            run,
+            stride,
+        } => {
+            let runs = gather::Runs {
+                start: *start,
+                run: *run,
+                stride: *stride,
+            };
+            let out = gather::strided(src, &job.name, *t, runs, sdt, elem, count)?;
             return Ok(std::borrow::Cow::Owned(out));
         }
         Input::Tensor { src: t, start } => (*t, *start),

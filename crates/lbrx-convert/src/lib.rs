@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod exec;
 pub mod ftype;
+mod gather;
 pub mod hash;
 pub mod health;
 pub mod hf;

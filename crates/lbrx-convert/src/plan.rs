@@ -25,6 +25,18 @@ pub enum Input {
         /// The source tensors' indices.
         parts: Vec<usize>,
     },
+    /// Runs of `run` elements every `stride` elements of one source tensor, from element `start` on: one half
+    /// of a fused gate/up projection of stacked experts.
+    Slices {
+        /// Index of the source tensor.
+        src: usize,
+        /// First source element read.
+        start: u64,
+        /// Elements per run.
+        run: u64,
+        /// Elements from one run's start to the next.
+        stride: u64,
+    },
     /// Bytes computed at plan time (`Plan::inline[index]`), e.g. llama.cpp's `rope_freqs`.
     Inline {
         /// Index into [`Plan::inline`].
@@ -41,7 +53,7 @@ impl Input {
     /// The first source tensor this input reads (`None` for computed bytes).
     pub fn first_src(&self) -> Option<usize> {
         match self {
-            Input::Tensor { src, .. } => Some(*src),
+            Input::Tensor { src, .. } | Input::Slices { src, .. } => Some(*src),
             Input::Stack { parts } => parts.first().copied(),
             Input::Inline { .. } => None,
         }

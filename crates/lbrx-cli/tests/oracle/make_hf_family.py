@@ -55,6 +55,16 @@ FAMILIES = {
     "stablelm": ("StableLmForCausalLM", "gpt-2",
                  dict(partial_rotary_factor=0.25, layer_norm_eps=1e-5, use_parallel_residual=False,
                       use_qkv_bias=True, rope_theta=10000.0)),
+    # GraniteMoe with a shared expert: gate and up fused in one input_linear per expert stack
+    "granitemoe": ("GraniteMoeSharedForCausalLM", "gpt-2",
+                   dict(num_local_experts=4, num_experts_per_tok=2, intermediate_size=64,
+                        shared_intermediate_size=96, attention_multiplier=0.015625, embedding_multiplier=12.0,
+                        residual_multiplier=0.22, logits_scaling=6.0, rope_theta=10000.0,
+                        tie_word_embeddings=True)),
+    # GLM-4 looks its special tokens up by name: the tokenizer gets <|user|> added after <|endoftext|>
+    "glm4": ("Glm4ForCausalLM", "gpt-2",
+             dict(head_dim=32, partial_rotary_factor=0.5, rope_theta=10000.0, rms_norm_eps=1e-5,
+                  attention_bias=True, max_position_embeddings=32768, added=["<|user|>"])),
     # a vision-language model: the text model converts, the vision tower and projector are left out
     "mistral3": ("Mistral3ForConditionalGeneration", "llama-spm",
                  dict(text_config=dict(model_type="mistral", head_dim=32, rope_theta=1000000000.0,
@@ -78,6 +88,10 @@ def main():
 
     cls_name, vocab, fields = FAMILIES[a.family]
     v = read_vocab(os.path.join(a.vocab_dir, f"ggml-vocab-{vocab}.gguf"))
+    fields = dict(fields)
+    for t in fields.pop("added", []):
+        v["tokens"] = list(v["tokens"]) + [t]
+        v["types"] = list(v["types"]) + [3]
     cls = getattr(transformers, cls_name)
     ids = dict(vocab_size=len(v["tokens"]), bos_token_id=v["bos"], eos_token_id=v["eos"])
     if a.sizes:
@@ -87,7 +101,7 @@ def main():
         config = cls.config_class(**dict(fields, text_config=text), torch_dtype=a.dtype)
         config.max_position_embeddings = text["max_position_embeddings"]
     else:
-        config = cls.config_class(**dict(BASE, **fields, **ids), torch_dtype=a.dtype)
+        config = cls.config_class(**dict(BASE, **fields, **ids), pad_token_id=v["eos"], torch_dtype=a.dtype)
     config.architectures = [cls_name]
     torch.manual_seed(0)
     model = cls(config)

@@ -19,7 +19,18 @@ pub(crate) enum VocabOrder {
     Phi3,
     /// BERT: WordPiece from `tokenizer.json`, tokens in llama.cpp's phantom-space form.
     Bert,
+    /// GLM-4: a BPE `tokenizer.json` whose end, turn-end, unknown and begin tokens are looked up by name
+    /// ([`GLM4_SPECIALS`]) when the tokenizer's files leave them unset.
+    Glm4,
 }
+
+/// GLM-4's special tokens by name (llama.cpp's Glm4Model.set_vocab), set where the files leave a type unset.
+pub(crate) const GLM4_SPECIALS: &[(&str, &str)] = &[
+    ("eos", "<|endoftext|>"),
+    ("eot", "<|user|>"),
+    ("unk", "<|endoftext|>"),
+    ("bos", "<|endoftext|>"),
+];
 
 /// Which hook set (`hooks.rs`: llama.cpp's `set_gguf_parameters`, computed tensors, tensor filters, the
 /// reverse config) an architecture uses.
@@ -55,6 +66,10 @@ pub(crate) enum Params {
     StableLm,
     /// The generic keys; converts back as the text-only `MistralForCausalLM` (the vision tower is not in a GGUF).
     Mistral3,
+    /// The generic keys, then the rotary dimensions (`head_dim x partial_rotary_factor`).
+    Glm4,
+    /// Granite's keys and the shared expert's width; the fused expert and shared gate/up projections cut in two.
+    GraniteMoe,
     /// The generic keys with OLMoE's fixed RMS epsilon (1e-5).
     Olmoe,
 }

@@ -85,6 +85,36 @@ const PHI2_MAP: &[(&str, &[&str])] = &[
     ("output_norm", &["model.final_layernorm"]),
 ];
 
+/// GLM-4's norms after attention and after the MLP, and its fused gate/up projection (kept fused).
+const GLM4_MAP: &[(&str, &[&str])] = &[
+    (
+        "blk.{bid}.post_attention_norm",
+        &["model.layers.{bid}.post_self_attn_layernorm"],
+    ),
+    (
+        "blk.{bid}.post_ffw_norm",
+        &["model.layers.{bid}.post_mlp_layernorm"],
+    ),
+    ("blk.{bid}.ffn_up", &["model.layers.{bid}.mlp.gate_up_proj"]),
+];
+
+/// GraniteMoe's router and down projections (the gate/up halves are cut by its hooks and named as Mixtral's
+/// and Qwen's stacked and shared experts).
+const GRANITE_MOE_MAP: &[(&str, &[&str])] = &[
+    (
+        "blk.{bid}.ffn_gate_inp",
+        &["model.layers.{bid}.block_sparse_moe.router.layer"],
+    ),
+    (
+        "blk.{bid}.ffn_down_exps",
+        &["model.layers.{bid}.block_sparse_moe.output_linear"],
+    ),
+    (
+        "blk.{bid}.ffn_down_shexp",
+        &["model.layers.{bid}.shared_mlp.output_linear"],
+    ),
+];
+
 const MIXTRAL_EXPERTS: Experts = Experts {
     pattern: "model.layers.{bid}.block_sparse_moe.experts.{xid}.{w}.weight",
     projections: &["w1", "w2", "w3"],
@@ -496,6 +526,46 @@ pub(crate) const ARCHS: &[ArchSpec] = &[
             ("rope_theta", Float(1e9)),
         ],
         params: Params::Mistral3,
+        ..TEXT
+    },
+    ArchSpec {
+        hf: &["Glm4ForCausalLM"],
+        gguf: "glm4",
+        model_type: "glm4",
+        vocab: VocabOrder::Glm4,
+        defaults: &[
+            ("num_key_value_heads", Int(2)),
+            ("max_position_embeddings", Int(131072)),
+            ("rms_norm_eps", Float(1.5625e-7)),
+            ("rope_theta", Float(10000.0)),
+            ("partial_rotary_factor", Float(0.5)),
+            ("head_dim", Int(128)),
+        ],
+        params: Params::Glm4,
+        tensor_overrides: GLM4_MAP,
+        ..TEXT
+    },
+    ArchSpec {
+        hf: &["GraniteMoeForCausalLM", "GraniteMoeSharedForCausalLM"],
+        gguf: "granitemoe",
+        model_type: "granitemoe",
+        permute_qk: true,
+        rope_freqs: true,
+        vocab: VocabOrder::Llama,
+        defaults: &[
+            ("num_key_value_heads", Same("num_attention_heads")),
+            ("max_position_embeddings", Int(2048)),
+            ("rms_norm_eps", Float(1e-6)),
+            ("rope_theta", Float(10000.0)),
+            ("attention_multiplier", Float(1.0)),
+            ("embedding_multiplier", Float(1.0)),
+            ("residual_multiplier", Float(1.0)),
+            ("logits_scaling", Float(1.0)),
+            ("num_local_experts", Int(8)),
+            ("num_experts_per_tok", Int(2)),
+        ],
+        params: Params::GraniteMoe,
+        tensor_overrides: GRANITE_MOE_MAP,
         ..TEXT
     },
 ];

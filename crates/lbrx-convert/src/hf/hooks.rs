@@ -36,6 +36,18 @@ pub(crate) struct Ctx<'a> {
 /// `general.architecture`.
 pub(crate) type Computed = (Vec<(&'static str, Vec<f32>)>, Vec<(String, Value)>);
 
+/// One piece of a fused source tensor (see [`ArchHooks::split`]).
+pub(crate) struct Part {
+    /// The HF-style name the tensor map reads.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<u64>,
+    /// Its first element in the source tensor.
+    pub start: u64,
+    /// `(run, stride)`: runs of `run` elements every `stride` elements; `None`: contiguous.
+    pub runs: Option<(u64, u64)>,
+}
+
 /// One architecture family's hooks; the defaults are llama.cpp's `TextModel`.
 pub(crate) trait ArchHooks: Sync {
     /// Tensors computed from the config, planned before the weights (Phi-3's LongRoPE factors).
@@ -47,6 +59,12 @@ pub(crate) trait ArchHooks: Sync {
     /// `TextModel.filter_tensors` (multimodal towers dropped, `language_model.` removed); BERT drops its prefix.
     fn rename(&self, name: &str) -> Option<String> {
         text_filter(name)
+    }
+
+    /// A fused source tensor cut into the tensors llama.cpp writes (GraniteMoe's gate/up): for each part, the
+    /// HF-style name it is mapped by, its shape and where it is read (`None`: not cut).
+    fn split(&self, _c: &Ctx, _hf_name: &str, _shape: &[u64]) -> Result<Option<Vec<Part>>> {
+        Ok(None)
     }
 
     /// A weight's output shape, adjusted (Gemma 3 drops embedding rows past the vocabulary).
@@ -66,6 +84,11 @@ pub(crate) trait ArchHooks: Sync {
             c.insert("rope_scaling".into(), llama3_scaling(c, &freqs)?);
         }
         Ok(())
+    }
+
+    /// GGUF -> HF: why this family's GGUF cannot be rebuilt as its HF directory (`None`: it can).
+    fn not_reversible(&self) -> Option<&'static str> {
+        None
     }
 
     /// GGUF -> HF: the class written when it is not the row's first (a vision-language model's GGUF holds

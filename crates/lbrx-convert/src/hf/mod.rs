@@ -9,6 +9,7 @@ mod family_hooks;
 mod hooks;
 mod hparams;
 pub(crate) mod naming;
+mod own_keys;
 mod pre_hashes;
 pub mod to_hf;
 pub(crate) mod vocab;
@@ -254,6 +255,35 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
                 }
                 continue;
             }
+        }
+        if let Some(parts) = hooks.split(&ctx, &hf_name, &t.shape)? {
+            for p in parts {
+                let mut o = weight_out(
+                    &p.name,
+                    i,
+                    t.dtype,
+                    p.shape,
+                    ftype,
+                    blocks,
+                    spec,
+                    None,
+                    Vec::new(),
+                )?;
+                o.input = match p.runs {
+                    Some((run, stride)) => Input::Slices {
+                        src: i,
+                        start: p.start,
+                        run,
+                        stride,
+                    },
+                    None => Input::Tensor {
+                        src: i,
+                        start: p.start,
+                    },
+                };
+                outs.push(o);
+            }
+            continue;
         }
         let permute_heads = if spec.permute_qk {
             if hf_name.ends_with("q_proj.weight") || hf_name.ends_with("q_proj.bias") {

@@ -141,6 +141,14 @@ pub(crate) fn gguf_hf_outs(
         .ok_or_else(|| Error::model(src.root(), "no general.architecture".to_string()))?
         .to_string();
     let spec = find_spec(src, &arch)?;
+    if let Some(why) = super::family_hooks::of(spec.params).not_reversible() {
+        return Err(Error::Unsupported {
+            path: src.root().to_path_buf(),
+            what: format!(
+                "a '{arch}' GGUF cannot be converted back to a Hugging Face directory yet: {why}"
+            ),
+        });
+    }
     let k = HfKeys { m, arch: &arch };
     let n_head = k.u64("attention.head_count");
     let n_kv = k.u64("attention.head_count_kv");

@@ -79,7 +79,7 @@ pub(crate) fn write_vocab(
         meta.insert("tokenizer.ggml.pre", Value::Str(pre));
         meta.insert("tokenizer.ggml.tokens", str_array(tokens));
         meta.insert("tokenizer.ggml.token_type", i32_array(&types));
-        return special_vocab(dir, false, Some(n), meta);
+        return special_vocab(dir, false, Some(n), &[], meta);
     }
     if order == VocabOrder::Llama {
         if let Some(b) = tok_config
@@ -100,7 +100,7 @@ pub(crate) fn write_vocab(
         return Err(Error::model(dir, "Phi-3 needs tokenizer.model".to_string()));
     }
     let spm = match order {
-        VocabOrder::Bpe => false,
+        VocabOrder::Bpe | VocabOrder::Glm4 => false,
         VocabOrder::Phi3 => phi3,
         _ => true,
     };
@@ -115,7 +115,7 @@ pub(crate) fn write_vocab(
             Value::Array(ValueKind::F32, scores.into_iter().map(Value::F32).collect()),
         );
         meta.insert("tokenizer.ggml.token_type", i32_array(&types));
-        special_vocab(dir, false, Some(n), meta)?;
+        special_vocab(dir, false, Some(n), &[], meta)?;
         if order == VocabOrder::Gemma {
             meta.insert("tokenizer.ggml.add_space_prefix", Value::Bool(false));
         }
@@ -126,7 +126,12 @@ pub(crate) fn write_vocab(
         meta.insert("tokenizer.ggml.pre", Value::Str(pre));
         meta.insert("tokenizer.ggml.tokens", str_array(tokens));
         meta.insert("tokenizer.ggml.token_type", i32_array(&types));
-        special_vocab(dir, true, None, meta)
+        let extras = if order == VocabOrder::Glm4 {
+            super::arch::GLM4_SPECIALS
+        } else {
+            &[]
+        };
+        special_vocab(dir, true, None, extras, meta)
     } else {
         Err(Error::model(
             dir,
@@ -368,6 +373,7 @@ fn special_vocab(
     dir: &Path,
     load_merges: bool,
     n_vocab: Option<u64>,
+    by_name: &[(&str, &str)],
     meta: &mut Metadata,
 ) -> Result<()> {
     let mut types: Vec<&str> = vec!["bos", "eos", "unk", "sep", "pad", "cls", "mask"];
@@ -648,6 +654,20 @@ fn special_vocab(
         }
     }
 
+    // a family's special tokens by name (`_set_special_token`: only where still unset)
+    for (typ, content) in by_name {
+        let id = added_tokens
+            .iter()
+            .find(|a| a.get("content").and_then(Json::as_str) == Some(*content))
+            .and_then(|a| a.get("id"))
+            .ok_or_else(|| {
+                Error::model(
+                    dir.join("tokenizer.json"),
+                    format!("the tokenizer has no added token {content} (the {typ} token this architecture needs)"),
+                )
+            })?;
+        set_id(&mut ids, typ, Some(id));
+    }
     if !merges.is_empty() {
         meta.insert("tokenizer.ggml.merges", str_array(merges));
     }
