@@ -448,7 +448,10 @@ impl ArchHooks for Phi2 {
             u32v(h.require_u64(&["n_positions", "max_position_embeddings"])?),
         );
         meta.insert(format!("{a}.embedding_length"), u32v(n_embd));
-        meta.insert(format!("{a}.feed_forward_length"), u32v(4 * n_embd));
+        meta.insert(
+            format!("{a}.feed_forward_length"),
+            u32v(n_embd.saturating_mul(4)),
+        );
         meta.insert(format!("{a}.block_count"), u32v(c.blocks));
         meta.insert(format!("{a}.attention.head_count"), u32v(n_head));
         meta.insert(format!("{a}.attention.head_count_kv"), u32v(n_head));
@@ -571,10 +574,14 @@ impl ArchHooks for GraniteMoe {
         };
         let ff = c.h.require_u64(&[ff_key])?;
         let (rows_at, want_dims) = if stacked { (1, 3) } else { (0, 2) };
-        if shape.len() != want_dims || shape[rows_at] != 2 * ff {
+        // the shape is the file's, so its products fit; a config width that does not match is refused
+        if shape.len() != want_dims || shape[rows_at] != ff.saturating_mul(2) {
             return Err(Error::tensor(
                 hf_name.to_string(),
-                format!("a fused gate/up projection must have {} rows (2 x {ff_key}), not shape {shape:?}", 2 * ff),
+                format!(
+                    "a fused gate/up projection must have {} rows (2 x {ff_key}), not shape {shape:?}",
+                    ff.saturating_mul(2)
+                ),
             ));
         }
         let cols = shape[want_dims - 1];
