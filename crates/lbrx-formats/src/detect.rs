@@ -46,9 +46,30 @@ pub fn detect(path: &Path) -> Result<Format> {
         "index" => Ok(Format::TensorFlow),
         _ => Err(Error::Unsupported {
             path: path.to_path_buf(),
-            what: "unrecognized file format".into(),
+            what: match tf_shard_prefix(path) {
+                Some(prefix) => format!(
+                    "a shard of a TensorFlow checkpoint: open the checkpoint by its prefix {}",
+                    prefix.display()
+                ),
+                None => "unrecognized file format".into(),
+            },
         }),
     }
+}
+
+/// The prefix of a TensorFlow checkpoint shard (`P.data-00000-of-00002` next to `P.index`).
+fn tf_shard_prefix(path: &Path) -> Option<std::path::PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let (prefix, rest) = name.rsplit_once(".data-")?;
+    let (a, b) = rest.split_once("-of-")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    if !digits(a) || !digits(b) {
+        return None;
+    }
+    let p = path.with_file_name(prefix);
+    Path::new(&format!("{}.index", p.display()))
+        .is_file()
+        .then_some(p)
 }
 
 /// Recognizes a format from a file's first bytes (up to 16) and its size.
@@ -103,5 +124,30 @@ fn detect_dir(dir: &Path) -> Result<Format> {
             what: "directory holds no model lbrx recognizes (no *.safetensors, no pytorch_model*.bin, no index)"
                 .into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_shard_points_to_its_prefix() {
+        let d = tempfile::tempdir().unwrap();
+        let shard = d.path().join("model.ckpt.data-00000-of-00002");
+        std::fs::write(&shard, b"not a tensor file").unwrap();
+        // without its index it is just an unknown file
+        assert_eq!(tf_shard_prefix(&shard), None);
+        std::fs::write(d.path().join("model.ckpt.index"), b"").unwrap();
+        assert_eq!(tf_shard_prefix(&shard), Some(d.path().join("model.ckpt")));
+        let err = detect(&shard).unwrap_err().to_string();
+        assert!(err.contains("open the checkpoint by its prefix"), "{err}");
+        for other in [
+            "model.ckpt.data-0-of-x",
+            "model.ckpt.data-of-2",
+            "model.ckpt.datum-0-of-2",
+        ] {
+            assert_eq!(tf_shard_prefix(&d.path().join(other)), None, "{other}");
+        }
     }
 }
