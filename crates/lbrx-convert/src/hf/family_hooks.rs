@@ -171,8 +171,7 @@ impl ArchHooks for Cohere2 {
         let pct = h
             .find_f64(&["rotary_pct"])
             .ok_or_else(|| cfg_err(c, "rotary_pct is not set (llama.cpp's converter needs it)"))?;
-        let per_head =
-            h.require_u64(&["hidden_size"])? / h.require_u64(&["num_attention_heads"])?.max(1);
+        let per_head = h.per_head()?;
         meta.insert(
             format!("{a}.rope.dimension_count"),
             u32v((pct * per_head as f64) as u64),
@@ -277,9 +276,7 @@ impl ArchHooks for Glm4 {
         let h = c.h;
         let head_dim = match h.find_u64(&["head_dim"]) {
             Some(d) => d,
-            None => {
-                h.require_u64(&["hidden_size"])? / h.require_u64(&["num_attention_heads"])?.max(1)
-            }
+            None => h.per_head()?,
         };
         let frac = c
             .rope

@@ -65,6 +65,14 @@ impl HParams {
         self.find(keys).and_then(Json::as_f64)
     }
 
+    /// `hidden_size / num_attention_heads`, the head width families without `head_dim` use.
+    pub(super) fn per_head(&self) -> Result<u64> {
+        Ok(
+            self.require_u64(&["hidden_size"])?
+                / self.require_u64(&["num_attention_heads"])?.max(1),
+        )
+    }
+
     pub(super) fn require_u64(&self, keys: &[&str]) -> Result<u64> {
         self.find_u64(keys).ok_or_else(|| Error::Model {
             path: "config.json".into(),

@@ -413,8 +413,7 @@ fn partial_rope_dims(c: &Ctx, fraction_keys: &[&str], default: f64) -> Result<u6
         .and_then(Json::as_f64)
         .or_else(|| h.find_f64(fraction_keys))
         .unwrap_or(default);
-    let per_head =
-        h.require_u64(&["hidden_size"])? / h.require_u64(&["num_attention_heads"])?.max(1);
+    let per_head = h.per_head()?;
     Ok((frac * per_head as f64) as u64)
 }
 

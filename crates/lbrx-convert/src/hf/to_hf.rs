@@ -138,7 +138,10 @@ pub(crate) fn gguf_hf_outs(
     let arch = m
         .get("general.architecture")
         .and_then(Value::as_str)
-        .ok_or_else(|| Error::model(src.root(), "no general.architecture".to_string()))?
+        .ok_or_else(|| Error::model(
+            src.root(),
+            "no general.architecture: --to hf rebuilds a Hugging Face directory from a GGUF converted from one (an architecture of the README's table)".to_string(),
+        ))?
         .to_string();
     let spec = find_spec(src, &arch)?;
     if let Some(why) = super::family_hooks::of(spec.params).not_reversible() {

@@ -314,8 +314,7 @@ pub(crate) fn tokenizer_files(m: &Metadata, spec: &ArchSpec) -> Result<Vec<(Stri
     ] {
         // a padding id on an ordinary token (a config's `pad_token_id: 0` on "!") stays in config.json: as
         // the tokenizer's pad token it would become special and change how text splits
-        let ordinary = |i: u64| types.get(i as usize).is_some_and(|t| *t == 1);
-        if key == "pad_token" && id(m, name).is_some_and(ordinary) {
+        if key == "pad_token" && id(m, name).is_some_and(|i| types.get(i as usize) == Some(&1)) {
             continue;
         }
         if let Some(c) = content(name) {
