@@ -242,14 +242,13 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
                         shape.extend_from_slice(&first.shape);
                         outs.push(weight_out(
                             &merged,
-                            parts[0],
+                            Input::Stack { parts },
                             first.dtype,
                             shape,
                             ftype,
                             blocks,
                             spec,
                             None,
-                            parts,
                         )?);
                     }
                 }
@@ -258,18 +257,7 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         }
         if let Some(parts) = hooks.split(&ctx, &hf_name, &t.shape)? {
             for p in parts {
-                let mut o = weight_out(
-                    &p.name,
-                    i,
-                    t.dtype,
-                    p.shape,
-                    ftype,
-                    blocks,
-                    spec,
-                    None,
-                    Vec::new(),
-                )?;
-                o.input = match p.runs {
+                let input = match p.runs {
                     Some((run, stride)) => Input::Slices {
                         src: i,
                         start: p.start,
@@ -281,7 +269,9 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
                         start: p.start,
                     },
                 };
-                outs.push(o);
+                outs.push(weight_out(
+                    &p.name, input, t.dtype, p.shape, ftype, blocks, spec, None,
+                )?);
             }
             continue;
         }
@@ -303,14 +293,13 @@ pub fn plan_hf_gguf(src: &dyn Source, dst: &Path, opts: &ConvertOptions) -> Resu
         hooks.weight_shape(&ctx, &hf_name, &mut shape)?;
         outs.push(weight_out(
             &hf_name,
-            i,
+            Input::tensor(i),
             t.dtype,
             shape,
             ftype,
             blocks,
             spec,
             permute_heads,
-            Vec::new(),
         )?);
     }
     if let Some((bid, _)) = pending.iter().next() {

@@ -15,19 +15,18 @@ pub(super) fn expert_regex(x: &arch::Experts) -> regex::Regex {
     regex::Regex::new(&format!("^{pat}$")).expect("expert pattern")
 }
 
-/// One GGUF tensor from HF tensor `hf_name`: mapped name, and the type llama.cpp gives it (F32 for vectors,
+/// One GGUF tensor from HF tensor `hf_name`, read through `input`: mapped name, and the type llama.cpp gives it (F32 for vectors,
 /// norms, biases and routers; the weight type otherwise, F16 when rows are not whole blocks).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn weight_out(
     hf_name: &str,
-    src: usize,
+    input: Input,
     src_dtype: DType,
     shape: Vec<u64>,
     ftype: DType,
     blocks: u64,
     spec: &ArchSpec,
     permute_heads: Option<u64>,
-    parts: Vec<usize>,
 ) -> Result<Planned> {
     let gguf_name =
         arch::map_name_for(hf_name, blocks, spec.tensor_overrides).ok_or_else(|| {
@@ -60,11 +59,6 @@ pub(super) fn weight_out(
         out_type = DType::F16;
     }
     let (dtype, transform) = transform_to(src_dtype, out_type);
-    let input = if parts.is_empty() {
-        Input::tensor(src)
-    } else {
-        Input::Stack { parts }
-    };
     let mut t = Planned::new(gguf_name, dtype, shape, input, transform);
     if let Some(heads) = permute_heads {
         t.steps.push(Step::Permute {
